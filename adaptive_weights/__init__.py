@@ -1,0 +1,37 @@
+"""adaptive-weights: anytime neural networks, their loss-weighting schemes and strategies.
+
+Importing the package is cheap: the heavy modules (torch models, data, training, Ray) load on
+first use of the names below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "RunConfig": "adaptive_weights.config",
+    "ModelConfig": "adaptive_weights.config",
+    "DataConfig": "adaptive_weights.config",
+    "SchemeConfig": "adaptive_weights.config",
+    "StrategyConfig": "adaptive_weights.config",
+    "TrainConfig": "adaptive_weights.config",
+    "train": "adaptive_weights.train",
+    "scheme_weights": "adaptive_weights.schemes",
+    "list_schemes": "adaptive_weights.schemes",
+    "AnytimeResNet": "adaptive_weights.models",
+    "AnytimeImageNetResNet": "adaptive_weights.models",
+    "create_model": "adaptive_weights.models",
+    "list_models": "adaptive_weights.models",
+    "evaluate_exits": "adaptive_weights.evaluate",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'adaptive_weights' has no attribute {name!r}")

@@ -1,0 +1,215 @@
+"""``adaptive-weights`` command line: train | evaluate | strategies | plot | report | opt | eann | sweep.
+
+Every config key is a dotted flag (``--model.n 9``, ``--strategy.gamma 0.3``; dashes or
+underscores), exactly the keys of YAML files and Ray Tune param spaces (see ``config.py``). Bad
+values fail before any work starts, naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "parse_overrides"]
+
+
+def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
+    """``["--model.n", "9", "--train.amp", "--x.y=z"]`` -> ``{"model.n": "9", "train.amp": "true",
+    "x.y": "z"}``. A flag followed by another flag (or nothing) is a boolean ``true``."""
+    out: dict[str, Any] = {}
+    i = 0
+    tokens = list(tokens)
+    while i < len(tokens):
+        tok = tokens[i]
+        bare = tok[2:].split("=", 1)[0]
+        if not tok.startswith("--") or ("." not in bare and bare != "name"):
+            raise ValueError(f"unexpected argument {tok!r}; config keys are given as --section.key VALUE "
+                             "(e.g. --model.n 9); see --help")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            value = tokens[i + 1]
+            i += 2
+        else:
+            value = "true"
+            i += 1
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def _config_help() -> str:
+    from .config import _SECTIONS, PRESETS, RunConfig
+
+    lines = ["config keys (flag = YAML key = Ray Tune param_space key; default in brackets):"]
+    default = RunConfig()
+    for section, tp in _SECTIONS.items():
+        hints = typing.get_type_hints(tp)
+        for f in fields(tp):
+            if section == "strategy" and f.name == "params":
+                continue
+            value = getattr(getattr(default, section), f.name)
+            tname = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            lines.append(f"  --{section}.{f.name:<22} {tname:<28} [{value}]")
+    lines.append("  --strategy.<hparam>          hyper-parameters of the chosen strategy (see below)")
+    lines.append("presets (train.preset): " + ", ".join(
+        f"{k} ({e} epochs, lr {list(v)} after {list(m)})" for k, (e, m, v) in PRESETS.items()))
+    return "\n".join(lines)
+
+
+def _build_config(args: argparse.Namespace, overrides: dict[str, Any]):
+    from .config import RunConfig, load_config_file
+
+    flat: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        flat.update(load_config_file(args.config))
+    flat.update(overrides)
+    return RunConfig.from_flat(flat)
+
+
+def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from .config import RunConfig, load_config_file
+    from .train import train
+
+    overrides = parse_overrides(extra)
+    if args.resume:
+        run_dir = Path(args.resume)
+        stored = load_config_file(run_dir / "config.json")
+        if args.config:
+            stored.update(load_config_file(args.config))
+        stored.update(overrides)
+        cfg = RunConfig.from_flat(stored).resolve()
+        summary = train(cfg, out_dir=run_dir, resume=True)
+    else:
+        cfg = _build_config(args, overrides).resolve()  # validate before any work
+        summary = train(cfg, out_dir=args.out)
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from .evaluate import format_exit_table
+
+    print(format_exit_table(summary["exit_units"], summary["exit_macs"], summary["errors"]))
+
+
+def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate_exits, format_exit_table
+    from .train import build_run, load_run_config, resolve_device
+
+    run_dir = Path(args.run_dir)
+    cfg = load_run_config(run_dir)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    data, model, _, _ = build_run(cfg, device)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=device)
+    model.load_state_dict(state["model"])
+    if args.split not in data.eval:
+        raise ValueError(f"--split {args.split!r}: this run's data has splits {sorted(data.eval)}")
+    ev = evaluate_exits(model, data.eval[args.split])
+    print(f"{cfg.name}: {args.split} split, {ev.num_samples} samples, epoch {state['epoch']}")
+    print(format_exit_table(model.exit_units, model.exit_macs(), {args.split: ev.errors}))
+    return 0
+
+
+def _cmd_strategies(args: argparse.Namespace, extra: list[str]) -> int:
+    from strategies import describe_strategies
+
+    print(describe_strategies())
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace, extra: list[str]) -> int:
+    from .logging import read_metrics
+    from .plots import plot_probability_stack, save_figure
+
+    run_dir = Path(args.run_dir)
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    out = Path(args.out) if args.out else run_dir / "probability_stack.png"
+    save_figure(plot_probability_stack(rows, title=run_dir.name), out)
+    print(out)
+    return 0
+
+
+def _optional(module: str, attr: str):
+    """Subcommands implemented in other modules register through a ``cli_main(argv)`` function."""
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    delegated = {
+        "report": ("adaptive_weights.report", "cli_main"),
+        "opt": ("adaptive_weights.opt", "cli_main"),
+        "eann": ("adaptive_weights.eann_cli", "cli_main"),
+        "sweep": ("tuning.launcher", "cli_main"),
+    }
+    if argv and argv[0] in delegated:
+        try:
+            return int(_optional(*delegated[argv[0]])(argv[1:]) or 0)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    parser = argparse.ArgumentParser(prog="adaptive-weights", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train an anytime network. Config keys are dotted flags.",
+                       epilog=_lazy_epilog())
+    p.add_argument("--config", help="YAML/JSON file of config keys (nested or dotted)")
+    p.add_argument("--out", help="run directory (default results/runs/<name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.set_defaults(func=_cmd_train, takes_overrides=True)
+
+    p = sub.add_parser("evaluate", help="per-exit error table of a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("strategies", help="list registered strategies and their hyper-parameters")
+    p.set_defaults(func=_cmd_strategies)
+
+    p = sub.add_parser("plot", help="redraw a run's figures from its files")
+    p.add_argument("what", choices=["probabilities"])
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/probability_stack.png)")
+    p.set_defaults(func=_cmd_plot)
+
+    for name in delegated:
+        sub.add_parser(name, help=f"see `adaptive-weights {name} --help`", add_help=False)
+
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(args.func(args, extra) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _lazy_epilog() -> str:
+    try:
+        from strategies import describe_strategies
+
+        listing = describe_strategies()
+    except Exception as err:  # the help must not die with a broken plugin
+        listing = f"(strategies unavailable: {err})"
+    return _config_help() + "\n\nstrategies:\n" + listing
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""One configuration for the CLI, the Python API and Ray Tune.
+
+A run is a frozen tree of dataclasses. Its flat form uses dotted keys (``model.n``,
+``strategy.gamma``, ``train.lr_milestones``); the CLI flags (``--model.n``, dashes or underscores),
+YAML files (nested or flat) and a Ray Tune ``param_space`` all use exactly these keys. Overrides are
+converted against the type annotations, and :meth:`RunConfig.resolve` validates everything in one
+place, naming the key, the bad value and what is allowed, before any work starts.
+
+The ``strategy`` section is open: besides ``strategy.name`` its keys are the chosen strategy's
+hyper-parameters (built-in or plugin), validated and completed with defaults by the strategy
+registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "SchemeConfig",
+    "StrategyConfig",
+    "TrainConfig",
+    "RunConfig",
+    "PRESETS",
+    "ARCHITECTURE_KEYS",
+    "load_config_file",
+    "flatten",
+    "coerce_value",
+]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The anytime network. ``arch``: ``resnet`` (basic units, 32x32-style inputs) or
+    ``imagenet-resnet`` (bottlenecks, ``depth``). ``num_classes``/``in_channels`` come from data."""
+
+    arch: str = "resnet"
+    n: int = 3
+    c: int = 16
+    period: int = 1
+    depth: int = 50
+    unit_style: str = "preact"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where its files are, and the validation split (``None``: the data set's
+    default, e.g. the last 5,000 CIFAR training images; ``0``: none)."""
+
+    name: str = "digits"
+    root: str = "data"
+    download: bool = False
+    val_split: int | None = None
+    svhn_extra: bool = False
+    augment: bool = True
+    synthetic_size: int = 512
+    synthetic_image_size: int = 32
+    synthetic_classes: int = 10
+    image_size: int = 224
+    num_workers: int = 4
+
+
+@dataclass(frozen=True)
+class SchemeConfig:
+    """Static weights (``adaptive_weights.schemes``) and their normalisation."""
+
+    name: str = "sieve"
+    normalize: str = "last"
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """A registered strategy and its hyper-parameters (flat keys ``strategy.<hparam>``)."""
+
+    name: str = "static"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (spec §5.2). ``preset`` fills ``epochs``, ``lr_milestones`` and ``lr_values``
+    left at ``None``; a preset's milestones scale with an overridden ``epochs``.
+    ``lr_values[i]`` is the learning rate after ``i`` milestones have passed."""
+
+    preset: str = "smoke"
+    epochs: int | None = None
+    lr_milestones: tuple[int, ...] | None = None
+    lr_values: tuple[float, ...] | None = None
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    eval_splits: tuple[str, ...] = ("val", "test")
+    checkpoint_minutes: float = 0.0
+    max_steps_per_epoch: int | None = None
+    num_threads: int | None = None
+    progress: bool = True
+
+
+# name -> (epochs, milestones, lr values); spec §5.2 (tensorpack's "(e, v): v after epoch e").
+PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[float, ...]]] = {
+    "cifar": (300, (140, 210, 250), (0.1, 0.01, 0.001, 0.0002)),
+    "cifar-2017": (300, (1, 82, 123, 250), (0.01, 0.1, 0.01, 0.001, 0.0002)),
+    "svhn": (60, (15, 30, 45), (0.1, 0.01, 0.001, 0.0002)),
+    "svhn-2017": (25, (1, 7, 11, 20), (0.01, 0.1, 0.01, 0.001, 0.0002)),
+    "imagenet": (128, (30, 60, 90, 105), (0.1, 0.01, 0.001, 0.0001, 0.00001)),
+    "digits": (30, (20, 26), (0.1, 0.01, 0.001)),
+    "smoke": (2, (1,), (0.05, 0.005)),
+}
+
+# Keys that fix the architecture or the meaning of the loss: resuming with another value is refused.
+ARCHITECTURE_KEYS = (
+    "model.arch", "model.n", "model.c", "model.period", "model.depth", "model.unit_style",
+    "data.name", "scheme.name", "scheme.normalize", "strategy.name",
+)
+
+_SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "scheme": SchemeConfig,
+    "strategy": StrategyConfig,
+    "train": TrainConfig,
+}
+_DEVICES = ("auto", "cpu", "cuda", "mps")
+_EVAL_SPLITS = ("val", "test")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def coerce_value(key: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` (a CLI string, a YAML scalar, a Tune sample) to annotation ``tp``.
+
+    Raises ``ValueError`` naming the key, the value and the expected type.
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce_value(key, value, inner[0])
+    if origin is tuple:
+        elem = args[0] if args else str
+        if isinstance(value, str):
+            items = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        return tuple(coerce_value(key, v.strip() if isinstance(v, str) else v, elem) for v in items)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise TypeError
+        if tp is int:
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise TypeError
+                return int(value)
+            return int(str(value).strip())
+        if tp is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if tp is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}") from None
+    return value
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> dotted keys (a mapping under ``strategy`` stays flat too)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file (nested sections or flat dotted keys) into flat dotted keys.
+
+    A run directory's ``config.json`` (which wraps the config with version information) is
+    accepted too, so ``--config results/runs/x/config.json`` reproduces a run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
+    if "config" in data and isinstance(data["config"], Mapping):
+        data = data["config"]
+    return {k.replace("-", "_"): v for k, v in flatten(data).items()}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run. ``name`` names the run directory (empty: derived from the config)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    scheme: SchemeConfig = field(default_factory=SchemeConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = ""
+
+    # ----------------------------------------------------------------- flat form
+    def to_flat(self) -> dict[str, Any]:
+        """Dotted keys -> plain JSON-friendly values (tuples become lists)."""
+        out: dict[str, Any] = {"name": self.name}
+        for section in _SECTIONS:
+            obj = getattr(self, section)
+            for f in fields(obj):
+                value = getattr(obj, f.name)
+                if section == "strategy" and f.name == "params":
+                    out.update({f"strategy.{k}": _plain(v) for k, v in sorted(value.items())})
+                else:
+                    out[f"{section}.{f.name}"] = _plain(value)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested sections, as written to ``config.json``."""
+        nested: dict[str, Any] = {"name": self.name}
+        for key, value in self.to_flat().items():
+            if "." in key:
+                section, sub = key.split(".", 1)
+                nested.setdefault(section, {})[sub] = value
+        return nested
+
+    @classmethod
+    def valid_keys(cls) -> list[str]:
+        keys = ["name"]
+        for section, tp in _SECTIONS.items():
+            keys += [f"{section}.{f.name}" for f in fields(tp) if not (section == "strategy" and f.name == "params")]
+        return keys + ["strategy.<hyper-parameter of the chosen strategy>"]
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+        """Apply dotted-key overrides on ``base`` (default config); unknown keys are an error."""
+        base = base or cls()
+        sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
+        strategy_params = dict(base.strategy.params)
+        name = base.name
+        for raw_key, value in flat.items():
+            key = str(raw_key).replace("-", "_")
+            if key == "name":
+                name = coerce_value(key, value, str)
+                continue
+            section, _, sub = key.partition(".")
+            if section not in _SECTIONS or not sub:
+                raise ValueError(
+                    f"unknown config key {raw_key!r}; valid keys: {', '.join(cls.valid_keys())}"
+                )
+            if section == "strategy" and sub != "name":
+                if sub == "params":
+                    raise ValueError("strategy.params: give hyper-parameters as strategy.<name> keys")
+                strategy_params[sub] = value
+                continue
+            types_ = typing.get_type_hints(_SECTIONS[section])
+            if sub not in types_:
+                valid = [k for k in cls.valid_keys() if k.startswith(section + ".")]
+                raise ValueError(f"unknown config key {raw_key!r}; valid keys in {section}: {', '.join(valid)}")
+            sections[section][sub] = coerce_value(key, value, types_[sub])
+        if "name" in sections["strategy"] and sections["strategy"]["name"] != base.strategy.name:
+            # hyper-parameters of the previous strategy do not carry over to another one
+            strategy_params = {k: v for k, v in strategy_params.items() if k in _given(flat)}
+        sections["strategy"]["params"] = strategy_params
+        return cls(
+            name=name,
+            **{s: replace(getattr(base, s), **kw) for s, kw in sections.items()},
+        )
+
+    # ----------------------------------------------------------------- validation
+    def resolve(self) -> RunConfig:
+        """Validate every key and fill defaults (preset, strategy hyper-parameters, run name).
+
+        Returns the resolved config that a run records; raises ``ValueError`` on the first bad key.
+        """
+        from strategies import validate_hparams
+
+        from .models import list_models
+        from .schemes import NORMALIZATIONS, is_single_exit, scheme_weights
+
+        m, d, s, t = self.model, self.data, self.scheme, self.train
+        _choice("model.arch", m.arch, list_models())
+        for key, value in (("model.n", m.n), ("model.c", m.c), ("model.period", m.period)):
+            _positive(key, value)
+        _choice("model.unit_style", m.unit_style, ("preact", "2017"))
+        _choice("data.name", d.name, ("digits", "synthetic", "cifar10", "cifar100", "svhn", "imagenet"))
+        if d.val_split is not None and d.val_split < 0:
+            raise ValueError(f"data.val_split: expected >= 0 or None, got {d.val_split}")
+        for key, value in (("data.synthetic_size", d.synthetic_size),
+                           ("data.synthetic_image_size", d.synthetic_image_size),
+                           ("data.synthetic_classes", d.synthetic_classes), ("data.image_size", d.image_size)):
+            _positive(key, value)
+        _choice("scheme.normalize", s.normalize, NORMALIZATIONS)
+        try:
+            scheme_weights(s.name, 4)
+        except ValueError as err:
+            if "out of range" not in str(err):
+                raise ValueError(f"scheme.name: {err}") from None
+        _choice("train.preset", t.preset, list(PRESETS))
+        _choice("train.device", t.device.split(":")[0], _DEVICES)
+        for split in t.eval_splits:
+            _choice("train.eval_splits", split, _EVAL_SPLITS)
+        _positive("train.batch_size", t.batch_size)
+        if t.max_steps_per_epoch is not None:
+            _positive("train.max_steps_per_epoch", t.max_steps_per_epoch)
+        if not 0 <= t.momentum < 1:
+            raise ValueError(f"train.momentum: expected 0 <= momentum < 1, got {t.momentum}")
+        if t.weight_decay < 0 or t.checkpoint_minutes < 0:
+            raise ValueError("train.weight_decay and train.checkpoint_minutes must be >= 0")
+
+        epochs, milestones, values = PRESETS[t.preset]
+        if t.epochs is not None:
+            _positive("train.epochs", t.epochs)
+            if t.lr_milestones is None and t.epochs != epochs:
+                # the preset's schedule shrinks or stretches with the run
+                milestones = tuple(max(1, math.floor(e * t.epochs / epochs)) for e in milestones)
+                milestones = tuple(e for e in milestones if e < t.epochs)
+            epochs = t.epochs
+        milestones = t.lr_milestones if t.lr_milestones is not None else milestones
+        values = t.lr_values if t.lr_values is not None else values
+        if list(milestones) != sorted(milestones) or any(e < 1 for e in milestones):
+            raise ValueError(f"train.lr_milestones: expected increasing epochs >= 1, got {list(milestones)}")
+        values = tuple(values)[: len(milestones) + 1]
+        if len(values) < len(milestones) + 1:
+            raise ValueError(
+                f"train.lr_values: need {len(milestones) + 1} values for {len(milestones)} milestones, "
+                f"got {list(values)}"
+            )
+        if any(v <= 0 for v in values):
+            raise ValueError(f"train.lr_values: expected positive learning rates, got {list(values)}")
+
+        strategy_name = "static" if is_single_exit(s.name) else self.strategy.name
+        if is_single_exit(s.name) and self.strategy.name != "static":
+            raise ValueError(
+                f"strategy.name: {self.strategy.name!r} cannot sample among the exits of the single-exit "
+                f"scheme {s.name!r}; OPT runs use strategy 'static'"
+            )
+        try:
+            params = validate_hparams(strategy_name, dict(self.strategy.params))
+        except ValueError as err:
+            raise ValueError(f"strategy: {err}") from None
+        resolved = replace(
+            self,
+            strategy=StrategyConfig(name=strategy_name, params=params),
+            train=replace(t, epochs=epochs, lr_milestones=tuple(milestones), lr_values=values),
+        )
+        if not resolved.name:
+            resolved = replace(resolved, name=default_run_name(resolved))
+        return resolved
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    """``digits-resnet3c16-sieve-aann-s0``: readable and unique across a typical grid."""
+    m = cfg.model
+    arch = f"{m.arch}{m.n}c{m.c}" if m.arch == "resnet" else f"{m.arch}{m.depth}"
+    if m.period != 1:
+        arch += f"p{m.period}"
+    hp = "".join(f"-{k}{_plain(v)}" for k, v in sorted(cfg.strategy.params.items())
+                 if k not in ("warmup_epochs",) and v != _default_of(cfg.strategy.name, k))
+    name = f"{cfg.data.name}-{arch}-{cfg.scheme.name}-{cfg.strategy.name}{hp}-s{cfg.train.seed}"
+    return name.replace("@", "at").replace(":", "_").replace("/", "_")
+
+
+def _default_of(strategy: str, key: str) -> Any:
+    from strategies import get_strategy_class
+
+    hp = get_strategy_class(strategy).hparams.get(key)
+    return None if hp is None else hp.default
+
+
+def _given(flat: Mapping[str, Any]) -> set[str]:
+    return {str(k).replace("-", "_").split(".", 1)[1] for k in flat if str(k).startswith("strategy.")}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _choice(key: str, value: Any, allowed: typing.Iterable[Any]) -> None:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{key}: got {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key}: expected a positive integer, got {value!r}")

@@ -1,0 +1,103 @@
+"""Per-exit evaluation: error and loss of every exit on a whole split, in one pass.
+
+Counts are accumulated on the device and read back once at the end, so evaluation costs one
+host-device sync per split, not one per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ExitEvaluation", "evaluate_exits", "per_exit_losses", "autocast_for", "format_exit_table"]
+
+
+@dataclass(frozen=True)
+class ExitEvaluation:
+    """Top-1 error (fraction), mean cross-entropy and top-5 error of every exit."""
+
+    errors: list[float]
+    losses: list[float]
+    top5_errors: list[float]
+    num_samples: int
+
+
+def per_exit_losses(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of every exit in one vectorised call.
+
+    ``logits`` is ``[K, B, C]``; returns ``[K]`` (mean over the batch) or ``[K]`` sums with
+    ``reduction="sum"``. Computed in float32 whatever the autocast dtype.
+    """
+    k, b, c = logits.shape
+    flat = F.cross_entropy(logits.reshape(k * b, c).float(), targets.repeat(k), reduction="none")
+    per_exit = flat.view(k, b)
+    return per_exit.sum(1) if reduction == "sum" else per_exit.mean(1)
+
+
+def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when asked for; a no-op elsewhere (CPU runs stay exact)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate_exits(
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> ExitEvaluation:
+    """Evaluate every exit of ``model`` on ``loader`` (eval mode, BN running statistics)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    wrong = loss_sum = wrong5 = None
+    n = 0
+    try:
+        for x, y in loader:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, amp):
+                logits = model(x)
+            logits = logits.float()
+            top = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # [K, B, 5]
+            hit = top == y.view(1, -1, 1)
+            w1 = (~hit[..., 0]).sum(1)
+            w5 = (~hit.any(-1)).sum(1)
+            ls = per_exit_losses(logits, y, reduction="sum")
+            wrong = w1 if wrong is None else wrong + w1
+            wrong5 = w5 if wrong5 is None else wrong5 + w5
+            loss_sum = ls if loss_sum is None else loss_sum + ls
+            n += y.shape[0]
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluate_exits: the loader yielded no samples")
+    stacked = torch.stack([wrong.double(), loss_sum.double(), wrong5.double()]).cpu() / n
+    errors, losses, errors5 = stacked.tolist()
+    return ExitEvaluation(errors=errors, losses=losses, top5_errors=errors5, num_samples=n)
+
+
+def format_exit_table(exit_units: list[int], exit_macs: list[float], errors: dict[str, list[float] | None]) -> str:
+    """A plain-text table: exit, depth (unit), MACs, fraction of full cost, error per split.
+
+    MACs count the multiply-accumulates of conv and linear layers (trunk up to the exit plus every
+    head evaluated so far); BN, ReLU, pooling and additions are not counted.
+    """
+    splits = [s for s, e in errors.items() if e is not None]
+    head = f"{'exit':>4} {'unit':>5} {'MACs':>12} {'cost':>6}" + "".join(f" {s + ' err %':>11}" for s in splits)
+    lines = [head, "-" * len(head)]
+    full = exit_macs[-1]
+    for k, (unit, macs) in enumerate(zip(exit_units, exit_macs)):
+        line = f"{k:>4} {unit + 1:>5} {macs:>12,.0f} {macs / full:>6.3f}"
+        line += "".join(f" {100 * errors[s][k]:>11.2f}" for s in splits)
+        lines.append(line)
+    lines.append("MACs: multiply-accumulates of conv + linear layers (trunk to the exit + heads so far); "
+                 "unit: 1-based residual unit after which the exit sits.")
+    return "\n".join(lines)

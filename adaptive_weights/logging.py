@@ -1,0 +1,140 @@
+"""The run's writer: one set of flat keys, two sinks (TensorBoard and ``metrics.jsonl``).
+
+Keys look like ``train/loss/exit_03``, ``train/prob/exit_03``, ``val/err/exit_03``,
+``time/step_ms``. ``metrics.jsonl`` holds one row per epoch and is rewritten atomically, so a run
+killed at any moment leaves a file that a resumed run (or a report) can trust; on resume the rows
+of epochs that will be replayed are dropped, and TensorBoard purges their events.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text
+from .plots import figure_to_array, plot_error_vs_macs, plot_probability_stack, save_figure
+
+__all__ = ["RunLogger", "read_metrics", "exit_key", "Progress"]
+
+
+def exit_key(prefix: str, k: int) -> str:
+    return f"{prefix}/exit_{k:02d}"
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl`` (naming the file and line on a corrupt row)."""
+    path = Path(path)
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{i}: corrupt metrics row ({err})") from None
+    return rows
+
+
+class RunLogger:
+    """Writes per-epoch metrics to ``metrics.jsonl`` and TensorBoard, plus the figures."""
+
+    def __init__(self, run_dir: str | Path, *, resume_epoch: int = 0, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.rows: list[dict[str, Any]] = []
+        if resume_epoch > 0 and self.metrics_path.exists():
+            self.rows = [r for r in read_metrics(self.metrics_path) if r.get("epoch", 0) <= resume_epoch]
+        self._flush_rows()
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_epoch + 1)
+
+    def _flush_rows(self) -> None:
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def log_epoch(self, row: Mapping[str, Any], *, exit_macs: Sequence[float] | None = None,
+                  eval_split: str | None = None) -> None:
+        """Append one epoch's row; add scalars, the probability stack and the error/MACs curve."""
+        row = dict(row)
+        self.rows.append(row)
+        self._flush_rows()
+        epoch = int(row["epoch"])
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, epoch)
+        if any(k.startswith("train/prob/") for k in row):
+            fig = plot_probability_stack(self.rows)
+            if self.writer is not None:
+                self.writer.add_image("figures/probability_stack", figure_to_array(fig), epoch,
+                                      dataformats="HWC")
+                fig = plot_probability_stack(self.rows)
+            save_figure(fig, self.run_dir / "probability_stack.png")
+        if exit_macs is not None and eval_split and self.writer is not None:
+            errs = [row.get(exit_key(f"{eval_split}/err", k)) for k in range(len(exit_macs))]
+            if all(e is not None for e in errs):
+                fig = plot_error_vs_macs({f"epoch {epoch}": (exit_macs, errs)},
+                                         title=f"{eval_split} error versus MACs")
+                self.writer.add_image("figures/error_vs_macs", figure_to_array(fig), epoch,
+                                      dataformats="HWC")
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Progress:
+    """A light progress line: epoch, step, loss, images/s and the estimated time left.
+
+    Reading the loss forces a host-device sync, so the line refreshes at most every
+    ``interval_s`` seconds, never once per step.
+    """
+
+    def __init__(self, total_epochs: int, steps_per_epoch: int, *, enabled: bool = True,
+                 interval_s: float = 2.0, stream=None):
+        self.total_epochs, self.steps_per_epoch = total_epochs, steps_per_epoch
+        self.enabled, self.interval_s = enabled, interval_s
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._last = 0.0
+        self._t0 = time.perf_counter()
+        self._done_steps = 0
+
+    def due(self) -> bool:
+        return self.enabled and time.perf_counter() - self._last >= self.interval_s
+
+    def update(self, epoch: int, step_in_epoch: int, loss: float, images_per_s: float) -> None:
+        self._last = time.perf_counter()
+        total = self.total_epochs * self.steps_per_epoch
+        done = epoch * self.steps_per_epoch + step_in_epoch
+        elapsed = self._last - self._t0
+        rate = (done - self._done_steps) / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else float("nan")
+        msg = (f"epoch {epoch + 1}/{self.total_epochs} step {step_in_epoch}/{self.steps_per_epoch} "
+               f"loss {loss:.4f} {images_per_s:,.0f} img/s eta {_hms(left)}")
+        self.stream.write(("\r" + msg + "\x1b[K") if self.tty else msg + "\n")
+        self.stream.flush()
+
+    def start(self, epoch: int, step_in_epoch: int) -> None:
+        self._t0 = time.perf_counter()
+        self._done_steps = epoch * self.steps_per_epoch + step_in_epoch
+
+    def line(self, msg: str) -> None:
+        if self.enabled:
+            self.stream.write(("\r" if self.tty else "") + msg + ("\x1b[K\n" if self.tty else "\n"))
+            self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

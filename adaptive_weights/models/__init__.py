@@ -1,0 +1,18 @@
+"""Anytime ResNets with exact per-exit MACs and budgeted anytime inference (spec 4.1-4.3)."""
+
+from ._base import AnytimeNet, exit_positions
+from ._macs import MACS_CONVENTION
+from ._registry import create_model, list_models
+from .imagenet import IMAGENET_DEPTHS, AnytimeImageNetResNet
+from .resnet import AnytimeResNet
+
+__all__ = [
+    "IMAGENET_DEPTHS",
+    "MACS_CONVENTION",
+    "AnytimeImageNetResNet",
+    "AnytimeNet",
+    "AnytimeResNet",
+    "create_model",
+    "exit_positions",
+    "list_models",
+]

@@ -1,0 +1,338 @@
+"""The training loop, top to bottom (spec §5; DESIGN.md "Training").
+
+Per step: the strategy gives this step's exit weights, the network gives every exit's logits, one
+vectorised cross-entropy gives the ``[K]`` loss vector, the weighted sum is back-propagated, and
+the detached loss vector goes back to the strategy. Nothing in the step reads a value back to the
+host. Every epoch: evaluate all exits, log, write an atomic checkpoint, call ``report`` (the only
+hook Ray Tune needs). A run killed at any moment resumes exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ._io import atomic_write_json, read_json
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import ARCHITECTURE_KEYS, RunConfig
+from .evaluate import autocast_for, evaluate_exits, per_exit_losses
+from .logging import Progress, RunLogger, exit_key
+from .schemes import exit_slots, scheme_weights
+
+__all__ = ["train", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "load_run_config",
+           "library_version", "git_revision"]
+
+ReportFn = Callable[[dict[str, Any], Path], None]
+
+
+class RunExistsError(RuntimeError):
+    """The run directory already holds a run and ``resume`` was not asked for."""
+
+
+def library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("adaptive-weights")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def git_revision() -> str | None:
+    """The source tree's git revision (with ``-dirty``), or None outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def lr_at_epoch(epoch: int, milestones: tuple[int, ...], values: tuple[float, ...]) -> float:
+    """Step schedule: ``values[i]`` once ``i`` milestones have passed (epochs from 0; a milestone
+    ``e`` takes effect after epoch ``e`` has finished, as in tensorpack)."""
+    return values[sum(1 for m in milestones if epoch >= m)]
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config recorded in ``run_dir/config.json``."""
+    from .config import load_config_file
+
+    return RunConfig.from_flat(load_config_file(Path(run_dir) / "config.json"))
+
+
+def build_run(cfg: RunConfig, device: torch.device):
+    """Data, model, static weights and strategy of a resolved config (shared with evaluation)."""
+    from strategies import create_strategy
+
+    from .data import build_data
+    from .models import create_model
+
+    data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
+    m = cfg.model
+    arch_kw: dict[str, Any] = (dict(n=m.n, c=m.c, unit_style=m.unit_style) if m.arch == "resnet"
+                               else dict(depth=m.depth))
+    probe = create_model(m.arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                         input_size=data.image_size, period=m.period, **arch_kw)
+    # heads only where the scheme puts weight (spec §1.1): optimal@i builds a single exit and
+    # truncates the trunk after it
+    slots = exit_slots(probe.num_units, m.period)
+    weights = scheme_weights(cfg.scheme.name, len(slots), cfg.scheme.normalize)
+    keep = [i for i, w in enumerate(weights.tolist()) if w > 0]
+    exits = [slots[i] for i in keep]
+    del probe
+    model = create_model(m.arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                         input_size=data.image_size, period=m.period, exits=exits, **arch_kw).to(device)
+    base_weights = weights[keep].to(device=device, dtype=torch.float32)
+    strategy = create_strategy(cfg.strategy.name, base_weights, seed=cfg.train.seed, **cfg.strategy.params)
+    return data, model, base_weights, strategy
+
+
+def _check_same_architecture(stored: dict[str, Any], new: dict[str, Any], where: Path) -> None:
+    changed = [k for k in ARCHITECTURE_KEYS if stored.get(k) != new.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ValueError(f"cannot resume {where}: the config changes {detail}; start a new run instead")
+
+
+def train(
+    config: RunConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    report: ReportFn | None = None,
+    tensorboard: bool = True,
+) -> dict[str, Any]:
+    """Train ``config`` into ``out_dir`` (default ``results/runs/<name>``); returns the summary.
+
+    ``resume=True`` continues from ``out_dir/checkpoints/last.pt`` (refusing an architecture
+    change); without it an existing run directory is an error, so nothing is overwritten.
+    ``report(metrics, checkpoint_path)`` is called after every epoch's checkpoint is written.
+    """
+    cfg = config.resolve()
+    run_dir = Path(out_dir) if out_dir is not None else Path("results") / "runs" / cfg.name
+    run_dir = run_dir.resolve()
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    device = resolve_device(cfg.train.device)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+
+    checkpoint = None
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
+        checkpoint = load_checkpoint(ckpt_path, map_location=device)
+        _check_same_architecture(checkpoint["config"], cfg.to_flat(), run_dir)
+    elif ckpt_path.exists() or (run_dir / "summary.json").exists():
+        raise RunExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another out_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", {
+        "adaptive_weights_version": library_version(),
+        "git_revision": git_revision(),
+        "torch_version": torch.__version__,
+        "config": cfg.to_dict(),
+    })
+
+    # ---------------------------------------------------------------- build everything
+    torch.manual_seed(cfg.train.seed)
+    data, model, base_weights, strategy = build_run(cfg, device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
+        lr=cfg.train.lr_values[0], momentum=cfg.train.momentum,
+    )
+    forward = torch.compile(model) if (cfg.train.compile and device.type == "cuda") else model
+    num_exits = model.num_exits
+    exit_macs = model.exit_macs()
+    steps_per_epoch = len(data.train)
+    if cfg.train.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
+
+    start_epoch, start_batch, step = 0, 0, 0
+    acc = _new_accumulators(num_exits, device)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        strategy.load_state_dict(checkpoint["strategy"])
+        set_rng_state(checkpoint["rng"], device)
+        start_epoch, start_batch, step = checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]
+        acc = {k: v.to(device) for k, v in checkpoint["accumulators"].items()}
+
+    logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard)
+    progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress)
+    progress.line(f"run {cfg.name}: {num_exits} exits at units {model.exit_units}, "
+                  f"{exit_macs[-1] / 1e6:.2f}M MACs (conv+linear), {steps_per_epoch} steps/epoch on {device}")
+
+    def checkpoint_now(epoch: int, batch: int) -> None:
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "strategy": strategy.state_dict(), "rng": rng_state(device),
+            "scheduler": {"epoch": epoch}, "epoch": epoch, "batch": batch, "step": step,
+            "accumulators": {k: v.detach().cpu() for k, v in acc.items()},
+            "config": cfg.to_flat(), "version": library_version(),
+        })
+
+    # ---------------------------------------------------------------- the loop
+    last_ckpt_time = time.monotonic()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        lr = lr_at_epoch(epoch, cfg.train.lr_milestones, cfg.train.lr_values)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        strategy.start_epoch(epoch)
+        first = start_batch if epoch == start_epoch else 0
+        data.train.set_epoch(epoch, start_batch=first)
+        model.train()
+        progress.start(epoch, first)
+        t_epoch = time.perf_counter()
+        images = 0
+        batch = first
+        for x, y in data.train:
+            if batch >= steps_per_epoch:
+                break
+            if cfg.train.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            weights = strategy.step_weights()                       # [K], on device
+            with autocast_for(device, cfg.train.amp):
+                logits = forward(x)                                 # [K, B, classes]
+            losses = per_exit_losses(logits, y)                     # [K], one vectorised call
+            loss = (weights * losses).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses = losses.detach()
+            strategy.observe(losses)
+            # epoch statistics stay on the device; read once at the epoch's end
+            acc["loss"] += losses
+            acc["weight"] += weights
+            acc["wrong"] += (logits.detach().argmax(-1) != y).sum(1)
+            acc["count"] += y.shape[0]
+            acc["steps"] += 1
+            batch += 1
+            step += 1
+            images += y.shape[0]
+            if progress.due():
+                elapsed = time.perf_counter() - t_epoch
+                progress.update(epoch, batch, float(loss.detach()), images / max(elapsed, 1e-9))
+            if cfg.train.checkpoint_minutes and time.monotonic() - last_ckpt_time > 60 * cfg.train.checkpoint_minutes:
+                checkpoint_now(epoch, batch)
+                last_ckpt_time = time.monotonic()
+        train_time = time.perf_counter() - t_epoch
+
+        # ------------------------------------------------------------ end of epoch
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr}
+        row.update(_epoch_train_metrics(acc, strategy, num_exits))
+        steps_done = max(1, batch - first)
+        row["time/epoch_s"] = train_time
+        row["time/step_ms"] = 1000.0 * train_time / steps_done
+        row["throughput/img_s"] = images / max(train_time, 1e-9)
+        for split in cfg.train.eval_splits:
+            if split in data.eval:
+                ev = evaluate_exits(model, data.eval[split], amp=cfg.train.amp,
+                                    channels_last=cfg.train.channels_last)
+                for k in range(num_exits):
+                    row[exit_key(f"{split}/err", k)] = ev.errors[k]
+                    row[exit_key(f"{split}/loss", k)] = ev.losses[k]
+                row[f"{split}/err/mean"] = sum(ev.errors) / num_exits
+                row[f"{split}/err/final"] = ev.errors[-1]
+        acc = _new_accumulators(num_exits, device)
+        checkpoint_now(epoch + 1, 0)
+        last_ckpt_time = time.monotonic()
+        eval_split = next((s for s in ("test", "val") if s in data.eval and s in cfg.train.eval_splits), None)
+        logger.log_epoch(row, exit_macs=exit_macs, eval_split=eval_split)
+        summary = _summary(cfg, model, exit_macs, row, data, epoch + 1, step,
+                           completed=epoch + 1 == cfg.train.epochs)
+        atomic_write_json(run_dir / "summary.json", summary)
+        progress.line(_epoch_line(row, cfg.train.epochs, eval_split, num_exits))
+        if report is not None:
+            report(row, ckpt_path)
+
+    logger.close()
+    if checkpoint is not None and start_epoch >= cfg.train.epochs:
+        return read_json(run_dir / "summary.json")
+    return summary
+
+
+def _new_accumulators(num_exits: int, device: torch.device) -> dict[str, torch.Tensor]:
+    z = torch.zeros(num_exits, device=device)
+    return {"loss": z.clone(), "weight": z.clone(), "wrong": torch.zeros(num_exits, device=device, dtype=torch.long),
+            "count": torch.zeros((), device=device, dtype=torch.long),
+            "steps": torch.zeros((), device=device, dtype=torch.long)}
+
+
+def _epoch_train_metrics(acc: dict[str, torch.Tensor], strategy, num_exits: int) -> dict[str, float]:
+    """Mean train loss/error/weight per exit, the strategy's probabilities and statistics: one
+    transfer to the host for the whole epoch."""
+    steps = acc["steps"].clamp(min=1).double()
+    parts = {
+        "train/loss": acc["loss"].double() / steps,
+        "train/err": acc["wrong"].double() / acc["count"].clamp(min=1).double(),
+        "train/weight": acc["weight"].double() / steps,
+        "train/prob": strategy.probabilities().double(),
+    }
+    for name, value in strategy.stats().items():
+        parts[f"strategy/{name}"] = value.detach().double().reshape(-1)
+    host = {k: v.cpu().tolist() for k, v in parts.items()}
+    row: dict[str, float] = {}
+    for prefix, values in host.items():
+        if len(values) == num_exits and prefix != "strategy/selected":
+            row.update({exit_key(prefix, k): float(v) for k, v in enumerate(values)})
+        elif len(values) == 1:
+            row[prefix] = float(values[0])
+        else:
+            row.update({f"{prefix}/{i:02d}": float(v) for i, v in enumerate(values)})
+    return row
+
+
+def _summary(cfg: RunConfig, model, exit_macs: list[int], row: dict[str, Any], data, epochs: int,
+             step: int, *, completed: bool) -> dict[str, Any]:
+    k = model.num_exits
+
+    def errs(split: str) -> list[float] | None:
+        key = exit_key(f"{split}/err", 0)
+        return [row[exit_key(f"{split}/err", i)] for i in range(k)] if key in row else None
+
+    return {
+        "name": cfg.name,
+        "completed": completed,
+        "epochs": epochs,
+        "steps": step,
+        "num_units": model.num_units,
+        "exit_units": list(model.exit_units),
+        "exit_macs": list(exit_macs),
+        "macs_convention": "multiply-accumulates of conv and linear layers; BN, ReLU, pooling, adds not counted",
+        "errors": {"val": errs("val"), "test": errs("test")},
+        "num_classes": data.num_classes,
+        "strategy": cfg.strategy.name,
+        "scheme": cfg.scheme.name,
+        "config": cfg.to_flat(),
+        "library_version": library_version(),
+    }
+
+
+def _epoch_line(row: dict[str, Any], total: int, split: str | None, k: int) -> str:
+    msg = f"epoch {row['epoch']}/{total} lr {row['lr']:.4g} train loss(final) {row[exit_key('train/loss', k - 1)]:.4f}"
+    if split:
+        msg += (f" | {split} err final {100 * row[f'{split}/err/final']:.2f}% "
+                f"mean {100 * row[f'{split}/err/mean']:.2f}%")
+    return msg + f" | {row['throughput/img_s']:,.0f} img/s"

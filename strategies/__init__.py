@@ -1,0 +1,41 @@
+"""Strategies: the rules that decide, step by step, how much each exit's loss counts.
+
+Public API: `create_strategy(name, base_weights, *, seed=0, **hparams)`, `register_strategy(name)`,
+`list_strategies(pattern)`, `get_strategy_class(name)`, `validate_hparams(name, hparams)`,
+`describe_strategies()`, and the bases `Strategy`, `SamplingStrategy`, `RewardLearner`, `HParam`.
+Third-party strategies are found through the entry-point group `adaptive_weights.strategies`.
+"""
+
+from ._api import (
+    ENTRY_POINT_GROUP,
+    STRATEGIES,
+    create_strategy,
+    describe_strategies,
+    get_strategy_class,
+    list_strategies,
+    register_strategy,
+    validate_hparams,
+)
+from ._base import FEEDBACK, RewardLearner, SamplingStrategy, Strategy, mix_uniform
+from ._hparams import HParam
+from ._registry import Registry
+from ._rewards import relative_rewards
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "FEEDBACK",
+    "STRATEGIES",
+    "HParam",
+    "Registry",
+    "RewardLearner",
+    "SamplingStrategy",
+    "Strategy",
+    "create_strategy",
+    "describe_strategies",
+    "get_strategy_class",
+    "list_strategies",
+    "mix_uniform",
+    "register_strategy",
+    "relative_rewards",
+    "validate_hparams",
+]

@@ -1,0 +1,95 @@
+"""The strategy registry and the functions the rest of the library calls by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import Tensor
+
+from ._base import FEEDBACK, Strategy
+from ._registry import Registry
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "STRATEGIES",
+    "create_strategy",
+    "describe_strategies",
+    "get_strategy_class",
+    "list_strategies",
+    "register_strategy",
+    "validate_hparams",
+]
+
+ENTRY_POINT_GROUP = "adaptive_weights.strategies"
+S = TypeVar("S", bound=type[Strategy])
+
+
+def _check_strategy_class(name: str, obj: Any) -> None:
+    """Reject what would break later: not a Strategy subclass, bad feedback, shadowing hparams."""
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise ValueError(f"strategy {name!r} must be a subclass of strategies.Strategy, got {obj!r}")
+    if obj.feedback not in FEEDBACK:
+        raise ValueError(f"strategy {name!r}: feedback {obj.feedback!r} is not one of {FEEDBACK}")
+    clash = sorted(k for k in obj.hparams if k != "warmup_epochs" and hasattr(Strategy, k))
+    if clash:
+        raise ValueError(f"strategy {name!r}: hyper-parameter name(s) {clash} shadow Strategy attributes")
+    if obj.name and obj.name != name:
+        raise ValueError(f"strategy class {obj.__qualname__} is named {obj.name!r}, cannot register it as {name!r}")
+    obj.name = name
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", group=ENTRY_POINT_GROUP, builtin_modules=("strategies.builtin",), check=_check_strategy_class
+)
+
+
+def register_strategy(name: str, *, description: str = "") -> Callable[[S], S]:
+    """Class decorator: register a `Strategy` subclass under `name` (a duplicate name raises ValueError)."""
+
+    def deco(cls: S) -> S:
+        doc = description or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        STRATEGIES.register(name, cls, doc)
+        cls.description = doc
+        return cls
+
+    return deco
+
+
+def get_strategy_class(name: str) -> type[Strategy]:
+    """The class registered as `name` (built-in or plugin); unknown names raise ValueError listing them."""
+    return STRATEGIES.get(name)
+
+
+def list_strategies(pattern: str = "*") -> list[str]:
+    """Registered strategy names matching the shell-style `pattern`, naturally sorted."""
+    return STRATEGIES.list(pattern)
+
+
+def validate_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The full resolved hyper-parameters of strategy `name`; bad keys or values raise ValueError."""
+    return get_strategy_class(name).validate_hparams(dict(hparams))
+
+
+def create_strategy(name: str, base_weights: Tensor, *, seed: int = 0, **hparams: Any) -> Strategy:
+    """Build strategy `name` over the scheme's `base_weights` [K]; its state lives on their device."""
+    return get_strategy_class(name)(base_weights, seed=seed, **hparams)
+
+
+def describe_strategies(pattern: str = "*") -> str:
+    """Human-readable listing for `adaptive-weights strategies`: name, feedback, description, hparams."""
+    lines: list[str] = []
+    for entry in STRATEGIES.entries(pattern):
+        cls = entry.obj
+        lines.append(f"{entry.name}  [feedback: {cls.feedback}]  {entry.description}".rstrip())
+        if entry.origin.startswith("entry point") and not cls.__module__.startswith("strategies."):
+            lines.append(f"    from {entry.origin}")
+        if not cls.hparams:
+            lines.append("    (no hyper-parameters)")
+        for key, hp in cls.hparams.items():
+            grid = f"  grid {list(hp.grid)}" if hp.grid else ""
+            lines.append(
+                f"    {key:<14} {hp.type.__name__:<5} default {hp.default!s:<6} range {hp.range_text()}{grid}"
+                + (f"  - {hp.doc}" if hp.doc else "")
+            )
+    return "\n".join(lines)

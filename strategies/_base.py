@@ -1,0 +1,327 @@
+"""The `Strategy` interface and the two small bases most strategies build on.
+
+A strategy sees only tensors: it turns the scheme's weights into this step's loss weights and learns
+from the detached per-exit losses. All state lives in float32 tensors on `base_weights.device`;
+sampling uses the strategy's own seeded `torch.Generator` and an inverse-CDF draw, so no step forces
+a host-device synchronisation. Python-side state (epoch, step counter) changes only on calls the
+trainer makes anyway, never from tensor values.
+
+Writing a new strategy (see `strategies.builtin` for the built-ins):
+
+    @register_strategy("greedy", description="follow the best recent reward, mixed with uniform")
+    class Greedy(RewardLearner):
+        feedback = "full"
+        hparams = {**RewardLearner.hparams, "decay": HParam(0.9, float, 0, 1, doc="reward decay")}
+        state_tensors = ("score",)
+
+        def setup(self):
+            self.score = torch.zeros(self.K, device=self.device)
+
+        def learn(self, rewards):
+            self.score = self.decay * self.score + rewards
+
+        def probabilities(self):
+            return mix_uniform(torch.softmax(self.score, 0), self.gamma)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from ._hparams import HParam, grid_of, resolve_hparams
+from ._rewards import relative_rewards
+
+__all__ = ["FEEDBACK", "Feedback", "RewardLearner", "SamplingStrategy", "Strategy", "mix_uniform"]
+
+Feedback = Literal["none", "full", "bandit"]
+FEEDBACK: tuple[str, ...] = ("none", "full", "bandit")
+
+
+def mix_uniform(q: Tensor, gamma: float) -> Tensor:
+    """`(1 - gamma) * q + gamma / K`: explicit exploration that keeps every probability >= gamma/K."""
+    return q * (1.0 - gamma) + gamma / q.shape[0]
+
+
+class Strategy:
+    """Decides each step's loss weights over the K exits; learns from the per-exit losses.
+
+    Contract: `step_weights()` -> float32 [K] weights for the coming step; `observe(losses)` with the
+    step's detached per-exit mean losses; `probabilities()` -> the current sampling distribution (a
+    point of the simplex); `start_epoch(epoch)` (epochs from 0); `state_dict()`/`load_state_dict()`
+    (exact resume, generator included); `search_space()`; `spec()`; `stats()`.
+
+    Subclasses declare `feedback`, `hparams` and `state_tensors` (the learnt tensors: `observe`
+    reverts them when a loss or the update is not finite), create them in `setup()` and implement
+    `update(losses)`, which must assign new tensors rather than modify them in place.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    feedback: ClassVar[Feedback] = "none"
+    hparams: ClassVar[dict[str, HParam]] = {}
+    state_tensors: ClassVar[tuple[str, ...]] = ()
+    #: learning starts at this epoch; a class without a `warmup_epochs` hyper-parameter learns from 0.
+    warmup_epochs: int = 0
+
+    def __init__(self, base_weights: Tensor, *, seed: int = 0, **hparams: Any) -> None:
+        self._hparams = self.validate_hparams(hparams)
+        for key, value in self._hparams.items():
+            setattr(self, key, value)
+        self.base = _check_base_weights(base_weights, type(self).__name__)
+        self.device = self.base.device
+        self.K = int(self.base.shape[0])
+        self.seed = int(seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(self.seed)
+        self.epoch = 0
+        self.steps = 0
+        self.skipped = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.setup()
+
+    # -- to override -----------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Create the state tensors named in `state_tensors` (called once by `__init__`)."""
+
+    def step_weights(self) -> Tensor:
+        """The float32 [K] loss weights for the coming step."""
+        raise NotImplementedError
+
+    def update(self, losses: Tensor) -> None:
+        """Learn from one step's finite per-exit losses (only called while `active`)."""
+
+    def probabilities(self) -> Tensor:
+        """The current sampling distribution over exits (default: each exit's share of the weights)."""
+        return self.base / self.base.sum()
+
+    def probability_floor(self) -> float:
+        """A lower bound that `probabilities()` never goes below (for tests and for users)."""
+        return 0.0
+
+    # -- shared machinery ------------------------------------------------------------------------
+    @classmethod
+    def validate_hparams(cls, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Full resolved hyper-parameters (defaults filled); bad keys or values raise ValueError."""
+        return resolve_hparams(f"strategy {cls.name or cls.__name__!r}", cls.hparams, hparams)
+
+    @classmethod
+    def search_space(cls) -> dict[str, list]:
+        """The paper's grid for this strategy's hyper-parameters (empty when it has none)."""
+        return grid_of(cls.hparams)
+
+    @property
+    def active(self) -> bool:
+        """Whether learning is on (it is frozen while `epoch < warmup_epochs`)."""
+        return self.epoch >= self.warmup_epochs
+
+    def start_epoch(self, epoch: int) -> None:
+        """Tell the strategy that epoch `epoch` (from 0) begins; resets the per-epoch statistics."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        self.epoch = epoch
+        self.reset_stats()
+
+    def observe(self, losses: Tensor) -> None:
+        """Learn from the step's detached per-exit mean losses `[K]`.
+
+        A step whose losses or resulting state are not finite is skipped for learning and counted in
+        `stats()["skipped"]`; this is decided on the device with `torch.where`, without a sync.
+        """
+        losses = losses.detach().to(device=self.device, dtype=torch.float32)
+        if losses.shape != (self.K,):
+            raise ValueError(f"losses must have shape ({self.K},), got {tuple(losses.shape)}")
+        self.steps += 1
+        finite = torch.isfinite(losses).all()
+        if not self.active:
+            self.skipped += (~finite).long()
+            return
+        learnt = (*self.state_tensors, *self._learnt_stat_tensors())
+        old = {name: getattr(self, name).clone() for name in learnt}
+        self.update(torch.where(torch.isfinite(losses), losses, torch.ones_like(losses)))
+        ok = finite
+        for name in learnt:
+            ok = ok & torch.isfinite(getattr(self, name)).all()
+        for name, before in old.items():
+            setattr(self, name, torch.where(ok, getattr(self, name), before))
+        self.skipped += (~ok).long()
+
+    def reset_stats(self) -> None:
+        """Clear the per-epoch statistics (called by `start_epoch`)."""
+
+    def stats(self) -> dict[str, Tensor]:
+        """Small on-device tensors worth logging once per epoch."""
+        return {"skipped": self.skipped, "prob": self.probabilities()}
+
+    def spec(self) -> dict[str, Any]:
+        """`{"name": ..., **hparams}`: JSON- and Ray-Tune-friendly, enough to rebuild the object."""
+        return {"name": self.name, **self._hparams}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Complete state (tensors and plain Python values only: `torch.load(weights_only=True)` reads it)."""
+        tensors = {name: getattr(self, name).detach().clone() for name in self._all_tensor_names()}
+        return {
+            "name": self.name,
+            "hparams": dict(self._hparams),
+            "K": self.K,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "extra": self._extra_state(),
+            "generator": self.generator.get_state(),
+            "tensors": tensors,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict()`; a different strategy, K or hyper-parameters raise ValueError."""
+        for key, mine in (("name", self.name), ("K", self.K), ("hparams", self._hparams)):
+            if state.get(key) != mine:
+                raise ValueError(f"state_dict {key}={state.get(key)!r} does not match this strategy's {mine!r}")
+        names = set(self._all_tensor_names())
+        if set(state["tensors"]) != names:
+            raise ValueError(f"state_dict tensors {sorted(state['tensors'])} != expected {sorted(names)}")
+        for name, value in state["tensors"].items():
+            setattr(self, name, value.to(device=self.device, dtype=getattr(self, name).dtype).clone())
+        self.seed, self.epoch, self.steps = int(state["seed"]), int(state["epoch"]), int(state["steps"])
+        self._load_extra_state(state["extra"])
+        self.generator.set_state(state["generator"].cpu())
+
+    def _all_tensor_names(self) -> tuple[str, ...]:
+        return ("skipped", *self.state_tensors, *self._learnt_stat_tensors(), *self._stat_tensors())
+
+    def _stat_tensors(self) -> tuple[str, ...]:
+        """Statistics tensors saved with the state but not reverted on a bad step."""
+        return ()
+
+    def _learnt_stat_tensors(self) -> tuple[str, ...]:
+        """Statistics tensors fed by `update`: reverted with the state on a bad step."""
+        return ()
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._hparams.items())
+        return f"{type(self).__name__}(K={self.K}{', ' if args else ''}{args}, device={self.device})"
+
+
+class SamplingStrategy(Strategy):
+    """Draws one exit `sel` per step from `probabilities()` and adds a bonus to its weight (spec §2.1).
+
+    weights = w + onehot(sel) * 2*w_final/ratio   (ratio > 0)
+    weights = onehot(sel) * 2*w_final             (ratio = 0: only the drawn exit trains)
+
+    The first step uses the final exit (spec §2.3). The draw is an inverse-CDF lookup of one uniform
+    number from the strategy's generator, all on the device.
+    """
+
+    hparams: ClassVar[dict[str, HParam]] = {
+        "ratio": HParam(2.0, float, 0.0, None, (0.5, 1.0, 2.0), "bonus divisor: drawn exit gets +2*w_final/ratio; 0 = drawn exit only"),
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        self.sel = torch.full((), self.K - 1, dtype=torch.int64, device=self.device)
+        self.draws = torch.zeros(self.K, dtype=torch.int64, device=self.device)
+        self._arange = torch.arange(self.K, device=self.device)
+        w_final = self.base[-1]
+        if self.ratio > 0:
+            self._keep, self._bonus = self.base, 2.0 * w_final / self.ratio
+        else:
+            self._keep, self._bonus = torch.zeros_like(self.base), 2.0 * w_final
+        self._drawn_once = False
+
+    def step_weights(self) -> Tensor:
+        if self._drawn_once:
+            self.sel = self.draw(self.probabilities())
+        self._drawn_once = True
+        onehot = self._arange == self.sel
+        self.draws = self.draws + onehot
+        return self._keep + onehot * self._bonus
+
+    def draw(self, p: Tensor) -> Tensor:
+        """One index from `p` by inverse CDF, as a 0-d int64 tensor on the device (no sync)."""
+        cdf = torch.cumsum(p, 0)
+        u = torch.rand((), generator=self.generator, device=self.device)
+        return (cdf < u * cdf[-1]).sum().clamp_max(self.K - 1)
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        self.draws = torch.zeros_like(self.draws)
+
+    def stats(self) -> dict[str, Tensor]:
+        return {**super().stats(), "selected": self.sel, "draws": self.draws}
+
+    def _stat_tensors(self) -> tuple[str, ...]:
+        return (*super()._stat_tensors(), "sel", "draws")
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {**super()._extra_state(), "drawn_once": self._drawn_once}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        super()._load_extra_state(extra)
+        self._drawn_once = bool(extra["drawn_once"])
+
+
+class RewardLearner(SamplingStrategy):
+    """A sampling strategy that learns from the relative-improvement rewards of spec §3.0.
+
+    r_k = 1 - l_{k+1}/l_k for k < K-1 and r_final = rho * max(0, r_0..r_{K-2}). Subclasses implement
+    `learn(rewards)` (a bandit learner may read only `rewards[self.sel]`) and `probabilities()`.
+    Sampling follows the initial distribution while `epoch < warmup_epochs`.
+    """
+
+    hparams: ClassVar[dict[str, HParam]] = {
+        "gamma": HParam(0.3, float, 0.0, 1.0, (0.1, 0.2, 0.3, 0.4), "uniform exploration mixed into p", low_open=True),
+        "rho": HParam(0.8, float, 0.0, 1.0, (0.7, 0.8, 0.9), "final exit's reward = rho * max other reward"),
+        **SamplingStrategy.hparams,
+        "warmup_epochs": HParam(1, int, 0, None, (), "epochs with learning frozen (spec: the first epoch)"),
+    }
+
+    def setup(self) -> None:
+        super().setup()
+        self.reward_sum = torch.zeros(self.K, device=self.device)
+        self.reward_count = torch.zeros((), device=self.device)
+
+    def learn(self, rewards: Tensor) -> None:
+        """Update the learnt state from one step's reward vector (out of place)."""
+        raise NotImplementedError
+
+    def update(self, losses: Tensor) -> None:
+        rewards = relative_rewards(losses, self.rho)
+        self.learn(rewards)
+        self.reward_sum = self.reward_sum + rewards
+        self.reward_count = self.reward_count + 1.0
+
+    def probability_floor(self) -> float:
+        return self.gamma / self.K
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        self.reward_sum = torch.zeros_like(self.reward_sum)
+        self.reward_count = torch.zeros_like(self.reward_count)
+
+    def stats(self) -> dict[str, Tensor]:
+        return {**super().stats(), "mean_reward": self.reward_sum / self.reward_count.clamp_min(1.0)}
+
+    def _learnt_stat_tensors(self) -> tuple[str, ...]:
+        return (*super()._learnt_stat_tensors(), "reward_sum", "reward_count")
+
+
+def _check_base_weights(base_weights: Tensor, owner: str) -> Tensor:
+    """Validate once at construction (this may sync; it is not per step) and convert to float32."""
+    if not isinstance(base_weights, Tensor):
+        raise ValueError(f"{owner}: base_weights must be a torch.Tensor, got {type(base_weights).__name__}")
+    base = base_weights.detach().to(torch.float32).clone()
+    if base.ndim != 1 or base.shape[0] < 1:
+        raise ValueError(f"{owner}: base_weights must be a non-empty 1-D tensor, got shape {tuple(base.shape)}")
+    if not bool(torch.isfinite(base).all()) or bool((base < 0).any()) or not float(base.sum()) > 0:
+        raise ValueError(f"{owner}: base_weights must be finite, non-negative and sum > 0, got {base.tolist()}")
+    if not math.isfinite(float(base.sum())):
+        raise ValueError(f"{owner}: base_weights sum overflows float32: {base.tolist()}")
+    return base

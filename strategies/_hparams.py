@@ -1,0 +1,75 @@
+"""Declarative hyper-parameters: one `HParam` per keyword argument of a strategy.
+
+Config, CLI and tuning introspect `cls.hparams` instead of parsing signatures, so the default, the
+allowed range and the paper's grid live next to each other and are validated in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["HParam", "grid_of", "resolve_hparams"]
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hyper-parameter: default, Python type, inclusive bounds, the paper's grid and a doc line.
+
+    `low_open=True` excludes `low` itself (e.g. a learning rate that must be strictly positive).
+    """
+
+    default: Any
+    type: type = float
+    low: float | None = None
+    high: float | None = None
+    grid: tuple = ()
+    doc: str = ""
+    low_open: bool = False
+
+    def range_text(self) -> str:
+        """The allowed range as `[0, 1]`, `(0, 1]` or `[0, inf)`."""
+        lo = "-inf" if self.low is None else _fmt(self.low)
+        hi = "inf" if self.high is None else _fmt(self.high)
+        left = "(" if self.low is None or self.low_open else "["
+        right = ")" if self.high is None else "]"
+        return f"{left}{lo}, {hi}{right}"
+
+    def check(self, key: str, value: Any, owner: str) -> Any:
+        """Return `value` converted to `self.type`, or raise ValueError naming key, value and range."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(
+                f"{owner}: hyper-parameter {key}={value!r} must be a {self.type.__name__} in {self.range_text()}"
+            )
+        if self.type is int:
+            if float(value) != int(value):
+                raise ValueError(f"{owner}: hyper-parameter {key}={value!r} must be an integer in {self.range_text()}")
+            value = int(value)
+        else:
+            value = float(value)
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and value > self.high
+        if not math.isfinite(value) or too_low or too_high:
+            raise ValueError(f"{owner}: hyper-parameter {key}={value!r} is out of range; allowed: {self.range_text()}")
+        return value
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def resolve_hparams(owner: str, declared: Mapping[str, HParam], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `given` over the declared defaults; unknown keys and bad values raise ValueError."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        allowed = ", ".join(sorted(declared)) or "none"
+        raise ValueError(f"{owner}: unknown hyper-parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+    return {key: hp.check(key, given.get(key, hp.default), owner) for key, hp in declared.items()}
+
+
+def grid_of(declared: Mapping[str, HParam]) -> dict[str, list]:
+    """The paper's search grid: every hyper-parameter that has one."""
+    return {key: list(hp.grid) for key, hp in declared.items() if hp.grid}
+
