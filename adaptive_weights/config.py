@@ -377,7 +377,7 @@ class RunConfig:
                 f"scheme {s.name!r}; OPT runs use strategy 'static'"
             )
         try:
-            params = validate_hparams(strategy_name, dict(self.strategy.params))
+            params = validate_hparams(strategy_name, _typed_hparams(strategy_name, self.strategy.params))
         except ValueError as err:
             raise ValueError(f"strategy: {err}") from None
         resolved = replace(
@@ -407,6 +407,16 @@ def _default_of(strategy: str, key: str) -> Any:
 
     hp = get_strategy_class(strategy).hparams.get(key)
     return None if hp is None else hp.default
+
+
+def _typed_hparams(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert CLI/YAML strings to each declared hyper-parameter's type (unknown keys pass through
+    so the registry reports them)."""
+    from strategies import get_strategy_class
+
+    declared = get_strategy_class(strategy).hparams
+    return {k: coerce_value(f"strategy.{k}", v, declared[k].type) if k in declared and isinstance(v, str) else v
+            for k, v in params.items()}
 
 
 def _given(flat: Mapping[str, Any]) -> set[str]:

@@ -70,7 +70,9 @@ class Member:
                 f"equal length; got {len(costs)}, {len(val)}, {len(test)}"
             )
         if costs[0] <= 0 or any(b <= a for a, b in pairwise(costs)):
-            raise ValueError(f"member {self.name!r}: exit_costs={list(costs)} must be positive and strictly increasing")
+            raise ValueError(
+                f"member {self.name!r}: exit_costs={list(costs)} must be positive and strictly increasing"
+            )
         object.__setattr__(self, "exit_costs", costs)
         object.__setattr__(self, "val_errors", val)
         object.__setattr__(self, "test_errors", test)
@@ -105,7 +107,9 @@ class StepCurve:
     def error_at(self, budget: float) -> float:
         """Anytime error at ``budget``: the error of the last point with cost <= budget."""
         if budget < self.costs[0]:
-            raise ValueError(f"budget={budget} is below the first output's cost {self.costs[0]}: no output yet")
+            raise ValueError(
+                f"budget={budget} is below the first output's cost {self.costs[0]}: no output yet"
+            )
         i = max(j for j, c in enumerate(self.costs) if c <= budget)
         return self.errors[i]
 

@@ -48,9 +48,7 @@ def _as_fraction(q: float | Fraction) -> Fraction:
     return Fraction(repr(float(q)))
 
 
-def milestone_indices(
-    num_units: int, quantiles: Sequence[float | Fraction] = DEFAULT_QUANTILES
-) -> list[int]:
+def milestone_indices(num_units: int, quantiles: Sequence[float | Fraction] = DEFAULT_QUANTILES) -> list[int]:
     """Unit indices ``round_half_up(q * L) - 1`` of the OPT milestones (spec §5.4).
 
     The rounding is exact (rational arithmetic) and rounds halves up: for L = 10, q = 1/4 gives
@@ -91,7 +89,9 @@ def per_exit_error(predictions: np.ndarray | Sequence, labels: np.ndarray | Sequ
     return (preds != y[None, :]).mean(axis=1)
 
 
-def _check_curve(xs: Sequence[float], ys: Sequence[float], x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_curve(
+    xs: Sequence[float], ys: Sequence[float], x_name: str, y_name: str
+) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(xs, dtype=np.float64)
     y = np.asarray(ys, dtype=np.float64)
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape or x.size == 0:
@@ -313,9 +313,7 @@ def win_rate_table(
         for s in matched:
             for m, errs, out in ((method_a, sa[s], a_err), (method_b, sb[s], b_err)):
                 if q not in errs:
-                    raise ValueError(
-                        f"results[{m!r}][{s!r}] has no milestone {q}; it has {sorted(errs)}"
-                    )
+                    raise ValueError(f"results[{m!r}][{s!r}] has no milestone {q}; it has {sorted(errs)}")
                 out.append(errs[q])
         table[q] = win_rate(a_err, b_err, tie_tol=tie_tol)
     return table

@@ -91,7 +91,8 @@ class Strategy:
         raise NotImplementedError
 
     def update(self, losses: Tensor) -> None:
-        """Learn from one step's finite per-exit losses (only called while `active`)."""
+        """Learn from one step's per-exit losses (only called while `active`; non-finite entries
+        arrive replaced by 1 and the step is then reverted). Assign new state tensors, never in place."""
 
     def probabilities(self) -> Tensor:
         """The current sampling distribution over exits (default: each exit's share of the weights)."""
@@ -136,17 +137,22 @@ class Strategy:
         self.steps += 1
         finite = torch.isfinite(losses).all()
         if not self.active:
-            self.skipped += (~finite).long()
+            self.skipped = self.skipped + ~finite
             return
         learnt = (*self.state_tensors, *self._learnt_stat_tensors())
-        old = {name: getattr(self, name).clone() for name in learnt}
-        self.update(torch.where(torch.isfinite(losses), losses, torch.ones_like(losses)))
+        old = {name: getattr(self, name) for name in learnt}
+        versions = {name: t._version for name, t in old.items()}
+        self.update(torch.nan_to_num(losses, nan=1.0, posinf=1.0, neginf=1.0))
+        new = [getattr(self, name) for name in learnt]
+        for name, t in zip(learnt, new, strict=True):
+            if t is old[name] and t._version != versions[name]:
+                raise RuntimeError(f"{type(self).__name__}.update modified {name!r} in place; assign a new tensor")
         ok = finite
-        for name in learnt:
-            ok = ok & torch.isfinite(getattr(self, name)).all()
-        for name, before in old.items():
-            setattr(self, name, torch.where(ok, getattr(self, name), before))
-        self.skipped += (~ok).long()
+        if new:
+            ok = ok & torch.isfinite(torch.cat([t.reshape(-1).float() for t in new])).all()
+            for name, t in zip(learnt, new, strict=True):
+                setattr(self, name, torch.where(ok, t, old[name]))
+        self.skipped = self.skipped + ~ok
 
     def reset_stats(self) -> None:
         """Clear the per-epoch statistics (called by `start_epoch`)."""
@@ -231,18 +237,21 @@ class SamplingStrategy(Strategy):
         self._arange = torch.arange(self.K, device=self.device)
         w_final = self.base[-1]
         if self.ratio > 0:
-            self._keep, self._bonus = self.base, 2.0 * w_final / self.ratio
+            self._keep = self.base
+            self._hit = self.base + 2.0 * w_final / self.ratio
         else:
-            self._keep, self._bonus = torch.zeros_like(self.base), 2.0 * w_final
+            self._keep = torch.zeros_like(self.base)
+            self._hit = torch.full_like(self.base, 2.0) * w_final
+        self.onehot = self._arange == self.sel
         self._drawn_once = False
 
     def step_weights(self) -> Tensor:
         if self._drawn_once:
             self.sel = self.draw(self.probabilities())
         self._drawn_once = True
-        onehot = self._arange == self.sel
-        self.draws = self.draws + onehot
-        return self._keep + onehot * self._bonus
+        self.onehot = self._arange == self.sel
+        self.draws = self.draws + self.onehot
+        return torch.where(self.onehot, self._hit, self._keep)
 
     def draw(self, p: Tensor) -> Tensor:
         """One index from `p` by inverse CDF, as a 0-d int64 tensor on the device (no sync)."""
@@ -258,7 +267,7 @@ class SamplingStrategy(Strategy):
         return {**super().stats(), "selected": self.sel, "draws": self.draws}
 
     def _stat_tensors(self) -> tuple[str, ...]:
-        return (*super()._stat_tensors(), "sel", "draws")
+        return (*super()._stat_tensors(), "sel", "onehot", "draws")
 
     def _extra_state(self) -> dict[str, Any]:
         return {**super()._extra_state(), "drawn_once": self._drawn_once}

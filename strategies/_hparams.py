@@ -43,8 +43,9 @@ class HParam:
             raise ValueError(
                 f"{owner}: hyper-parameter {key}={value!r} must be a {self.type.__name__} in {self.range_text()}"
             )
+        given = value
         if self.type is int:
-            if float(value) != int(value):
+            if not math.isfinite(value) or float(value) != int(value):
                 raise ValueError(f"{owner}: hyper-parameter {key}={value!r} must be an integer in {self.range_text()}")
             value = int(value)
         else:
@@ -52,7 +53,7 @@ class HParam:
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if not math.isfinite(value) or too_low or too_high:
-            raise ValueError(f"{owner}: hyper-parameter {key}={value!r} is out of range; allowed: {self.range_text()}")
+            raise ValueError(f"{owner}: hyper-parameter {key}={given!r} is out of range; allowed: {self.range_text()}")
         return value
 
 

@@ -23,11 +23,15 @@ __all__ = ["AVGLStrategy", "EGStrategy", "RWMStrategy", "floored_log_weights"]
 FLOOR_FACTOR = 1e-3
 
 
-def floored_log_weights(log_w: Tensor, gamma: float) -> Tensor:
-    """Normalise log-weights and mix in the floor: log((1-a) w/sum(w) + a/K) with a = 0.001 gamma."""
+def floored_log_weights(log_w: Tensor, gamma: float, log_floor: Tensor | None = None) -> Tensor:
+    """Normalise log-weights and mix in the floor: log((1-a) w/sum(w) + a/K) with a = 0.001 gamma.
+
+    `log_floor` may pass the constant log(a/K) as a tensor to save an allocation per step.
+    """
     a = FLOOR_FACTOR * gamma
-    log_w = log_w - torch.logsumexp(log_w, 0)
-    return torch.logaddexp(log_w + math.log1p(-a), torch.full_like(log_w, math.log(a / log_w.shape[0])))
+    if log_floor is None:
+        log_floor = torch.full_like(log_w, math.log(a / log_w.shape[0]))
+    return torch.logaddexp(log_w - (torch.logsumexp(log_w, 0) - math.log1p(-a)), log_floor)
 
 
 class _LogWeights(RewardLearner):
@@ -38,6 +42,7 @@ class _LogWeights(RewardLearner):
     def setup(self) -> None:
         super().setup()
         self.log_w = torch.full((self.K,), -math.log(self.K), device=self.device)
+        self._log_floor = torch.full((self.K,), math.log(FLOOR_FACTOR * self.gamma / self.K), device=self.device)
 
     def probabilities(self) -> Tensor:
         return mix_uniform(self.log_w.exp(), self.gamma)
@@ -58,10 +63,9 @@ class EGStrategy(_LogWeights):
     feedback = "bandit"
 
     def learn(self, rewards: Tensor) -> None:
-        drawn = self._arange == self.sel
-        p = self.probabilities()
-        gain = torch.where(drawn, rewards, 0.0) / (self.K * p)  # importance weighted; 0 off the drawn exit
-        self.log_w = floored_log_weights(self.log_w + self.gamma * gain, self.gamma)
+        # importance weighted, 0 off the drawn exit: gamma * r_sel / (K * p_sel)
+        step = torch.where(self.onehot, rewards, 0.0) / self.probabilities() * (self.gamma / self.K)
+        self.log_w = floored_log_weights(self.log_w + step, self.gamma, self._log_floor)
 
 
 @register_strategy("rwm", description="randomized weighted majority (Hedge), full information: w *= exp(gamma/2 r)")
@@ -77,7 +81,7 @@ class RWMStrategy(_LogWeights):
     feedback = "full"
 
     def learn(self, rewards: Tensor) -> None:
-        self.log_w = floored_log_weights(self.log_w + 0.5 * self.gamma * rewards, self.gamma)
+        self.log_w = floored_log_weights(self.log_w + 0.5 * self.gamma * rewards, self.gamma, self._log_floor)
 
 
 @register_strategy("avgl", description="sample in proportion to a decayed running sum of rewards, mixed with uniform")

@@ -19,7 +19,6 @@ def relative_rewards(losses: Tensor, rho: float) -> Tensor:
     if losses.shape[0] == 1:
         return torch.zeros_like(losses)
     prev, nxt = losses[:-1], losses[1:]
-    positive = prev > 0
-    inner = torch.where(positive, 1.0 - nxt / torch.where(positive, prev, 1.0), 0.0)
+    inner = torch.where(prev > 0, 1.0 - nxt / prev, 0.0)  # the unselected 0/0 never propagates
     final = rho * inner.max().clamp_min(0.0)
     return torch.cat([inner, final.reshape(1)])

@@ -68,7 +68,11 @@ def test_running_exit_that_stops_beating_the_previous_final_gives_way_back():
 
 def test_validation_ties_keep_the_finished_answer():
     b = Member("B", [1, 2], [0.40, 0.39], [0.30, 0.38])  # exit 0 ties A's final on val: not output
-    assert _points(eann_curve([A, b])) == [(1.0, 0.52, ("A", 0)), (2.0, 0.42, ("A", 1)), (4.0, 0.38, ("B", 1))]
+    assert _points(eann_curve([A, b])) == [
+        (1.0, 0.52, ("A", 0)),
+        (2.0, 0.42, ("A", 1)),
+        (4.0, 0.38, ("B", 1)),
+    ]
 
 
 def test_a_worse_member_does_not_replace_a_better_finished_answer():
@@ -159,12 +163,20 @@ def _write_summary(directory, **summary):
 
 def test_members_from_run_dirs(tmp_path):
     d0 = _write_summary(
-        tmp_path / "n1", num_units=3, exit_units=[0, 1, 2], exit_macs=[10, 20, 30],
-        errors={"val": [0.5, 0.4, 0.3], "test": [0.51, 0.41, 0.31]}, config={"model.n": 1},
+        tmp_path / "n1",
+        num_units=3,
+        exit_units=[0, 1, 2],
+        exit_macs=[10, 20, 30],
+        errors={"val": [0.5, 0.4, 0.3], "test": [0.51, 0.41, 0.31]},
+        config={"model.n": 1},
     )
     d1 = _write_summary(
-        tmp_path / "n3", num_units=9, exit_units=[4, 8], exit_macs=[40, 70],
-        errors={"val": [0.35, 0.2], "test": [0.36, 0.21]}, config={"model.n": 3},
+        tmp_path / "n3",
+        num_units=9,
+        exit_units=[4, 8],
+        exit_macs=[40, 70],
+        errors={"val": [0.35, 0.2], "test": [0.36, 0.21]},
+        config={"model.n": 3},
     )
     members = members_from_run_dirs([d0, str(d1)])
     assert members == [

@@ -82,7 +82,12 @@ def test_error_at_depth_rejects_unsorted_exits():
 ANN_UNITS = [0, 2, 4, 6, 8]
 ANN_ERRORS = [0.60, 0.40, 0.30, 0.25, 0.20]
 # e_ANN at milestones: (0.6 + 0.4)/2 = 0.5, 0.30, 0.25, 0.20
-EXPECTED_REL = {0.25: (0.5 - 0.4) / 0.4, 0.5: (0.30 - 0.25) / 0.25, 0.75: (0.25 - 0.2) / 0.2, 1.0: (0.2 - 0.16) / 0.16}
+EXPECTED_REL = {
+    0.25: (0.5 - 0.4) / 0.4,
+    0.5: (0.30 - 0.25) / 0.25,
+    0.75: (0.25 - 0.2) / 0.2,
+    1.0: (0.2 - 0.16) / 0.16,
+}
 
 
 def test_relative_increase_with_ann_interpolation():

@@ -14,6 +14,7 @@ from adaptive_weights.models import (
     exit_positions,
     list_models,
 )
+from adaptive_weights.models._units import relu_mean_pool
 
 
 @pytest.mark.parametrize(
@@ -115,6 +116,17 @@ def test_no_relu_after_addition_and_head_reads_raw_sum():
     assert (h0 < 0).any()  # the trunk carries the raw sum
     fc = m.heads[0].fc
     assert torch.allclose(logits0, fc(torch.relu(h0).mean(dim=(2, 3))), atol=1e-6)
+
+
+def test_relu_mean_pool_matches_autograd_reference():
+    torch.manual_seed(0)
+    h = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(relu_mean_pool, (h,))
+    g = torch.randn(3, 4, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(relu_mean_pool(h), h, g)
+    (ref,) = torch.autograd.grad(torch.relu(h).mean(dim=(2, 3)), h, g)
+    assert torch.allclose(relu_mean_pool(h), torch.relu(h).mean(dim=(2, 3)), atol=1e-12)
+    assert torch.allclose(grad, ref, atol=1e-12)
 
 
 def test_initialisation():

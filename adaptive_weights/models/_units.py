@@ -12,7 +12,17 @@ from torch import Tensor, nn
 
 from ._macs import Size, module_macs
 
-__all__ = ["UNIT_STYLES", "ChannelPad", "Head", "Residual", "basic_unit", "bottleneck_unit", "bn", "conv"]
+__all__ = [
+    "UNIT_STYLES",
+    "ChannelPad",
+    "Head",
+    "Residual",
+    "basic_unit",
+    "bottleneck_unit",
+    "bn",
+    "conv",
+    "relu_mean_pool",
+]
 
 UNIT_STYLES = ("preact", "2017")
 
@@ -112,6 +122,31 @@ def bottleneck_unit(cin: int, width: int, stride: int) -> Residual:
     return Residual(branch, short)
 
 
+class _ReluMeanPool(torch.autograd.Function):
+    """Global average pool of ReLU(h), saving h (which the next unit keeps anyway) for backward.
+
+    Why not ``relu(h).mean(...)``: autograd would keep the ReLU output, one extra full-size map per
+    head, and mean's backward materialises a scaled full-size gradient. Here the ReLU output is a
+    temporary and the gradient is one ``threshold_backward`` on a broadcast view.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor) -> Tensor:
+        ctx.save_for_backward(h)
+        return torch.relu(h).sum(dim=(2, 3)) * (1.0 / (h.shape[2] * h.shape[3]))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (h,) = ctx.saved_tensors
+        scaled = (grad * (1.0 / (h.shape[2] * h.shape[3])))[:, :, None, None].expand_as(h)
+        return torch.ops.aten.threshold_backward(scaled, h, 0)
+
+
+def relu_mean_pool(h: Tensor) -> Tensor:
+    """``relu(h).mean(dim=(2, 3))`` with a lighter backward (see `_ReluMeanPool`)."""
+    return _ReluMeanPool.apply(h)
+
+
 class Head(nn.Module):
     """Anytime head: ReLU -> global average pool -> Linear (with bias), no BN (spec 4.1)."""
 
@@ -120,7 +155,7 @@ class Head(nn.Module):
         self.fc = nn.Linear(in_features, num_classes)
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.fc(torch.relu(h).mean(dim=(2, 3)))
+        return self.fc(relu_mean_pool(h))
 
     def linear_macs(self) -> int:
         """MACs of the Linear layer (pooling and ReLU are free by convention)."""

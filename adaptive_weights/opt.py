@@ -1,0 +1,171 @@
+"""OPT baselines (spec §5.4): single-exit runs that say how good an exit at a given depth can be.
+
+``OPT at unit i`` is the same network, data and training as an anytime run, trained with the
+one-hot scheme ``optimal@j`` (its only head at unit i, the trunk truncated after it) and the
+``static`` strategy. The relative error increase of an anytime net at milestone q compares its
+exit at ``idx_q = round_half_up(q * L) - 1`` with OPT at that unit, so every anytime run needs OPT
+runs at the milestones (n = 9: units 6, 13, 19, 26) or, for a whole curve, at every exit.
+
+``optimal@j`` indexes the *exit slots* of the model (with period p: units (L-1) % p, +p, ...). A
+milestone unit that is not a slot of the run's period gets an OPT run with period 1: a single-exit
+network is the same trunk and one head whatever the period, so nothing else changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .config import RunConfig, StrategyConfig
+from .schemes import exit_slots, is_single_exit, scheme_weights
+
+__all__ = ["OptRun", "opt_units", "opt_config", "plan_opt_runs", "run_opt_plan", "num_units_of", "cli_main"]
+
+
+def num_units_of(config: RunConfig) -> int:
+    """L, the number of residual units of ``config``'s full architecture (no model is built)."""
+    m = config.model
+    if m.arch == "resnet":
+        return 3 * m.n
+    if m.arch == "imagenet-resnet":
+        from .models import IMAGENET_DEPTHS
+
+        if m.depth not in IMAGENET_DEPTHS:
+            raise ValueError(f"model.depth: got {m.depth!r}; allowed: {sorted(IMAGENET_DEPTHS)}")
+        return sum(IMAGENET_DEPTHS[m.depth][1])
+    raise ValueError(f"model.arch: got {m.arch!r}; allowed: resnet, imagenet-resnet")
+
+
+def opt_units(config: RunConfig, *, every_exit: bool = False) -> list[int]:
+    """Units that need an OPT run: the distinct milestone units, or every exit of ``config``'s model
+    (the slots where its scheme puts weight, as the trainer builds them)."""
+    from .metrics import milestone_indices
+
+    num_units = num_units_of(config)
+    if not every_exit:
+        return sorted(set(milestone_indices(num_units)))
+    slots = exit_slots(num_units, config.model.period)
+    weights = scheme_weights(config.scheme.name, len(slots), config.scheme.normalize).tolist()
+    return [u for u, w in zip(slots, weights, strict=True) if w > 0]
+
+
+def opt_config(config: RunConfig, unit: int) -> RunConfig:
+    """``config`` turned into OPT at ``unit``: scheme ``optimal@j`` with j the slot of ``unit``,
+    strategy ``static`` (no hyper-parameters), a default run name; everything else unchanged except
+    the period when ``unit`` is not one of its slots (see the module docstring)."""
+    num_units = num_units_of(config)
+    if not 0 <= unit < num_units:
+        raise ValueError(f"OPT unit {unit} is out of range for a model of {num_units} units (0 .. {num_units - 1})")
+    model = config.model
+    slots = exit_slots(num_units, model.period)
+    if unit not in slots:
+        model = replace(model, period=1)
+        slots = exit_slots(num_units, 1)
+    return replace(
+        config,
+        name="",
+        model=model,
+        scheme=replace(config.scheme, name=f"optimal@{slots.index(unit)}"),
+        strategy=StrategyConfig(name="static", params={}),
+    ).resolve()
+
+
+class OptRun(NamedTuple):
+    """One planned OPT run: its exit's unit, its resolved config and its run directory."""
+
+    unit: int
+    config: RunConfig
+    run_dir: Path
+
+
+def plan_opt_runs(like_dir: str | Path, *, out_root: str | Path | None = None, every_exit: bool = False,
+                  overrides: dict[str, Any] | None = None) -> list[OptRun]:
+    """The OPT runs for the model of run directory ``like_dir``.
+
+    Run directories are ``out_root/<default run name>`` (default: beside ``like_dir``).
+    ``overrides`` (dotted keys) may only change where and how a run executes (``train.device``,
+    ``train.num_threads``, ``train.progress``, ``train.compile``, ``train.checkpoint_minutes``),
+    never what it computes, so the baselines stay comparable.
+    """
+    from .train import load_run_config
+
+    like_dir = Path(like_dir)
+    if not (like_dir / "config.json").is_file():
+        raise ValueError(f"--like {str(like_dir)!r}: not a run directory (no config.json)")
+    config = load_run_config(like_dir)
+    if is_single_exit(config.scheme.name):
+        raise ValueError(f"--like {str(like_dir)!r} is itself an OPT run (scheme {config.scheme.name!r}); "
+                         "give an anytime run")
+    allowed = ("train.device", "train.num_threads", "train.progress", "train.compile", "train.checkpoint_minutes")
+    bad = sorted(k for k in (overrides or {}) if k not in allowed)
+    if bad:
+        raise ValueError(f"overrides {bad} would change what OPT computes; allowed: {', '.join(allowed)}")
+    if overrides:
+        config = RunConfig.from_flat(overrides, base=config)
+    root = Path(out_root) if out_root is not None else like_dir.parent
+    plan: list[OptRun] = []
+    for unit in opt_units(config, every_exit=every_exit):
+        cfg = opt_config(config, unit)
+        plan.append(OptRun(unit, cfg, root / cfg.name))
+    return plan
+
+
+def _state(run_dir: Path) -> str:
+    """``done``, ``partial`` (a checkpoint to resume) or ``new``."""
+    from ._io import read_json
+
+    summary = run_dir / "summary.json"
+    if summary.is_file() and read_json(summary).get("completed"):
+        return "done"
+    return "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "new"
+
+
+def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True, log=print) -> list[Path]:
+    """Train every run of ``plan`` in turn: completed ones are skipped, interrupted ones resumed.
+
+    Returns the run directories (all completed on return).
+    """
+    from .train import train
+
+    for i, (unit, cfg, run_dir) in enumerate(plan, 1):
+        state = _state(run_dir)
+        if state == "done":
+            log(f"[{i}/{len(plan)}] OPT at unit {unit}: {run_dir} is complete, skipped")
+            continue
+        log(f"[{i}/{len(plan)}] OPT at unit {unit} ({cfg.scheme.name}): "
+            f"{'resuming' if state == 'partial' else 'training'} {run_dir}")
+        train(cfg, out_dir=run_dir, resume=state == "partial", tensorboard=tensorboard)
+    return [run_dir for _, _, run_dir in plan]
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """``adaptive-weights opt --like RUN_DIR [--out DIR] [--every-exit] [--dry-run] [--device D]``."""
+    parser = argparse.ArgumentParser(
+        prog="adaptive-weights opt",
+        description="Train the OPT baselines (single-exit runs, spec §5.4) for the model of an anytime run: "
+                    "at the milestone units round_half_up(q*L)-1, q in {1/4, 1/2, 3/4, 1} (n=9: 6, 13, 19, 26), "
+                    "or at every exit. Everything but the scheme and strategy is copied from --like.")
+    parser.add_argument("--like", required=True, metavar="RUN_DIR", help="an anytime run directory to copy")
+    parser.add_argument("--out", metavar="DIR", help="parent directory of the OPT runs (default: beside RUN_DIR)")
+    parser.add_argument("--every-exit", action="store_true", help="one OPT run per exit instead of per milestone")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
+    parser.add_argument("--device", help="train.device for the OPT runs (default: the --like run's)")
+    parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
+    args = parser.parse_args(list(argv))
+    overrides = {"train.device": args.device} if args.device else None
+    try:
+        plan = plan_opt_runs(args.like, out_root=args.out, every_exit=args.every_exit, overrides=overrides)
+        if args.dry_run:
+            for unit, cfg, run_dir in plan:
+                print(f"unit {unit:>3}  {cfg.scheme.name:<12} {_state(run_dir):<8} {run_dir}")
+            return 0
+        dirs = run_opt_plan(plan, tensorboard=not args.no_tensorboard)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
+    print("OPT runs:")
+    for d in dirs:
+        print(f"  {d}")
+    return 0

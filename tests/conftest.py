@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny configs that train in a second on the CPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Ray, when a test starts it, binds to loopback only (DESIGN.md, "Keep Ray on loopback").
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+TINY = {
+    "data.name": "synthetic",
+    "data.synthetic_size": 128,
+    "data.synthetic_image_size": 8,
+    "data.synthetic_classes": 4,
+    "model.n": 1,
+    "model.c": 4,
+    "train.preset": "smoke",
+    "train.epochs": 2,
+    "train.batch_size": 32,
+    "train.progress": False,
+    "train.num_threads": 1,
+}
+
+
+@pytest.fixture
+def tiny_flat() -> dict:
+    """Flat config keys of a run that takes about a second (synthetic 8x8, 3 exits)."""
+    return dict(TINY)
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

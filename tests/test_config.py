@@ -1,0 +1,86 @@
+"""The one configuration: flat keys, type conversion, validation with clear errors."""
+
+import pytest
+
+from adaptive_weights.config import PRESETS, RunConfig, coerce_value, load_config_file
+from adaptive_weights.train import lr_at_epoch
+
+
+def test_flat_round_trip_and_types():
+    cfg = RunConfig.from_flat({"model.n": "9", "train.lr-milestones": "10,20", "train.amp": "true",
+                               "data.val_split": "none", "strategy.name": "eg", "strategy.gamma": 0.2})
+    assert cfg.model.n == 9 and cfg.train.lr_milestones == (10, 20) and cfg.train.amp is True
+    assert cfg.data.val_split is None
+    flat = cfg.to_flat()
+    assert flat["strategy.gamma"] == 0.2 and flat["train.lr_milestones"] == [10, 20]
+    assert RunConfig.from_flat(flat) == cfg
+
+
+def test_resolve_fills_strategy_defaults_and_preset():
+    cfg = RunConfig.from_flat({"strategy.name": "eg", "strategy.gamma": 0.1, "train.preset": "cifar"}).resolve()
+    assert cfg.strategy.params["gamma"] == 0.1
+    assert cfg.strategy.params["rho"] == 0.8 and cfg.strategy.params["ratio"] == 2.0
+    assert cfg.train.epochs == 300 and cfg.train.lr_milestones == (140, 210, 250)
+    assert cfg.name == "digits-resnet3c16-sieve-eg-gamma0.1-s0"
+    # a shorter run stretches the preset's schedule proportionally
+    short = RunConfig.from_flat({"train.preset": "cifar", "train.epochs": 30}).resolve()
+    assert short.train.lr_milestones == (14, 21, 25)
+    assert [lr_at_epoch(e, (14, 21, 25), PRESETS["cifar"][2]) for e in (0, 13, 14, 21, 29)] == \
+        [0.1, 0.1, 0.01, 0.001, 0.0002]
+
+
+def test_switching_strategy_drops_the_old_hyper_parameters():
+    base = RunConfig.from_flat({"strategy.name": "eg", "strategy.gamma": 0.1})
+    cfg = RunConfig.from_flat({"strategy.name": "static"}, base=base).resolve()
+    assert cfg.strategy.name == "static" and "gamma" not in cfg.strategy.params
+
+
+@pytest.mark.parametrize("flat,match", [
+    ({"model.bogus": 1}, r"unknown config key 'model.bogus'; valid keys in model: model.arch, model.n"),
+    ({"modle.n": 1}, r"unknown config key 'modle.n'; valid keys: name, model.arch"),
+    ({"model.n": "nine"}, r"model.n: expected int, got 'nine'"),
+    ({"train.amp": "maybe"}, r"train.amp: expected bool, got 'maybe'"),
+])
+def test_bad_keys_and_types_fail_on_parse(flat, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig.from_flat(flat)
+
+
+@pytest.mark.parametrize("flat,match", [
+    ({"model.n": 0}, r"model.n: expected a positive integer, got 0"),
+    ({"model.arch": "vgg"}, r"model.arch: got 'vgg'; allowed: .*resnet"),
+    ({"data.name": "mnist"}, r"data.name: got 'mnist'; allowed: digits, synthetic, cifar10"),
+    ({"scheme.name": "nope"}, r"scheme.name: unknown weight scheme 'nope'"),
+    ({"scheme.normalize": "max"}, r"scheme.normalize: got 'max'; allowed: last, sum, log, none"),
+    ({"strategy.name": "nope"}, r"strategy: .*nope.*"),
+    ({"strategy.name": "eg", "strategy.gamma": 7.0}, r"strategy: .*gamma.*7"),
+    ({"strategy.name": "eg", "strategy.bogus": 1}, r"strategy: .*bogus"),
+    ({"train.preset": "fast"}, r"train.preset: got 'fast'; allowed: cifar"),
+    ({"train.lr_milestones": "5,3"}, r"train.lr_milestones: expected increasing"),
+    ({"train.lr_milestones": "5", "train.lr_values": "0.1"}, r"train.lr_values: need 2 values"),
+    ({"scheme.name": "optimal@3", "strategy.name": "eg"}, r"OPT runs use strategy 'static'"),
+    ({"train.device": "tpu"}, r"train.device: got 'tpu'"),
+])
+def test_resolve_names_key_value_and_allowed(flat, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig.from_flat(flat).resolve()
+
+
+def test_yaml_nested_and_flat(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_text("model:\n  n: 5\n  c: 8\nstrategy.name: rwm\ntrain:\n  lr-milestones: [3, 6]\n")
+    flat = load_config_file(p)
+    assert flat == {"model.n": 5, "model.c": 8, "strategy.name": "rwm", "train.lr_milestones": [3, 6]}
+    cfg = RunConfig.from_flat(flat)
+    assert cfg.model.n == 5 and cfg.train.lr_milestones == (3, 6)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+
+
+def test_coerce_value_edge_cases():
+    assert coerce_value("k", 3.0, int) == 3
+    with pytest.raises(ValueError, match="k: expected int, got 3.5"):
+        coerce_value("k", 3.5, int)
+    with pytest.raises(ValueError, match="expected float, got True"):
+        coerce_value("k", True, float)
+    assert coerce_value("k", "[1, 2]", tuple[int, ...]) == (1, 2)
