@@ -186,8 +186,10 @@ def budgeted_inference(model: torch.nn.Module, x: Tensor, thresholds: Sequence[f
     """Early-exit inference on one batch: a sample leaves at the first exit with confidence >= T_k.
 
     After each exit the rows that left are removed from the trunk state, so later units never see
-    them. Boolean indexing makes this sync with the device once per exit; it is inference, not a
-    training step. The model's train/eval mode is the caller's choice.
+    them. The new batch size must be known on the host, so each exit costs exactly one device sync
+    (the count of leavers); the rows are then split with a stable sort and ``index_select``, which
+    need none (boolean-mask indexing would sync once per mask use). The model's train/eval mode is
+    the caller's choice.
     """
     t = _check_thresholds(model, thresholds)
     exit_macs = torch.as_tensor(model.exit_macs(), dtype=torch.int64, device=x.device)
@@ -203,12 +205,16 @@ def budgeted_inference(model: torch.nn.Module, x: Tensor, thresholds: Sequence[f
             predictions[rows] = pred
             break
         leave = conf >= t[k]
-        predictions[rows[leave]] = pred[leave]
-        exits[rows[leave]] = k
-        stay = ~leave
-        rows, h = rows[stay], h[stay]
-        if rows.numel() == 0:
+        n_leave = int(leave.sum())  # the one sync of this exit
+        if n_leave == 0:
+            continue
+        order = torch.sort(leave.to(torch.int8), descending=True, stable=True).indices
+        out, stay = order[:n_leave], order[n_leave:]
+        predictions[rows[out]] = pred[out]
+        exits[rows[out]] = k
+        if stay.numel() == 0:
             break
+        rows, h = rows[stay], h.index_select(0, stay)
     return BudgetedOutput(predictions, exits, exit_macs[exits])
 
 

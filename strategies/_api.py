@@ -25,17 +25,21 @@ ENTRY_POINT_GROUP = "adaptive_weights.strategies"
 S = TypeVar("S", bound=type[Strategy])
 
 
+_RESERVED = frozenset({"seed", "base", "K", "device", "generator", "epoch", "steps", "skipped", "sel", "onehot"})
+
+
 def _check_strategy_class(name: str, obj: Any) -> None:
     """Reject what would break later: not a Strategy subclass, bad feedback, shadowing hparams."""
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise ValueError(f"strategy {name!r} must be a subclass of strategies.Strategy, got {obj!r}")
     if obj.feedback not in FEEDBACK:
         raise ValueError(f"strategy {name!r}: feedback {obj.feedback!r} is not one of {FEEDBACK}")
-    clash = sorted(k for k in obj.hparams if k != "warmup_epochs" and hasattr(Strategy, k))
+    clash = sorted(k for k in obj.hparams if k in _RESERVED or (k != "warmup_epochs" and hasattr(Strategy, k)))
     if clash:
         raise ValueError(f"strategy {name!r}: hyper-parameter name(s) {clash} shadow Strategy attributes")
-    if obj.name and obj.name != name:
-        raise ValueError(f"strategy class {obj.__qualname__} is named {obj.name!r}, cannot register it as {name!r}")
+    own = obj.__dict__.get("name")  # a subclass of a registered strategy may take a new name
+    if own and own != name:
+        raise ValueError(f"strategy class {obj.__qualname__} is named {own!r}, cannot register it as {name!r}")
     obj.name = name
 
 

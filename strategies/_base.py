@@ -91,8 +91,9 @@ class Strategy:
         raise NotImplementedError
 
     def update(self, losses: Tensor) -> None:
-        """Learn from one step's per-exit losses (only called while `active`; non-finite entries
-        arrive replaced by 1 and the step is then reverted). Assign new state tensors, never in place."""
+        """Learn from one step's per-exit losses (only called while `active`). Assign new state
+        tensors, never modify them in place: if a loss or the new state is not finite, `observe`
+        restores the old tensors, so NaN or inf may pass through here but never persist."""
 
     def probabilities(self) -> Tensor:
         """The current sampling distribution over exits (default: each exit's share of the weights)."""
@@ -119,11 +120,13 @@ class Strategy:
         return self.epoch >= self.warmup_epochs
 
     def start_epoch(self, epoch: int) -> None:
-        """Tell the strategy that epoch `epoch` (from 0) begins; resets the per-epoch statistics."""
+        """Tell the strategy that epoch `epoch` (from 0) begins; a new epoch resets the per-epoch
+        statistics. Idempotent: a trainer resuming mid-epoch calls it again with the same epoch."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        if epoch != self.epoch:
+            self.reset_stats()
         self.epoch = epoch
-        self.reset_stats()
 
     def observe(self, losses: Tensor) -> None:
         """Learn from the step's detached per-exit mean losses `[K]`.
@@ -135,23 +138,21 @@ class Strategy:
         if losses.shape != (self.K,):
             raise ValueError(f"losses must have shape ({self.K},), got {tuple(losses.shape)}")
         self.steps += 1
-        finite = torch.isfinite(losses).all()
         if not self.active:
-            self.skipped = self.skipped + ~finite
+            self.skipped = self.skipped + ~_all_finite(losses)
             return
         learnt = (*self.state_tensors, *self._learnt_stat_tensors())
         old = {name: getattr(self, name) for name in learnt}
         versions = {name: t._version for name, t in old.items()}
-        self.update(torch.nan_to_num(losses, nan=1.0, posinf=1.0, neginf=1.0))
+        self.update(losses)
         new = [getattr(self, name) for name in learnt]
         for name, t in zip(learnt, new, strict=True):
             if t is old[name] and t._version != versions[name]:
                 raise RuntimeError(f"{type(self).__name__}.update modified {name!r} in place; assign a new tensor")
-        ok = finite
-        if new:
-            ok = ok & torch.isfinite(torch.cat([t.reshape(-1).float() for t in new])).all()
-            for name, t in zip(learnt, new, strict=True):
-                setattr(self, name, torch.where(ok, t, old[name]))
+        # one check for the losses and every learnt tensor: the step counts only if all are finite
+        ok = _all_finite(torch.cat([losses, *(t.reshape(-1).float() for t in new)]))
+        for name, t in zip(learnt, new, strict=True):
+            setattr(self, name, torch.where(ok, t, old[name]))
         self.skipped = self.skipped + ~ok
 
     def reset_stats(self) -> None:
@@ -159,7 +160,7 @@ class Strategy:
 
     def stats(self) -> dict[str, Tensor]:
         """Small on-device tensors worth logging once per epoch."""
-        return {"skipped": self.skipped, "prob": self.probabilities()}
+        return {"skipped": self.skipped}
 
     def spec(self) -> dict[str, Any]:
         """`{"name": ..., **hparams}`: JSON- and Ray-Tune-friendly, enough to rebuild the object."""
@@ -243,11 +244,13 @@ class SamplingStrategy(Strategy):
             self._keep = torch.zeros_like(self.base)
             self._hit = torch.full_like(self.base, 2.0) * w_final
         self.onehot = self._arange == self.sel
+        self.drawn_p = torch.full((self.K,), 1.0 / self.K, device=self.device)
         self._drawn_once = False
 
     def step_weights(self) -> Tensor:
+        self.drawn_p = self.probabilities()  # what `sel` is drawn from (a bandit update needs p_sel)
         if self._drawn_once:
-            self.sel = self.draw(self.probabilities())
+            self.sel = self.draw(self.drawn_p)
         self._drawn_once = True
         self.onehot = self._arange == self.sel
         self.draws = self.draws + self.onehot
@@ -267,7 +270,7 @@ class SamplingStrategy(Strategy):
         return {**super().stats(), "selected": self.sel, "draws": self.draws}
 
     def _stat_tensors(self) -> tuple[str, ...]:
-        return (*super()._stat_tensors(), "sel", "onehot", "draws")
+        return (*super()._stat_tensors(), "sel", "onehot", "drawn_p", "draws")
 
     def _extra_state(self) -> dict[str, Any]:
         return {**super()._extra_state(), "drawn_once": self._drawn_once}
@@ -320,6 +323,15 @@ class RewardLearner(SamplingStrategy):
 
     def _learnt_stat_tensors(self) -> tuple[str, ...]:
         return (*super()._learnt_stat_tensors(), "reward_sum", "reward_count")
+
+
+def _all_finite(x: Tensor) -> Tensor:
+    """0-d bool: every entry of `x` is finite (s - s == 0 fails only for inf or nan; three kernels).
+
+    A sum beyond float32 range (about 3e38) also counts as not finite, which only skips such a step.
+    """
+    s = x.sum()
+    return (s - s) == 0
 
 
 def _check_base_weights(base_weights: Tensor, owner: str) -> Tensor:

@@ -63,8 +63,8 @@ class EGStrategy(_LogWeights):
     feedback = "bandit"
 
     def learn(self, rewards: Tensor) -> None:
-        # importance weighted, 0 off the drawn exit: gamma * r_sel / (K * p_sel)
-        step = torch.where(self.onehot, rewards, 0.0) / self.probabilities() * (self.gamma / self.K)
+        # importance weighted, 0 off the drawn exit: gamma * r_sel / (K * p_sel), p the draw's distribution
+        step = torch.where(self.onehot, rewards, 0.0) / self.drawn_p * (self.gamma / self.K)
         self.log_w = floored_log_weights(self.log_w + step, self.gamma, self._log_floor)
 
 

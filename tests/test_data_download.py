@@ -165,3 +165,30 @@ def test_svhn_download_verifies_each_file(tmp_path, server):
     files = read_svhn(root)
     np.testing.assert_array_equal(files["train"][0], tx)
     np.testing.assert_array_equal(files["train"][1], ty)
+
+
+def test_build_data_download_flag_fetches_then_reads(tmp_path, server, monkeypatch):
+    from adaptive_weights.config import DataConfig
+    from adaptive_weights.data import RemoteFile, build_data
+
+    archive, (train_x, _, test_x, _) = _cifar_archive(tmp_path)
+    server.files["cifar-10-python.tar.gz"] = archive
+    monkeypatch.setitem(DATASET_SOURCES, "cifar10",
+                        (server.url, {"python": RemoteFile("cifar-10-python.tar.gz", _md5(archive))}))
+    cfg = DataConfig(name="cifar10", root=str(tmp_path / "data"), download=True, val_split=5)
+    b = build_data(cfg, batch_size=4, device="cpu", seed=0)
+    assert b.train.num_samples == 10 and server.requests == ["cifar-10-python.tar.gz"]
+    np.testing.assert_array_equal(b.eval["test"].images.numpy(), test_x)
+    np.testing.assert_array_equal(b.eval["val"].images.numpy(), train_x[-5:])
+
+
+def test_half_folder_left_by_hand_is_replaced(tmp_path, server):
+    archive, expected = _cifar_archive(tmp_path)
+    server.files["cifar-10-python.tar.gz"] = archive
+    root = tmp_path / "data"
+    (root / "cifar-10-batches-py").mkdir(parents=True)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"junk")  # incomplete: not trusted
+    download_dataset("cifar10", root, url_base=server.url, progress=False,
+                     md5={"cifar-10-python.tar.gz": _md5(archive)})
+    np.testing.assert_array_equal(read_cifar(root, "cifar10")[0], expected[0])
+    assert _leftovers(root) == ["cifar-10-batches-py"]

@@ -64,6 +64,8 @@ def test_exit_placement_on_models():
     assert m.exit_units == list(range(2, 75, 3))
     assert AnytimeResNet(n=3, c=1, period=2).exit_units == [0, 2, 4, 6, 8]
     assert AnytimeResNet(n=3, c=1, period=1).exit_units == list(range(9))
+    numpy_ints = AnytimeResNet(n=3, c=1, exits=torch.tensor([1, 4]).numpy()).exit_units
+    assert numpy_ints == [1, 4] and all(type(u) is int for u in numpy_ints)
 
 
 def test_truncated_trunk_builds_only_up_to_last_exit():
@@ -312,6 +314,7 @@ def test_registry():
         (dict(unit_style="v3"), "unit_style='v3'.*preact"),
         (dict(n=2, exits=[6]), r"exits contains 6.*\[0, 5\]"),
         (dict(n=2, exits=[-1]), "exits contains -1"),
+        (dict(n=2, exits=[1.0]), "exits contains 1.0"),
         (dict(n=2, exits=[3, 1]), "strictly ascending"),
         (dict(n=2, exits=[2, 2]), "strictly ascending"),
         (dict(n=2, exits=[]), "exits=\\[\\]"),

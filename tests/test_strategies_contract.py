@@ -160,6 +160,7 @@ def test_state_dict_round_trip_continues_identically(name: str, which: int) -> N
     state = torch.load(buf, weights_only=True)
     b = create_strategy(name, BASE, seed=999, **hp)  # a different seed: the state must carry the generator
     b.load_state_dict(state)
+    a.start_epoch(1), b.start_epoch(1)  # a trainer resuming mid-epoch starts the same epoch again
     wa, pa = run(a, stream[25:])
     wb, pb = run(b, stream[25:])
     assert all(torch.equal(x, y) for x, y in zip(wa + pa, wb + pb, strict=True))
@@ -280,3 +281,56 @@ def test_no_warning_on_normal_lookup() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "eg" in list_strategies()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_state_on_device_and_no_host_sync(name: str) -> None:
+    """On CUDA every step runs without a host-device sync (sync debug mode raises on one) and the
+    state survives a save and load on the GPU."""
+    dev = torch.device("cuda")
+    hp = param_sets(name)[0]
+    s = create_strategy(name, BASE.to(dev), seed=5, **hp)
+    stream = [x.to(dev) for x in loss_stream(30)]
+    stream[7] = torch.full((9,), float("nan"), device=dev)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        s.start_epoch(0)
+        for x in stream:
+            w = s.step_weights()
+            s.observe(x)
+            p = s.probabilities()
+        stats = s.stats()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert w.device.type == "cuda" and p.device.type == "cuda" and w.dtype == torch.float32
+    assert all(v.device.type == "cuda" for v in stats.values())
+    assert_simplex(p.cpu(), s.probability_floor())
+    assert int(stats["skipped"]) == 1
+    b = create_strategy(name, BASE.to(dev), seed=5, **hp)
+    b.load_state_dict(torch.load(io.BytesIO(_saved(s)), weights_only=True))
+    assert torch.equal(b.step_weights(), s.step_weights())
+
+
+def _saved(s) -> bytes:
+    buf = io.BytesIO()
+    torch.save(s.state_dict(), buf)
+    return buf.getvalue()
+
+
+def test_trains_via_the_training_loop(name: str, tiny_flat: dict, tmp_path: Path) -> None:
+    """Every registered strategy, the plugin included, runs through `adaptive_weights.train` (two
+    epochs on a tiny synthetic set: the learners are frozen in the first and learn in the second)."""
+    import json
+
+    from adaptive_weights.config import RunConfig
+    from adaptive_weights.train import train
+
+    summary = train(RunConfig.from_flat({**tiny_flat, "strategy.name": name}), out_dir=tmp_path / "r", tensorboard=False)
+    assert summary["strategy"] == name
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    probs = [v for k, v in rows[-1].items() if k.startswith("train/prob/exit_")]
+    assert len(probs) == 3 and abs(sum(probs) - 1) < 1e-5 and min(probs) >= 0
+    state = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)["strategy"]
+    assert state["name"] == name and state["epoch"] == 1 and state["steps"] > 0

@@ -113,7 +113,7 @@ def test_follow_the_leader_fails_the_same_check() -> None:
     assert rwm < 0.2 * per_t[2] * 10000
 
 
-SEEDS = (0, 1, 2, 3)
+SEEDS = (0, 1, 2)
 
 
 def run_bandit(gamma: float, rewards: torch.Tensor, seed: int) -> torch.Tensor:
@@ -144,7 +144,7 @@ def test_eg_pseudo_regret_consistent_best_under_exp3_bound_and_falling(gamma: fl
 
 @pytest.mark.parametrize("sequence", [alternating, switching])
 def test_eg_pseudo_regret_adversarial_under_exp3_bound(sequence) -> None:
-    gamma, T = 0.3, 3000
+    gamma, T = 0.3, 2000
     rewards = sequence(T)
     curve = torch.stack([regret_curve(run_bandit(gamma, rewards, s), rewards) for s in SEEDS]).mean(0)
     g_max = float(rewards.sum(0).max())

@@ -9,6 +9,7 @@ and the optimiser's parameter groups.
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Generator, Sequence
 
@@ -43,12 +44,18 @@ def resolve_exits(num_units: int, period: int, exits: Sequence[int] | None) -> l
     check_positive_int("period", period)
     if exits is None:
         return exit_positions(num_units, period)
-    units = list(exits)
-    if not units:
+    given = list(exits)
+    if not given:
         raise ValueError("exits=[] is not allowed: give at least one 0-based unit index")
-    for u in units:
-        if not isinstance(u, int) or isinstance(u, bool) or not 0 <= u < num_units:
+    units = []
+    for u in given:
+        try:
+            index = operator.index(u)  # accepts numpy integers, refuses floats
+        except TypeError:
+            index = None
+        if index is None or isinstance(u, bool) or not 0 <= index < num_units:
             raise ValueError(f"exits contains {u!r}: unit indices must be ints in [0, {num_units - 1}]")
+        units.append(int(index))
     if any(b <= a for a, b in zip(units, units[1:], strict=False)):
         raise ValueError(f"exits={units} is not allowed: indices must be strictly ascending")
     return units

@@ -1,0 +1,144 @@
+"""Cost of a strategy per training step, next to one training step of the n=3 anytime ResNet.
+
+For every registered strategy and K in {9, 27, 75} it times `step_weights()` + `observe(losses)`
+(learning switched on) and prints the ratio to one SGD step of `AnytimeResNet(n=3, c=16)` at batch
+128 on the same device (goal: under 1%). On CUDA it also measures the in-loop overhead: the training
+step with the strategy minus the step with constant weights, which is what a run actually pays, since
+the strategy's tiny kernels queue behind the network's. GPU times use CUDA events after warm-up;
+each number is the mean (and spread) over repetitions.
+
+    python benchmarks/bench_strategies.py [--device cuda] [--reps 5] [--steps 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from strategies import create_strategy, get_strategy_class, list_strategies
+
+KS = (9, 27, 75)
+
+
+def timer(device: torch.device) -> Callable[[Callable[[], None], int], float]:
+    """Seconds per call of fn, measured over `n` calls (CUDA events on GPU, perf_counter on CPU)."""
+
+    def measure(fn: Callable[[], None], n: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            return start.elapsed_time(end) / 1e3 / n
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t0) / n
+
+    return measure
+
+
+def repeat(measure, fn, n: int, reps: int, warmup: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    times = [measure(fn, n) for _ in range(reps)]
+    return statistics.mean(times), (statistics.stdev(times) if reps > 1 else 0.0)
+
+
+def learning_hparams(name: str) -> dict:
+    hp = get_strategy_class(name).hparams
+    return {**({"warmup_epochs": 0} if "warmup_epochs" in hp else {}), **({"period": 1} if "period" in hp else {})}
+
+
+def make_train_step(device: torch.device, batch: int, weights_fn: Callable[[], torch.Tensor],
+                    observe: Callable[[torch.Tensor], None]) -> Callable[[], None]:
+    from adaptive_weights.models import AnytimeResNet
+
+    torch.manual_seed(0)
+    model = AnytimeResNet(n=3, c=16, num_classes=10).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step() -> None:
+        weights = weights_fn()
+        logits = model(x)  # [K, B, classes]
+        K = logits.shape[0]
+        losses = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none")
+        losses = losses.view(K, batch).mean(1)
+        opt.zero_grad(set_to_none=True)
+        (weights * losses).sum().backward()
+        opt.step()
+        observe(losses.detach())
+
+    return step
+
+
+def strategy_step(strategy, pool: list[torch.Tensor]) -> Callable[[], None]:
+    """One training step's worth of strategy calls, cycling through a pool of loss vectors."""
+    i = 0
+
+    def one() -> None:
+        nonlocal i
+        strategy.step_weights()
+        strategy.observe(pool[i % len(pool)])
+        i += 1
+
+    return one
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=200, help="strategy steps per repetition")
+    ap.add_argument("--train-steps", type=int, default=0, help="training steps per repetition (default: 20 GPU, 3 CPU)")
+    ap.add_argument("--batch", type=int, default=128)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    measure = timer(device)
+    train_steps = args.train_steps or (20 if device.type == "cuda" else 3)
+
+    const = torch.ones(9, device=device)
+    train = make_train_step(device, args.batch, lambda: const, lambda losses: None)
+    t_train, sd_train = repeat(measure, train, train_steps, args.reps, warmup=5 if device.type == "cuda" else 1)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}")
+    print(f"train step, AnytimeResNet(n=3, c=16), batch {args.batch}: {t_train * 1e3:.3f} ms (sd {sd_train * 1e3:.3f})")
+    print(f"{'strategy':<16}" + "".join(f"{'K=' + str(k) + ' us':>12}{'ratio':>9}" for k in KS))
+    g = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for sname in list_strategies():
+        row = f"{sname:<16}"
+        for K in KS:
+            base = torch.rand(K, generator=g).to(device) + 0.1
+            pool = [(torch.linspace(2.0, 0.5, K) * torch.exp(0.2 * torch.randn(K, generator=g))).to(device)
+                    for _ in range(16)]
+            s = create_strategy(sname, base, seed=0, **learning_hparams(sname))
+            t, _ = repeat(measure, strategy_step(s, pool), args.steps, args.reps, warmup=20)
+            worst = max(worst, t / t_train)
+            row += f"{t * 1e6:>12.1f}{100 * t / t_train:>8.2f}%"
+        print(row)
+    print(f"worst ratio: {100 * worst:.2f}% of a training step (goal < 1%)")
+
+    if device.type == "cuda":
+        print("in-loop overhead at K=9: train step with the strategy minus with constant weights,")
+        print("interleaved per repetition (median difference over repetitions):")
+        for sname in list_strategies():
+            s = create_strategy(sname, torch.rand(9, generator=g).to(device) + 0.1, seed=0, **learning_hparams(sname))
+            step = make_train_step(device, args.batch, s.step_weights, s.observe)
+            for _ in range(5):
+                step(), train()
+            diffs = [measure(step, train_steps) - measure(train, train_steps) for _ in range(2 * args.reps)]
+            d = statistics.median(diffs)
+            print(f"  {sname:<16}{d * 1e6:>9.1f} us  ({100 * d / t_train:+.2f}%; spread {statistics.pstdev(diffs) * 1e6:.0f} us)")
+
+if __name__ == "__main__":
+    main()

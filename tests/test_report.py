@@ -1,0 +1,173 @@
+"""Reports: hand-computed tables from hand-made runs, and an end-to-end report from tiny trained runs
+(two schemes, OPT at the milestones, an EANN of three members) with every table and plot."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from adaptive_weights.config import RunConfig
+from adaptive_weights.opt import plan_opt_runs, run_opt_plan
+from adaptive_weights.report import Run, build_report, cli_main, load_runs, write_report
+from adaptive_weights.train import train
+
+TINY = {
+    "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,
+    "model.n": 1, "model.c": 4, "train.preset": "smoke", "train.epochs": 1, "train.batch_size": 32,
+    "train.progress": False, "train.num_threads": 1,
+}
+
+
+# ------------------------------------------------------------------------------ hand-made runs
+def _run(name: str, scheme: str, seed: int, test: list[float], *, units=(0, 1, 2), epochs: int = 1) -> Run:
+    config = {"data.name": "synthetic", "model.arch": "resnet", "model.n": 1, "model.c": 4, "model.period": 1,
+              "model.depth": 50, "model.unit_style": "preact", "train.seed": seed, "scheme.name": scheme,
+              "strategy.name": "static", "train.epochs": epochs}
+    macs = {0: 100, 1: 200, 2: 300}
+    return Run(path=Path("/nonexistent") / name, name=name, config=config, num_units=3, exit_units=tuple(units),
+               exit_macs=tuple(macs[u] for u in units), errors={"test": test, "val": None}, completed=True,
+               epochs=epochs)
+
+
+def _hand_runs(drop_opt: tuple[int, int] | None = (2, 1), opt_epochs: int = 1) -> list[Run]:
+    """L = 3, milestones q = 1/4, 1/2, 3/4, 1 -> units 0, 1, 1, 2. Seeds 0-2 of sieve (A) and const (B);
+    OPT errors 0.25, 0.2, 0.1 at units 0, 1, 2, without OPT (seed 2, unit 1) by default."""
+    runs = []
+    for s in range(3):
+        runs.append(_run(f"a{s}", "sieve", s, [0.5, 0.4, 0.2]))
+        runs.append(_run(f"b{s}", "const", s, [0.3, 0.45, 0.2 if s == 2 else 0.25]))
+        for u, e in zip((0, 1, 2), (0.25, 0.2, 0.1), strict=True):
+            if (s, u) != drop_opt:
+                runs.append(_run(f"opt{u}-s{s}", f"optimal@{u}", s, [e], units=(u,),
+                                 epochs=opt_epochs if (s, u) == (0, 0) else 1))
+    return runs
+
+
+def _row(md: str, prefix: str) -> list[str]:
+    line = next(ln for ln in md.splitlines() if ln.startswith(prefix))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_tables_are_hand_computed():
+    rep = build_report(_hand_runs(), group_by=["scheme.name", "strategy.name"])
+    md = rep.markdown
+    # (a) mean over three seeds: const at unit 2 is (0.25 + 0.25 + 0.2) / 3 = 23.33%
+    assert _row(md, "| const+static | 3 |")[2:5] == ["30.00", "45.00", "23.33"]
+    # step AUC over [100, 300]: sieve holds 0.5 on [100, 200), 0.4 on [200, 300) -> 45%
+    assert _row(md, "| sieve+static | 3 |")[-1] == "45.00"
+    # (b) sieve at q=1/4: (0.5 - 0.25) / 0.25 = +100%; q=1: (0.2 - 0.1) / 0.1 = +100%; const at q=1/4:
+    # (0.3 - 0.25) / 0.25 = +20%; q=1 mean of +150, +150, +100 = +133.3%. Seed 2 lacks OPT at unit 1
+    # (q = 1/2 and 3/4), so those cells are n/a.
+    assert _row(md, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "n/a", "n/a", "+100.0"]
+    assert _row(md, "| synthetic/resnet n1 c4 | const+static |")[2:] == ["+20.0", "n/a", "n/a", "+133.3"]
+    assert "missing OPT at unit 1 for synthetic/resnet n1 c4 seed 2" in rep.warnings
+    assert "- missing OPT at unit 1 for synthetic/resnet n1 c4 seed 2" in md
+    rel = [r for r in rep.tables["relative_increase"] if r["run"] == "a2" and r["q"] == "1/2"]
+    assert rel[0]["relative_increase"] is None and rel[0]["note"].startswith("missing OPT at unit 1")
+    # (c) const vs sieve: q=1/4 const wins 3 of 3 -> Hoeffding exp(-2*3*(1/2)^2) = exp(-1.5), exact 1/8;
+    # q=1 sieve wins 2, one tie dropped -> n=2, Hoeffding exp(-1), exact 1/4.
+    by_q = {r["q"]: r for r in rep.tables["win_rates"]}
+    assert (by_q["1/4"]["a"], by_q["1/4"]["a_wins"], by_q["1/4"]["b_wins"]) == ("const+static", 3, 0)
+    assert by_q["1/4"]["hoeffding_p_a_better"] == pytest.approx(math.exp(-1.5))
+    assert by_q["1/4"]["binomial_p_a_better"] == pytest.approx(1 / 8)
+    assert by_q["1/4"]["hoeffding_p_b_better"] == 1.0
+    assert (by_q["1"]["a_wins"], by_q["1"]["b_wins"], by_q["1"]["ties"], by_q["1"]["n"]) == (0, 2, 1, 2)
+    assert by_q["1"]["hoeffding_p_b_better"] == pytest.approx(math.exp(-1.0))
+    assert by_q["1"]["binomial_p_b_better"] == pytest.approx(0.25)
+    assert _row(md, "| const+static vs sieve+static | 1/4 |")[2:] == ["3", "0", "0", "1.00", "0.223 / 0.125", "1 / 1"]
+    # the OPT runs are not a method, and the markdown explains its numbers
+    assert {r["method"] for r in rep.tables["per_exit_errors"]} == {"sieve+static", "const+static", "OPT"}
+    for text in ("multiply-accumulates", "round_half_up(q*L) - 1", "exp(-2n(k/n - 1/2)^2)", "Binomial(n, 1/2)"):
+        assert text in md
+
+
+def test_mismatches_and_single_key_grouping_are_reported():
+    rep = build_report(_hand_runs(drop_opt=None, opt_epochs=2))
+    assert not any(w.startswith("missing OPT") for w in rep.warnings)
+    mismatch = [w for w in rep.warnings if "train.epochs" in w]
+    assert len(mismatch) == 1 and "2 in 1 run(s) (opt0-s0)" in mismatch[0]
+    # grouped by strategy only, sieve and const are one method with two runs per setting: reported
+    assert any("method static has several runs for setting synthetic/resnet n1 c4 seed 0" in w for w in rep.warnings)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="no key 'strategy.nope'"):
+        build_report(_hand_runs(), group_by=["strategy.nope"])
+    with pytest.raises(ValueError, match="only OPT runs"):
+        build_report([r for r in _hand_runs() if r.is_opt])
+    with pytest.raises(ValueError, match="no such run directory"):
+        cli_main(["/nonexistent/run"])
+
+
+# ------------------------------------------------------------------------------ trained runs
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, list[Path]]:
+    """Two methods x two seeds (n=1: 3 exits), OPT at the milestones (units 0, 1, 2) per seed, and an
+    EANN of n = 1, 2, 4 (seed 0). About 15 one-epoch runs on 8x8 synthetic images."""
+    root = tmp_path_factory.mktemp("report")
+    runs, eann = [], []
+    for seed in (0, 1):
+        for scheme, strategy in (("sieve", "aann"), ("const", "static")):
+            out = root / "runs" / f"{scheme}-{strategy}-s{seed}"
+            train(RunConfig.from_flat({**TINY, "scheme.name": scheme, "strategy.name": strategy,
+                                       "train.seed": seed}), out_dir=out, tensorboard=False)
+            runs.append(out)
+        run_opt_plan(plan_opt_runs(root / "runs" / f"sieve-aann-s{seed}", out_root=root / "opt"),
+                     tensorboard=False, log=lambda msg: None)
+    for n in (2, 4):
+        out = root / "eann" / f"n{n}"
+        train(RunConfig.from_flat({**TINY, "model.n": n, "scheme.name": "sieve", "strategy.name": "aann"}),
+              out_dir=out, tensorboard=False)
+        eann.append(out)
+    return {"root": [root], "runs": runs, "eann": [runs[0], *eann]}
+
+
+def test_report_from_trained_runs(trained, tmp_path, capsys):
+    root = trained["root"][0]
+    out = tmp_path / "report"
+    eann_args = ["--eann", *map(str, trained["eann"])]
+    assert cli_main([str(root / "runs"), str(root / "opt"), "--group-by", "scheme.name,strategy.name",
+                     *eann_args, "--out", str(out)]) == 0
+    assert "report.md" in capsys.readouterr().out
+    names = {p.name for p in out.iterdir()}
+    assert {"report.md", "per_exit_errors.csv", "relative_increase.csv", "win_rates.csv", "eann.csv",
+            "error_vs_macs_synthetic_resnet_n1_c4.png", "eann_0.png",
+            "probability_stack_sieve+aann_synthetic_resnet_n1_c4.png"} <= names
+    assert not any(n.startswith("probability_stack_const") for n in names)  # static does not sample
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    for heading in ("## (a)", "### OPT baselines", "## (b)", "## (c)", "## (d) EANN", "## Plots", "## Warnings"):
+        assert heading in md
+    assert "missing OPT" not in md and "Cost inflation of the EANN against OPT+" in md
+
+    runs = {r.name: r for r in load_runs([root])}
+    # per-exit CSV rows are the summaries' numbers
+    rows = list(csv.DictReader((out / "per_exit_errors.csv").open()))
+    a0 = runs["sieve-aann-s0"]
+    assert [float(r["test_error"]) for r in rows if r["run"] == "sieve-aann-s0"] == a0.errors["test"]
+    # a relative increase recomputed from the summaries (n=1: q=1/2 is unit 1)
+    opt1 = next(r for r in runs.values() if r.is_opt and r.seed == 0 and r.exit_units == (1,))
+    rel = next(r for r in csv.DictReader((out / "relative_increase.csv").open())
+               if r["run"] == "sieve-aann-s0" and r["q"] == "1/2")
+    e_ann, e_opt = a0.errors["test"][1], opt1.errors["test"][0]
+    assert float(rel["relative_increase"]) == pytest.approx((e_ann - e_opt) / e_opt)
+    # win rates cover the two seeds at each milestone
+    wins = list(csv.DictReader((out / "win_rates.csv").open()))
+    assert len(wins) == 4 and all(int(w["a_wins"]) + int(w["b_wins"]) + int(w["ties"]) == 2 for w in wins)
+    # the EANN curve starts at the cheapest member's first exit
+    eann_rows = list(csv.DictReader((out / "eann.csv").open()))
+    assert float(eann_rows[0]["macs"]) == a0.exit_macs[0] and eann_rows[0]["member"] == "sieve-aann-s0"
+
+
+def test_missing_opt_is_reported_not_skipped(trained, tmp_path):
+    root = trained["root"][0]
+    kept = [p for p in (root / "opt").iterdir() if not p.name.startswith("synthetic-resnet1c4-optimalat1-static-s1")]
+    rep = build_report(load_runs([root / "runs", *kept]), group_by=["scheme.name", "strategy.name"])
+    assert "missing OPT at unit 1 for synthetic/resnet n1 c4 seed 1" in rep.warnings
+    assert _row(rep.markdown, "| synthetic/resnet n1 c4 | sieve+aann |")[3:5] == ["n/a", "n/a"]
+    write_report(rep, tmp_path)
+    assert (tmp_path / "report.md").read_text() == rep.markdown
