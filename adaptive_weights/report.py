@@ -131,12 +131,13 @@ class Run:
         return list(errs)
 
     def label(self, keys: Sequence[str]) -> str:
-        """Method label: the values of ``keys`` joined with ``+`` (``sieve+aann``)."""
-        missing = [k for k in keys if k not in self.config]
+        """Method label: the values of ``keys`` joined with ``+`` (``sieve+aann``). A strategy
+        hyper-parameter that this run's strategy does not have shows as ``-``."""
+        missing = [k for k in keys if k not in self.config and not k.startswith("strategy.")]
         if missing:
             raise ValueError(f"--group-by {','.join(keys)}: run {self.name} has no key {missing[0]!r}; "
                              f"available keys: {', '.join(sorted(self.config))}")
-        return "+".join(str(self.config[k]) for k in keys)
+        return "+".join(str(self.config.get(k, "-")) for k in keys)
 
 
 def model_label(config: dict[str, Any]) -> str:

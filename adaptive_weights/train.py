@@ -23,7 +23,7 @@ from .evaluate import autocast_for, evaluate_exits, per_exit_losses
 from .logging import Progress, RunLogger, exit_key
 from .schemes import exit_slots, scheme_weights
 
-__all__ = ["train", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "load_run_config",
+__all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "load_run_config",
            "library_version", "git_revision"]
 
 ReportFn = Callable[[dict[str, Any], Path], None]
@@ -106,6 +106,26 @@ def build_run(cfg: RunConfig, device: torch.device):
     base_weights = weights[keep].to(device=device, dtype=torch.float32)
     strategy = create_strategy(cfg.strategy.name, base_weights, seed=cfg.train.seed, **cfg.strategy.params)
     return data, model, base_weights, strategy
+
+
+def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.Tensor, y: torch.Tensor, *,
+                  amp: bool, device: torch.device):
+    """One SGD step on the strategy's weighted sum of all exits' losses; no host-device sync.
+
+    Returns ``(loss, losses, weights, logits)``: the weighted loss, the detached ``[K]`` per-exit
+    losses (already handed to the strategy), this step's ``[K]`` weights and the logits.
+    """
+    weights = strategy.step_weights()                       # [K], on device
+    with autocast_for(device, amp):
+        logits = forward(x)                                 # [K, B, classes]
+    losses = per_exit_losses(logits, y)                     # [K], one vectorised call
+    loss = (weights * losses).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    losses = losses.detach()
+    strategy.observe(losses)
+    return loss, losses, weights, logits
 
 
 def _check_same_architecture(stored: dict[str, Any], new: dict[str, Any], where: Path) -> None:
@@ -212,16 +232,8 @@ def train(
                 break
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            weights = strategy.step_weights()                       # [K], on device
-            with autocast_for(device, cfg.train.amp):
-                logits = forward(x)                                 # [K, B, classes]
-            losses = per_exit_losses(logits, y)                     # [K], one vectorised call
-            loss = (weights * losses).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses = losses.detach()
-            strategy.observe(losses)
+            loss, losses, weights, logits = training_step(forward, optimizer, strategy, x, y,
+                                                          amp=cfg.train.amp, device=device)
             # epoch statistics stay on the device; read once at the epoch's end
             acc["loss"] += losses
             acc["weight"] += weights

@@ -15,9 +15,10 @@ Writing a new strategy (see `strategies.builtin` for the built-ins):
         state_tensors = ("score",)
 
         def setup(self):
+            super().setup()
             self.score = torch.zeros(self.K, device=self.device)
 
-        def learn(self, rewards):
+        def learn(self, rewards):  # assign a new tensor: observe() reverts it if not finite
             self.score = self.decay * self.score + rewards
 
         def probabilities(self):
@@ -284,8 +285,10 @@ class RewardLearner(SamplingStrategy):
     """A sampling strategy that learns from the relative-improvement rewards of spec §3.0.
 
     r_k = 1 - l_{k+1}/l_k for k < K-1 and r_final = rho * max(0, r_0..r_{K-2}). Subclasses implement
-    `learn(rewards)` (a bandit learner may read only `rewards[self.sel]`) and `probabilities()`.
-    Sampling follows the initial distribution while `epoch < warmup_epochs`.
+    `learn(rewards)` (a bandit learner may read only `rewards[self.sel]`, drawn with probability
+    `self.drawn_p[self.sel]`) and `probabilities()`. Sampling follows the initial distribution while
+    `epoch < warmup_epochs`. The per-epoch mean reward in `stats()` covers every exit; it is logged,
+    never learnt from.
     """
 
     hparams: ClassVar[dict[str, HParam]] = {

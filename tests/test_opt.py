@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from adaptive_weights._io import read_json
 from adaptive_weights.config import RunConfig
@@ -75,6 +76,9 @@ def test_plan_and_train_single_exit_runs(like_run, tmp_path):
         earlier_heads = sum(4 * 2**j * 10 for j in range(unit))
         assert s["exit_macs"] == [like["exit_macs"][unit] - earlier_heads]
         assert s["config"]["data.synthetic_size"] == 64 and s["config"]["train.epochs"] == 1
+        state = torch.load(d / "checkpoints" / "last.pt", weights_only=True)["model"]
+        assert {int(k.split(".")[1]) for k in state if k.startswith("units.")} == set(range(unit + 1))
+        assert {k.split(".")[1] for k in state if k.startswith("heads.")} == {"0"}
     # a second call skips the completed runs
     log.clear()
     run_opt_plan(plan, tensorboard=False, log=log.append)

@@ -94,8 +94,10 @@ def test_mismatches_and_single_key_grouping_are_reported():
 
 
 def test_bad_input_is_refused():
-    with pytest.raises(ValueError, match="no key 'strategy.nope'"):
-        build_report(_hand_runs(), group_by=["strategy.nope"])
+    with pytest.raises(ValueError, match="no key 'train.nope'"):
+        build_report(_hand_runs(), group_by=["train.nope"])
+    # a hyper-parameter that a strategy does not have is shown as "-", not an error
+    assert build_report(_hand_runs(), group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const+-"
     with pytest.raises(ValueError, match="only OPT runs"):
         build_report([r for r in _hand_runs() if r.is_opt])
     with pytest.raises(ValueError, match="no such run directory"):

@@ -160,7 +160,7 @@ def test_state_dict_round_trip_continues_identically(name: str, which: int) -> N
     state = torch.load(buf, weights_only=True)
     b = create_strategy(name, BASE, seed=999, **hp)  # a different seed: the state must carry the generator
     b.load_state_dict(state)
-    a.start_epoch(1), b.start_epoch(1)  # a trainer resuming mid-epoch starts the same epoch again
+    b.start_epoch(1)  # the resumed run starts the same epoch again; the uninterrupted one does not
     wa, pa = run(a, stream[25:])
     wb, pb = run(b, stream[25:])
     assert all(torch.equal(x, y) for x, y in zip(wa + pa, wb + pb, strict=True))

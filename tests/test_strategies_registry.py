@@ -137,3 +137,21 @@ def test_describe_strategies_lists_every_hparam_with_default_range_and_grid() ->
     assert "float" in gamma and "default 0.3" in gamma and "range (0, 1]" in gamma and "grid [0.1, 0.2, 0.3, 0.4]" in gamma
     assert "(no hyper-parameters)" in describe_strategies("static")
     assert describe_strategies("zzz*") == ""
+
+
+def test_in_place_update_is_refused_because_it_could_not_be_reverted() -> None:
+    class InPlace(Strategy):
+        state_tensors = ("score",)
+
+        def setup(self) -> None:
+            self.score = torch.zeros(self.K)
+
+        def step_weights(self) -> torch.Tensor:
+            return self.base
+
+        def update(self, losses: torch.Tensor) -> None:
+            self.score += losses
+
+    s = InPlace(torch.ones(3))
+    with pytest.raises(RuntimeError, match="modified 'score' in place"):
+        s.observe(torch.ones(3))
