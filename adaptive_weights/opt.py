@@ -14,7 +14,7 @@ network is the same trunk and one head whatever the period, so nothing else chan
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,6 +23,10 @@ from .config import RunConfig, StrategyConfig
 from .schemes import exit_slots, is_single_exit, scheme_weights
 
 __all__ = ["OptRun", "opt_units", "opt_config", "plan_opt_runs", "run_opt_plan", "num_units_of", "cli_main"]
+
+# Keys that change where or how fast a run executes, never what it computes.
+_EXECUTION_KEYS = ("name", "train.device", "train.num_threads", "train.progress", "train.compile",
+                   "train.checkpoint_minutes", "data.root", "data.download", "data.num_workers")
 
 
 def num_units_of(config: RunConfig) -> int:
@@ -99,7 +103,7 @@ def plan_opt_runs(like_dir: str | Path, *, out_root: str | Path | None = None, e
     if is_single_exit(config.scheme.name):
         raise ValueError(f"--like {str(like_dir)!r} is itself an OPT run (scheme {config.scheme.name!r}); "
                          "give an anytime run")
-    allowed = ("train.device", "train.num_threads", "train.progress", "train.compile", "train.checkpoint_minutes")
+    allowed = [k for k in _EXECUTION_KEYS if k.startswith("train.")]
     bad = sorted(k for k in (overrides or {}) if k not in allowed)
     if bad:
         raise ValueError(f"overrides {bad} would change what OPT computes; allowed: {', '.join(allowed)}")
@@ -123,8 +127,23 @@ def _state(run_dir: Path) -> str:
     return "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "new"
 
 
-def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True, log=print) -> list[Path]:
-    """Train every run of ``plan`` in turn: completed ones are skipped, interrupted ones resumed.
+def _check_existing(run_dir: Path, cfg: RunConfig) -> None:
+    """An existing run directory must hold this very OPT run, or skipping/resuming it would mix
+    protocols in the baselines."""
+    from .train import load_run_config
+
+    stored, planned = load_run_config(run_dir).to_flat(), cfg.to_flat()
+    changed = sorted(k for k in stored.keys() | planned.keys()
+                     if k not in _EXECUTION_KEYS and stored.get(k) != planned.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {stored.get(k)!r} there, {planned.get(k)!r} planned" for k in changed)
+        raise ValueError(f"{run_dir} already holds another run ({detail}); remove it or choose another --out")
+
+
+def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True,
+                 log: Callable[[str], None] = print) -> list[Path]:
+    """Train every run of ``plan`` in turn: completed ones are skipped, interrupted ones resumed
+    (after checking that they hold the planned config).
 
     Returns the run directories (all completed on return).
     """
@@ -132,6 +151,8 @@ def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True, log=print)
 
     for i, (unit, cfg, run_dir) in enumerate(plan, 1):
         state = _state(run_dir)
+        if state != "new":
+            _check_existing(run_dir, cfg)
         if state == "done":
             log(f"[{i}/{len(plan)}] OPT at unit {unit}: {run_dir} is complete, skipped")
             continue

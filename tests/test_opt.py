@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,9 @@ def test_cli(like_run, tmp_path, capsys):
     run_opt_plan([opt_dir], tensorboard=False, log=lambda m: None)
     with pytest.raises(ValueError, match="is itself an OPT run"):
         cli_main(["--like", str(opt_dir.run_dir)])
+    # a finished run of another protocol under the planned name is refused, not silently reused
+    meta = json.loads((opt_dir.run_dir / "config.json").read_text())
+    meta["config"]["train"]["weight_decay"] = 0.01
+    (opt_dir.run_dir / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="train.weight_decay: 0.01 there, 0.0002 planned"):
+        run_opt_plan([opt_dir], tensorboard=False, log=lambda m: None)

@@ -1,0 +1,57 @@
+"""Reader for the official SVHN cropped-digit files (``{train,test,extra}_32x32.mat``, MATLAB v5)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SVHN_FILES", "find_svhn_dir", "read_svhn", "read_svhn_file"]
+
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
+
+
+def find_svhn_dir(root: str | os.PathLike[str], splits: tuple[str, ...] = ("train", "test")) -> Path | None:
+    """``root`` or ``root/svhn``, whichever holds all the requested split files; else None."""
+    for folder in (Path(root), Path(root) / "svhn"):
+        if all((folder / SVHN_FILES[s]).is_file() for s in splits):
+            return folder
+    return None
+
+
+def read_svhn_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One .mat file -> images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]`` in 0..9.
+
+    The files store ``X`` as ``[32, 32, 3, N]`` and ``y`` as ``[N, 1]`` with 10 meaning the digit 0.
+    """
+    from scipy.io import loadmat  # scipy is slow to import; only the SVHN path needs it
+
+    mat = loadmat(path)
+    if "X" not in mat or "y" not in mat:
+        raise ValueError(f"{path}: not an SVHN file (expected variables 'X' and 'y')")
+    x, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
+        raise ValueError(f"{path}: X has shape {x.shape}, y {mat['y'].shape}; expected [32, 32, 3, N] and [N, 1]")
+    if y.size and (y.min() < 0 or y.max() > 10):
+        raise ValueError(f"{path}: labels must lie in 0..10, got {y.min()}..{y.max()}")
+    y[y == 10] = 0
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1), dtype=np.uint8), y
+
+
+def read_svhn(root: str | os.PathLike[str], extra: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read SVHN from ``root`` (or ``root/svhn``) as ``{"train": (x, y), "test": (x, y)[, "extra": (x, y)]}``.
+
+    Images are uint8 ``[N, 3, 32, 32]``, labels int64 ``[N]`` in 0..9. Extra stays a separate entry so
+    that a validation split can come from the official train file alone (the paper trains on
+    train + extra).
+    """
+    splits = ("train", "test", "extra") if extra else ("train", "test")
+    folder = find_svhn_dir(root, splits)
+    if folder is None:
+        names = ", ".join(SVHN_FILES[s] for s in splits)
+        raise FileNotFoundError(
+            f"svhn not found: expected {names} in {Path(root)} or {Path(root) / 'svhn'} "
+            "(pass --data.download to fetch them, or --data.root to point at them)"
+        )
+    return {s: read_svhn_file(folder / SVHN_FILES[s]) for s in splits}
