@@ -148,6 +148,7 @@ def run_sweep(
                     scheduler=_scheduler(scheduler, trials),
                     trial_name_creator=_trial_name,
                     trial_dirname_creator=_trial_name,
+                    reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
                     name=spec.name,
