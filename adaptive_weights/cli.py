@@ -118,7 +118,32 @@ def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     ev = evaluate_exits(model, data.eval[args.split])
     print(f"{cfg.name}: {args.split} split, {ev.num_samples} samples, epoch {state['epoch']}")
     print(format_exit_table(model.exit_units, model.exit_macs(), {args.split: ev.errors}))
+    if args.budgets:
+        _print_budgeted(model, data, args)
     return 0
+
+
+def _print_budgeted(model, data, args: argparse.Namespace) -> None:
+    """Budgeted-batch inference: thresholds fitted on the validation split for each target average
+    cost (a fraction of the full network's MACs), then real per-sample early exit on ``--split``."""
+    from .budgeted import evaluate_budgeted
+
+    if "val" not in data.eval:
+        raise ValueError("--budgets needs a validation split to fit thresholds on (data.val_split > 0); "
+                         "thresholds are never fitted on the test split")
+    if args.split == "val":
+        raise ValueError("--budgets evaluates on the test split; thresholds are fitted on val")
+    try:
+        fractions = [float(f) for f in args.budgets.split(",")]
+    except ValueError:
+        raise ValueError(f"--budgets: expected comma-separated fractions of the full cost, got {args.budgets!r}") from None
+    full = model.exit_macs()[-1]
+    rows = evaluate_budgeted(model, data.eval["val"], data.eval["test"], [f * full for f in fractions])
+    print(f"\nbudgeted-batch inference (thresholds fitted on val, evaluated on test; full cost {full:,.0f} MACs)")
+    print(f"{'target':>8} {'val cost':>9} {'test cost':>10} {'test err %':>11}  exits used (test samples per exit)")
+    for f, r in zip(fractions, rows):
+        print(f"{f:>8.3f} {r['val_avg_macs'] / full:>9.3f} {r['avg_macs'] / full:>10.3f} "
+              f"{100 * (1 - r['accuracy']):>11.2f}  {r['exit_histogram']}")
 
 
 def _cmd_strategies(args: argparse.Namespace, extra: list[str]) -> int:
@@ -177,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.add_argument("--device", default="auto")
+    p.add_argument("--budgets", metavar="F1,F2,...",
+                   help="also run budgeted-batch inference at these average costs (fractions of the full MACs)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("strategies", help="list registered strategies and their hyper-parameters")
