@@ -39,6 +39,9 @@ _SWEEP_KEYS = ("name", "paper_grid", "per_strategy")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Keys that never define a hyper-parameter setting (the seed is averaged over; the name is derived).
 SETTING_EXCLUDED_KEYS = ("train.seed", "name")
+# Keys the default run name already shows (adaptive_weights.config.default_run_name).
+_NAMED_PREFIXES = ("data.name", "model.arch", "model.n", "model.c", "model.period", "model.depth",
+                   "scheme.name", "strategy.", "train.seed")
 
 
 @dataclass(frozen=True)
@@ -159,8 +162,9 @@ def expand_sweep(
                          f"has a hyper-parameter {stray[0]!r}")
 
     trials: list[dict[str, Any]] = []
-    seen: set[str] = set()
     shared_items = list(shared.items())
+    # axes that the default run name does not show get a suffix, so every trial has its own name
+    suffix_keys = [k for k, v in shared_items if len(v) > 1 and not k.startswith(_NAMED_PREFIXES)]
     for strategy in dict.fromkeys(strategy_names):
         grid = grids[strategy]
         axes = shared_items + [(f"strategy.{k}", v) for k, v in grid.items()]
@@ -168,14 +172,22 @@ def expand_sweep(
             flat = {"strategy.name": strategy}
             flat.update({k: v for (k, _), v in zip(axes, values, strict=True)})
             trial = _resolve_trial(flat)
-            if trial["name"] in seen:
-                raise ValueError(f"two trials of the sweep share the run name {trial['name']!r}; "
-                                 "make the varying keys part of the run name or remove the duplicate")
-            seen.add(trial["name"])
+            if suffix_keys:
+                suffix = "".join(f"-{k.split('.')[-1]}{_name_part(flat[k])}" for k in suffix_keys)
+                trial = _resolve_trial({**flat, "name": trial["name"] + suffix})
             trials.append(trial)
+    names = [t["name"] for t in trials]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ValueError(f"two trials of the sweep would both be the run {dup!r}; remove the duplicate values")
     axes_out = {k: v for k, v in shared.items() if len(v) > 1}
     axes_out["strategy.name"] = list(dict.fromkeys(strategy_names))
     return SweepSpec(name=name, trials=trials, axes=axes_out)
+
+
+def _name_part(value: Any) -> str:
+    text = "_".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return re.sub(r"[^A-Za-z0-9._]+", "_", text)
 
 
 def _resolve_trial(flat: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+"""Sweep files, grid expansion and the selection rule: no Ray, a few milliseconds each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tuning.selection import rank_first_common, score_settings, select_settings
+from tuning.sweepfile import load_sweep, parse_sweep
+
+TINY = {
+    "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,
+    "model.n": 1, "model.c": 4, "train.epochs": 2, "train.batch_size": 32, "train.progress": False,
+}
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ----------------------------------------------------------------------------- grid expansion
+def test_paper_grid_of_each_strategy_times_seeds() -> None:
+    spec = parse_sweep({**TINY, "strategy.name": ["static", "aann", "eg"], "train.seed": [0, 1]})
+    # static: no hyper-parameters; aann: ratio {0.5, 1, 2}; eg: gamma(4) x rho(3) x ratio(3) = 36
+    assert len(spec.trials) == 2 * (1 + 3 + 36)
+    eg = [t for t in spec.trials if t["strategy.name"] == "eg"]
+    assert sorted({t["strategy.gamma"] for t in eg}) == [0.1, 0.2, 0.3, 0.4]
+    assert {t["train.seed"] for t in spec.trials} == {0, 1}
+    assert len({t["name"] for t in spec.trials}) == len(spec.trials)
+
+
+def test_overrides_replace_axes_only_where_the_hyper_parameter_exists() -> None:
+    spec = parse_sweep({**TINY, "strategy.name": ["static", "aann", "eg"], "strategy.gamma": [0.1, 0.2],
+                        "strategy.rho": 0.8, "sweep.per_strategy.eg.ratio": 1.0,
+                        "sweep.per_strategy.aann.ratio": [1.0, 2.0]})
+    by = {}
+    for t in spec.trials:
+        by.setdefault(t["strategy.name"], []).append(t)
+    assert len(by["static"]) == 1
+    assert sorted(t["strategy.ratio"] for t in by["aann"]) == [1.0, 2.0]
+    assert sorted((t["strategy.gamma"], t["strategy.rho"], t["strategy.ratio"]) for t in by["eg"]) == [
+        (0.1, 0.8, 1.0), (0.2, 0.8, 1.0)]
+
+
+def test_paper_grid_off_uses_defaults_and_yaml_nested_form(tmp_path: Path) -> None:
+    path = _write(tmp_path, "data: {name: synthetic, synthetic_size: 64, synthetic_image_size: 8}\n"
+                            "model: {n: 1, c: 4}\nstrategy: {name: [eg, rwm], ratio: [1.0, 2.0]}\n"
+                            "train: {seed: [0, 1, 2]}\nsweep: {paper_grid: false, name: mine}\n")
+    spec = load_sweep(path)
+    assert spec.name == "mine"
+    assert len(spec.trials) == 2 * 2 * 3
+    assert {t["strategy.gamma"] for t in spec.trials} == {0.3}  # the default, not the grid
+    assert spec.axes == {"train.seed": [0, 1, 2], "strategy.name": ["eg", "rwm"]}
+
+
+def test_tuple_keys_are_values_and_lists_of_lists_are_axes() -> None:
+    one = parse_sweep({**TINY, "train.eval_splits": ["val", "test"]})
+    assert [t["train.eval_splits"] for t in one.trials] == [["val", "test"]]
+    two = parse_sweep({**TINY, "train.lr_values": [[0.1, 0.01], [0.05, 0.005]], "train.lr_milestones": [1]})
+    assert sorted(t["train.lr_values"][0] for t in two.trials) == [0.05, 0.1]
+
+
+# ----------------------------------------------------------------------------- rejection, naming the key
+@pytest.mark.parametrize("text, key", [
+    ("model.nn: 3\n", "model.nn"),
+    ("optimiser.lr: 0.1\n", "optimiser.lr"),
+    ("strategy.name: [eg]\nstrategy.gama: [0.1]\n", "strategy.gama"),
+    ("train.seed: []\n", "train.seed"),
+    ("strategy.name: [eg]\nstrategy.gamma: []\n", "strategy.gamma"),
+    ("model.n: [1, two]\n", "model.n"),
+    ("train.batch_size: 3.5\n", "train.batch_size"),
+    ("strategy.name: [eg]\nstrategy.gamma: [0.1, fast]\n", "gamma"),
+    ("strategy.name: [eg]\nstrategy.gamma: [0.1, 7.0]\n", "gamma"),
+    ("strategy.name: [eg, nope]\n", "nope"),
+    ("sweep.per_strategy.eg.gamma: [0.1]\n", "sweep.per_strategy.eg"),
+    ("strategy.name: [eg]\nsweep.per_strategy.eg.momentum: [0.9]\n", "sweep.per_strategy.eg.momentum"),
+    ("sweep.colour: red\n", "sweep.colour"),
+    ("data.name: mnist\n", "data.name"),
+    ("train.eval_splits: [test]\n", "train.eval_splits"),
+])
+def test_bad_sweep_files_are_rejected_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_sweep(_write(tmp_path, text))
+
+
+def test_cli_rejects_before_ray_starts(tmp_path: Path) -> None:
+    """The CLI fails with status 2 and the key's name, and never imports Ray."""
+    path = _write(tmp_path, "train.seed: []\n")
+    code = ("import sys; from adaptive_weights.cli import main; rc = main(['sweep', sys.argv[1]]); "
+            "assert 'ray' not in sys.modules, 'ray was imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "train.seed: empty grid" in proc.stderr
+
+
+def test_nothing_imports_ray_at_import_time() -> None:
+    code = ("import sys, adaptive_weights, adaptive_weights.train, adaptive_weights.cli, tuning, tuning.launcher, "
+            "tuning.trainable, tuning.demo, tuning.selection; assert 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- the selection rule
+def test_rank_first_common_hand_computed() -> None:
+    # by mean: A(.10) B(.11) C(.12) D(.13); by final: C(.20) D(.21) B(.22) A(.30)
+    scores = {"A": (0.10, 0.30), "B": (0.11, 0.22), "C": (0.12, 0.20), "D": (0.13, 0.21)}
+    # k=1: {A} & {C} empty; k=2: {A,B} & {C,D} empty; k=3: {A,B,C} & {C,D,B} = {B, C}:
+    # rank sums B: 1+2 = 3, C: 2+0 = 2 -> C
+    assert rank_first_common(scores) == ("C", 3)
+    assert rank_first_common({"x": (0.5, 0.5)}) == ("x", 1)
+    # the best on both at once is chosen at k = 1
+    assert rank_first_common({"p": (0.1, 0.1), "q": (0.2, 0.05), "r": (0.05, 0.3)}) == ("p", 2)
+    with pytest.raises(ValueError):
+        rank_first_common({})
+
+
+def _run(name: str, strategy: str, seed: int, val: list[float], **params: float) -> SimpleNamespace:
+    cfg = {"name": name, "strategy.name": strategy, "train.seed": seed, "data.name": "digits",
+           **{f"strategy.{k}": v for k, v in params.items()}}
+    return SimpleNamespace(path=Path(name), config=cfg, errors={"val": val, "test": val})
+
+
+def test_select_settings_averages_seeds_and_groups_by_strategy() -> None:
+    runs = [
+        # eg gamma 0.1: mean over exits (.3+.1)/2=.2 and (.5+.1)/2=.3 -> .25; final (.1+.1)/2 = .1
+        _run("a0", "eg", 0, [0.3, 0.1], gamma=0.1), _run("a1", "eg", 1, [0.5, 0.1], gamma=0.1),
+        # eg gamma 0.2: mean (.2+.2)/2 -> .2 (better); final .2 (worse)
+        _run("b0", "eg", 0, [0.2, 0.2], gamma=0.2), _run("b1", "eg", 1, [0.2, 0.2], gamma=0.2),
+        # eg gamma 0.3: mean .3, final .15: second on both -> chosen at k = 2
+        _run("c0", "eg", 0, [0.45, 0.15], gamma=0.3), _run("c1", "eg", 1, [0.45, 0.15], gamma=0.3),
+        _run("s0", "static", 0, [0.4, 0.3]),
+    ]
+    scores = {s.params: s for s in score_settings(runs)}
+    assert scores[(("strategy.gamma", 0.1),)].mean_error == pytest.approx(0.25)
+    assert scores[(("strategy.gamma", 0.1),)].final_error == pytest.approx(0.1)
+    choices = {c.chosen.group: c for c in select_settings(runs)}
+    eg = choices[(("strategy.name", "eg"),)]
+    # by mean: .2 (0.2), .25 (0.1), .3 (0.3); by final: .1 (0.1), .15 (0.3), .2 (0.2)
+    # k=1: {0.2} & {0.1} empty; k=2: {0.2, 0.1} & {0.1, 0.3} = {0.1}
+    assert eg.chosen.params == (("strategy.gamma", 0.1),) and eg.k == 2
+    assert eg.chosen.runs == (Path("a0"), Path("a1"))
+    assert choices[(("strategy.name", "static"),)].k == 1
