@@ -238,5 +238,6 @@ def test_two_node_cluster_survives_losing_its_worker(
         assert rows[-1]["resumed_from_epoch"] >= 1  # restarted from its last checkpoint, not from scratch
         assert _results(exp / "runs") == reference
     finally:
+        cluster.global_state.disconnect()  # else a GCS client in this process waits 60 s for the dead head
         for node in nodes:  # stop what this test started, by process id
             _kill(_descendants(*[p.process.pid for procs in node.all_processes.values() for p in procs]))
