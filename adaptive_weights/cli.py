@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in delegated:
         try:
             return int(_optional(*delegated[argv[0]])(argv[1:]) or 0)
-        except ValueError as err:
+        except (ValueError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
 

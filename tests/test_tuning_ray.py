@@ -79,6 +79,8 @@ def reference(sweep_file: Path, ray_tmp: str, tmp_path_factory: pytest.TempPathF
     out = tmp_path_factory.mktemp("reference")
     outcome = run_sweep(load_sweep(sweep_file), out=out, max_concurrent=2, tensorboard=False, verbose=0)
     assert outcome.errored == []
+    for trial in Path(outcome.experiment).glob("synthetic-*"):  # every trial ran on loopback
+        assert {json.loads(r)["node_ip"] for r in (trial / "result.json").read_text().splitlines()} == {"127.0.0.1"}
     return _results(outcome.runs_dir)
 
 
@@ -199,26 +201,37 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
     assert _results(exp / "runs") == reference
 
 
+# Starts a head node and a worker node (each with its own resources) in a helper process, prints
+# their addresses and process ids, and keeps them up until its stdin closes. ``ray start`` cannot do
+# this on loopback: a worker node refuses to start with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 and binds
+# to the network address without it; ``ray.cluster_utils.Cluster`` starts the same processes.
+_CLUSTER_HELPER = """
+import json, sys
+from ray.cluster_utils import Cluster
+fast = {"health_check_period_ms": 500, "health_check_timeout_ms": 1000, "health_check_failure_threshold": 3}
+cluster = Cluster(initialize_head=True, connect=False, shutdown_at_exit=False, head_node_args={
+    "num_cpus": 1, "resources": {"head": 1}, "include_dashboard": False, "_system_config": fast})
+worker = cluster.add_node(num_cpus=1, resources={"worker": 1})
+pids = lambda node: [p.process.pid for procs in node.all_processes.values() for p in procs]
+print(json.dumps({"address": cluster.address, "head": pids(cluster.head_node), "worker": pids(worker)}), flush=True)
+sys.stdin.read()
+"""
+
+
 def test_two_node_cluster_survives_losing_its_worker(
         sweep_file: Path, reference: dict[str, dict], ray_tmp: str, tmp_path: Path) -> None:
-    from ray.cluster_utils import Cluster
-
-    fast_failure = {"health_check_period_ms": 500, "health_check_timeout_ms": 1000,
-                    "health_check_failure_threshold": 3}
-    cluster = Cluster(initialize_head=True, connect=False, shutdown_at_exit=False, head_node_args={
-        "num_cpus": 1, "resources": {"head": 1}, "include_dashboard": False, "_system_config": fast_failure})
-    nodes = [cluster.head_node]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    helper = subprocess.Popen([sys.executable, "-c", _CLUSTER_HELPER], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        worker = cluster.add_node(num_cpus=1, resources={"worker": 1})
-        nodes.append(worker)
+        info = json.loads(helper.stdout.readline())
         out = tmp_path / "sweeps"
         exp = out / "tiny"
-        proc = _cli(str(sweep_file), "--out", str(out), "--address", cluster.address, "--max-failures", "3")
-        node_pids = [p.process.pid for procs in worker.all_processes.values() for p in procs]
+        proc = _cli(str(sweep_file), "--out", str(out), "--address", info["address"], "--max-failures", "3")
 
         def victim() -> str | None:
             """A trial running on the worker node with a checkpoint in storage and epochs to go."""
-            for pid in _descendants(*node_pids):
+            for pid in _descendants(*info["worker"]):
                 try:
                     cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
                 except OSError:
@@ -230,14 +243,14 @@ def test_two_node_cluster_survives_losing_its_worker(
         try:
             _wait_for(lambda: victim() is not None, 120, "a trial mid-way on the worker node")
             killed = victim()
-            _kill(_descendants(*node_pids))  # the worker node: raylet, agents and trial workers
+            _kill(_descendants(*info["worker"]))  # the worker node: raylet, agents and trial workers
             _finish(proc, 150)
         finally:
             _kill(_descendants(proc.pid))
         rows = [json.loads(line) for line in (exp / killed / "result.json").read_text().splitlines()]
         assert rows[-1]["resumed_from_epoch"] >= 1  # restarted from its last checkpoint, not from scratch
+        assert {r["node_ip"] for r in rows} == {"127.0.0.1"}
         assert _results(exp / "runs") == reference
-    finally:
-        cluster.global_state.disconnect()  # else a GCS client in this process waits 60 s for the dead head
-        for node in nodes:  # stop what this test started, by process id
-            _kill(_descendants(*[p.process.pid for procs in node.all_processes.values() for p in procs]))
+    finally:  # stop everything this test started, by process id
+        _kill(_descendants(helper.pid))
+        helper.communicate()

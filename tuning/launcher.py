@@ -76,7 +76,7 @@ def _local_results_dir(out: str, name: str) -> Path:
 
 
 def _trial_name(trial: Any) -> str:
-    return str(trial.config["run"]["name"])
+    return str(trial.config["run"])
 
 
 def run_sweep(
@@ -133,7 +133,12 @@ def run_sweep(
     try:
         from .trainable import train_trial
 
-        trainable = tune.with_resources(train_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+        # trials are named in the param space; their configs travel with the trainable
+        runs = {t["name"]: t for t in trials}
+        trainable = tune.with_resources(tune.with_parameters(train_trial, runs=runs),
+                                        {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+        # a snapshot of the experiment after each kept checkpoint is what makes --resume exact
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         if resume:
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True,
                                        resume_errored=True, restart_errored=False)
@@ -142,7 +147,7 @@ def run_sweep(
                 _write_spec(Path(experiment), trials)
             tuner = tune.Tuner(
                 trainable,
-                param_space={"run": tune.grid_search(trials), "tensorboard": tensorboard},
+                param_space={"run": tune.grid_search(list(runs)), "tensorboard": tensorboard},
                 tune_config=tune.TuneConfig(
                     max_concurrent_trials=max_concurrent,
                     scheduler=_scheduler(scheduler, trials),
@@ -222,7 +227,7 @@ def _export_runs(grid: Any, dest: Path) -> tuple[list[Path], list[str]]:
 
     run_dirs, errored = [], []
     for result in grid:
-        name = str(result.config["run"]["name"])
+        name = str(result.config["run"])
         if result.error is not None:
             errored.append(name)
         if result.checkpoint is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,18 @@ def trial_metrics(row: dict[str, Any], *, resumed_from_epoch: int) -> dict[str, 
     """The numeric entries of an epoch row (per-exit errors ``val/err/exit_03``, their mean
     ``val/err/mean``, the final exit's ``val/err/final``, losses, probabilities, lr, timings) plus
     ``resumed_from_epoch`` (0 for a trial that never restarted)."""
-    out = {k: float(v) for k, v in row.items()
-           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    first = ("epoch", "val/err/final", "val/err/mean")  # progress tables show the first columns
+    ordered = [k for k in first if k in row] + [k for k in row if k not in first]
+    out = {k: float(row[k]) for k in ordered
+           if isinstance(row[k], (int, float)) and not isinstance(row[k], bool) and math.isfinite(row[k])}
     out["resumed_from_epoch"] = float(resumed_from_epoch)
     return out
 
 
-def train_trial(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable. ``config["run"]``: a resolved flat run config (dotted keys);
-    ``config["tensorboard"]``: whether the run writes TensorBoard events too.
+def train_trial(config: dict[str, Any], runs: Mapping[str, dict[str, Any]] | None = None) -> None:
+    """Ray Tune function trainable. ``config["run"]``: a run name looked up in ``runs`` (bound with
+    ``tune.with_parameters``, so progress tables show names, not whole configs) or a resolved flat
+    run config itself; ``config["tensorboard"]``: whether the run writes TensorBoard events too.
 
     The run directory is always rebuilt from Ray's checkpoint (or started empty), never reused
     from the local disk: a worker killed between writing ``last.pt`` and reporting it would
@@ -46,7 +50,12 @@ def train_trial(config: dict[str, Any]) -> None:
     from adaptive_weights.config import RunConfig
     from adaptive_weights.train import train
 
-    cfg = RunConfig.from_flat(config["run"])
+    run = config["run"]
+    if isinstance(run, str):
+        if runs is None or run not in runs:
+            raise ValueError(f"trial {run!r} is not in this sweep's grid (was the sweep file changed?)")
+        run = runs[run]
+    cfg = RunConfig.from_flat(run)
     run_dir = (Path(tune.get_context().get_trial_dir()) / RUN_DIRNAME).resolve()
     if run_dir.exists():
         shutil.rmtree(run_dir)
