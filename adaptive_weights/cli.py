@@ -141,7 +141,7 @@ def _print_budgeted(model, data, args: argparse.Namespace) -> None:
     rows = evaluate_budgeted(model, data.eval["val"], data.eval["test"], [f * full for f in fractions])
     print(f"\nbudgeted-batch inference (thresholds fitted on val, evaluated on test; full cost {full:,.0f} MACs)")
     print(f"{'target':>8} {'val cost':>9} {'test cost':>10} {'test err %':>11}  exits used (test samples per exit)")
-    for f, r in zip(fractions, rows):
+    for f, r in zip(fractions, rows, strict=False):
         print(f"{f:>8.3f} {r['val_avg_macs'] / full:>9.3f} {r['avg_macs'] / full:>10.3f} "
               f"{100 * (1 - r['accuracy']):>11.2f}  {r['exit_histogram']}")
 

@@ -94,7 +94,7 @@ def format_exit_table(exit_units: list[int], exit_macs: list[float], errors: dic
     head = f"{'exit':>4} {'unit':>5} {'MACs':>12} {'cost':>6}" + "".join(f" {s + ' err %':>11}" for s in splits)
     lines = [head, "-" * len(head)]
     full = exit_macs[-1]
-    for k, (unit, macs) in enumerate(zip(exit_units, exit_macs)):
+    for k, (unit, macs) in enumerate(zip(exit_units, exit_macs, strict=False)):
         line = f"{k:>4} {unit + 1:>5} {macs:>12,.0f} {macs / full:>6.3f}"
         line += "".join(f" {100 * errors[s][k]:>11.2f}" for s in splits)
         lines.append(line)

@@ -83,8 +83,9 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, tiny_flat):
     assert repr(sa) == repr(sb)
     rows_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     rows_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if not k.startswith(("time/", "throughput/"))}
-                          for r in rows]
+    def strip(rows):
+        return [{k: v for k, v in json.loads(r).items() if not k.startswith(("time/", "throughput/"))}
+                              for r in rows]
     assert strip(rows_a) == strip(rows_b)
 
 
