@@ -25,7 +25,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--size", type=int, default=512, help="synthetic training images per trial")
+    p.add_argument("--size", type=int, default=2048, help="synthetic training images per trial")
     args = p.parse_args()
 
     from adaptive_weights.config import RunConfig
@@ -49,7 +49,7 @@ def main() -> None:
     import ray
 
     t0 = time.perf_counter()
-    ray.init(address="local", include_dashboard=False, num_cpus=2, configure_logging=False)
+    ray.init(address="local", include_dashboard=False, num_cpus=2, configure_logging=False, log_to_driver=False)
     startup = time.perf_counter() - t0
     try:
         timings = {}

@@ -145,3 +145,31 @@ def test_select_settings_averages_seeds_and_groups_by_strategy() -> None:
     assert eg.chosen.params == (("strategy.gamma", 0.1),) and eg.k == 2
     assert eg.chosen.runs == (Path("a0"), Path("a1"))
     assert choices[(("strategy.name", "static"),)].k == 1
+
+
+def test_shipped_sweep_files_are_valid_and_the_demo_file_is_the_demo() -> None:
+    from tuning.demo import demo_spec
+
+    sweeps = Path(__file__).resolve().parent.parent / "tuning" / "sweeps"
+    paper = load_sweep(sweeps / "cifar100-paper.yaml")
+    assert len(paper.trials) == 2 * (3 + 36 + 36 + 36)
+    demo = load_sweep(sweeps / "digits-demo.yaml")
+    assert demo.trials == demo_spec().trials and demo.name == demo_spec().name
+    assert len(demo.trials) == 18
+
+
+def test_a_registered_plugin_strategy_gets_its_grid_for_free() -> None:
+    from strategies import STRATEGIES, HParam, register_strategy
+    from strategies.builtin import AANNStrategy
+
+    @register_strategy("tuning_test_plugin")
+    class Plugin(AANNStrategy):
+        """A plugin: aann with its own grid."""
+
+        hparams = {"ratio": HParam(2.0, float, low=0.0, low_open=True, grid=(0.25, 4.0, 8.0))}
+
+    try:
+        spec = parse_sweep({**TINY, "strategy.name": ["tuning_test_plugin"], "train.seed": [0, 1]})
+        assert sorted(t["strategy.ratio"] for t in spec.trials) == [0.25, 0.25, 4.0, 4.0, 8.0, 8.0]
+    finally:
+        STRATEGIES.unregister("tuning_test_plugin")

@@ -31,7 +31,7 @@ pytestmark = [
 EPOCHS = 3
 SWEEP_YAML = f"""\
 data.name: synthetic
-data.synthetic_size: 256
+data.synthetic_size: 1024
 data.synthetic_image_size: 8
 model.n: 1
 model.c: 4
@@ -141,7 +141,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def _iterations(trial_dir: Path) -> int:
@@ -199,6 +199,12 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
     for name, text in done_before.items():  # finished trials were not run again
         assert (exp / name / "result.json").read_text() == text, name
     assert _results(exp / "runs") == reference
+
+    # a finished sweep: --report chooses and reports without starting Ray again
+    _finish(_cli(str(sweep_file), "--out", str(out), "--report"), 120)
+    report = (exp / "report" / "report.md").read_text()
+    assert "## Chosen hyper-parameters" in report and "| strategy.name=eg |" in report
+    assert (exp / "report" / "win_rates.csv").exists()
 
 
 # Starts a head node and a worker node (each with its own resources) in a helper process, prints

@@ -23,7 +23,7 @@ DEMO_SWEEP: dict[str, Any] = {
     "model.c": 16,
     "scheme.name": "sieve",
     "train.preset": "digits",
-    "train.epochs": 8,
+    "train.epochs": 12,
     "train.batch_size": 64,
     "train.progress": False,
     "train.seed": [0, 1],
@@ -39,7 +39,7 @@ def demo_spec(**overrides: Any) -> SweepSpec:
 
 
 def run_demo_sweep(out_dir: str | Path = "results/sweeps", *, cpus_per_trial: float = 1.0,
-                   verbose: int = 0, **overrides: Any) -> Path:
+                   verbose: int = 1, **overrides: Any) -> Path:
     """Run the demo sweep into ``out_dir/demo-digits`` (replacing an earlier demo) and write its
     report; returns the path of ``report.md`` (CSV tables and PNG plots beside it)."""
     from .launcher import run_sweep, write_sweep_report
@@ -53,10 +53,17 @@ def run_demo_sweep(out_dir: str | Path = "results/sweeps", *, cpus_per_trial: fl
           f"ratio in {DEMO_SWEEP['strategy.ratio']}; seeds {DEMO_SWEEP['train.seed']}) on digits, "
           "in-process Ray on loopback", flush=True)
     outcome = run_sweep(spec, out=out_dir, cpus_per_trial=cpus_per_trial, tensorboard=False, verbose=verbose)
-    if outcome.errored:
-        raise RuntimeError(f"demo trials failed: {', '.join(outcome.errored)} (logs under {outcome.experiment})")
+    if outcome.errored or outcome.unfinished:
+        raise RuntimeError(f"demo trials failed or did not finish: {', '.join(outcome.errored + outcome.unfinished)} "
+                           f"(logs under {outcome.experiment})")
     report = write_sweep_report(outcome.run_dirs, target / "report", title="Demo sweep: digits")
-    print(f"{len(outcome.run_dirs)} runs in {time.perf_counter() - t0:.0f} s; report: {report}", flush=True)
+    text = report.read_text()
+    start = text.find("## Chosen hyper-parameters")
+    after = text.find("## (a)") + 1
+    end = min(i for i in (text.find("\n### OPT", after), text.find("\n## ", after), len(text)) if i > 0)
+    print("\n" + text[start:end].strip() + "\n")  # the choice and every exit's test error
+    print(f"{len(outcome.run_dirs)} runs in {time.perf_counter() - t0:.0f} s; report (tables, win rates "
+          f"against aann, plots): {report}", flush=True)
     return report
 
 

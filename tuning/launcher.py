@@ -41,6 +41,7 @@ class SweepOutcome:
     runs_dir: Path              # local copies of every trial's final run directory
     run_dirs: list[Path]
     errored: list[str]          # names of trials that failed for good
+    unfinished: list[str]       # names of trials that stopped early (ASHA) or were interrupted
 
 
 def ensure_loopback() -> None:
@@ -92,13 +93,13 @@ def run_sweep(
     max_failures: int = 3,
     tensorboard: bool = True,
     verbose: int = 1,
-    ray_temp_dir: str | None = None,
 ) -> SweepOutcome:
     """Run (or with ``resume`` continue) ``spec`` with Ray Tune; returns where its results are.
 
     ``scheduler``: ``fifo`` (full grid, as in the paper) or ``asha`` (early stopping on
     ``val/err/mean``). Without ``address`` a loopback-only Ray is started in this process and shut
-    down afterwards; an already initialised Ray is used as it is.
+    down afterwards; an already initialised Ray is used as it is. ``verbose``: 0 silent, 1 a line
+    per finished trial, 2 Ray's own progress tables and results.
     """
     out = str(out)
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
@@ -125,8 +126,8 @@ def run_sweep(
     started = False
     if not ray.is_initialized():
         if address is None:
-            ray.init(address="local", include_dashboard=False, _temp_dir=ray_temp_dir,
-                     configure_logging=verbose > 0, log_to_driver=verbose > 1)
+            ray.init(address="local", include_dashboard=False, configure_logging=verbose > 0,
+                     log_to_driver=verbose > 1)
         else:
             ray.init(address=address, log_to_driver=verbose > 1)
         started = True
@@ -160,7 +161,8 @@ def run_sweep(
                     storage_path=root,
                     failure_config=tune.FailureConfig(max_failures=max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    verbose=verbose,
+                    verbose=max(0, verbose - 1),
+                    callbacks=[_progress_callback(len(trials))] if verbose == 1 else [],
                 ),
             )
         grid = tuner.fit()
@@ -168,7 +170,36 @@ def run_sweep(
     finally:
         if started:
             ray.shutdown()
-    return SweepOutcome(experiment, local_dir / _RUNS_DIR, run_dirs, errored)
+    unfinished = sorted({t["name"] for t in trials} - set(errored) - _completed(run_dirs))
+    return SweepOutcome(experiment, local_dir / _RUNS_DIR, run_dirs, errored, unfinished)
+
+
+def _completed(run_dirs: Sequence[Path]) -> set[str]:
+    from adaptive_weights._io import read_json
+
+    return {p.name for p in run_dirs if (p / "summary.json").exists() and read_json(p / "summary.json").get("completed")}
+
+
+def _progress_callback(total: int):
+    """One line per finished or failed trial (Ray's own tables, ``verbose=2``, print every metric)."""
+    from ray import tune
+
+    class _TrialLines(tune.Callback):
+        def __init__(self) -> None:
+            self.done = 0
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.done += 1
+            r = trial.last_result or {}
+            errs = (f"val err final {100 * r['val/err/final']:.2f}% mean {100 * r['val/err/mean']:.2f}%"
+                    if "val/err/final" in r else "no result")
+            print(f"[{self.done}/{total}] {trial.config['run']}: {errs} after {int(r.get('epoch', 0))} epochs "
+                  f"({r.get('time_total_s', 0.0):.0f} s)", flush=True)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            print(f"[failed] {trial.config['run']}: see {trial.path}/error.txt", flush=True)
+
+    return _TrialLines()
 
 
 def _with_threads(trials: list[dict[str, Any]], cpus_per_trial: float) -> list[dict[str, Any]]:
@@ -244,9 +275,9 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     """Choose each group's setting (validation split) and write the report of the chosen
     settings (test split): ``out_dir/report.md`` with the selection table first, CSVs, plots."""
     from adaptive_weights._io import atomic_write_text
-    from adaptive_weights.report import _csv_text, build_report, load_runs, write_report
+    from adaptive_weights.report import build_report, load_runs, write_report
 
-    from .selection import select_settings, selection_markdown, selection_rows
+    from .selection import select_settings, selection_csv, selection_markdown
 
     out_dir = Path(out_dir)
     runs = load_runs(run_dirs)
@@ -255,7 +286,7 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     report = build_report([r for r in runs if r.path in chosen], group_by=("strategy.name",), split="test",
                           title=title)
     write_report(report, out_dir)
-    atomic_write_text(out_dir / "selection.csv", _csv_text(selection_rows(choices)))
+    atomic_write_text(out_dir / "selection.csv", selection_csv(choices))
     md = report.markdown.split("\n", 2)
     text = "\n".join(md[:2]) + "\n" + selection_markdown(choices) + "\n" + (md[2] if len(md) > 2 else "")
     return atomic_write_text(out_dir / "report.md", text)
@@ -293,7 +324,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="choose each strategy's setting and write the report to OUT/NAME/report")
     p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="validate the sweep file and list the trials only")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
+    p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
     return p
 
 
@@ -318,11 +350,16 @@ def cli_main(argv: Sequence[str]) -> int:
         outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                             resume=args.resume, scheduler=args.scheduler, max_failures=args.max_failures,
-                            tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else 1)
+                            tensorboard=not args.no_tensorboard,
+                            verbose=0 if args.quiet else (2 if args.verbose else 1))
         print(f"{len(outcome.run_dirs)} run directories in {outcome.runs_dir}")
         if outcome.errored:
             print(f"error: {len(outcome.errored)} trial(s) failed: {', '.join(outcome.errored)}; fix the cause and "
                   "run again with --resume", file=sys.stderr)
+            return 1
+        if outcome.unfinished and args.scheduler != "asha":
+            print(f"error: {len(outcome.unfinished)} trial(s) did not finish (interrupted?): continue with --resume",
+                  file=sys.stderr)
             return 1
         run_dirs = outcome.run_dirs
     if args.report:

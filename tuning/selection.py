@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["rank_first_common", "SettingScore", "Choice", "score_settings", "select_settings",
-           "selection_markdown", "selection_rows"]
+           "selection_markdown", "selection_rows", "selection_csv"]
 
 # Keys that never distinguish two settings: where/how a run executes, the seed, the run's name.
 _IGNORED_KEYS = {
@@ -130,6 +130,20 @@ def selection_rows(choices: Sequence[Choice]) -> list[dict[str, Any]]:
                          "val_err_mean": s.mean_error, "val_err_final": s.final_error,
                          "chosen": s is c.chosen, "k": c.k if s is c.chosen else ""})
     return rows
+
+
+def selection_csv(choices: Sequence[Choice]) -> str:
+    """:func:`selection_rows` as CSV text (columns: the group keys, then the scores)."""
+    import csv
+    import io
+
+    rows = selection_rows(choices)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def selection_markdown(choices: Sequence[Choice]) -> str:

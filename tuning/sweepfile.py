@@ -33,12 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep", "SETTING_EXCLUDED_KEYS"]
+__all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep"]
 
-_SWEEP_KEYS = ("name", "paper_grid", "per_strategy")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Keys that never define a hyper-parameter setting (the seed is averaged over; the name is derived).
-SETTING_EXCLUDED_KEYS = ("train.seed", "name")
 # Keys the default run name already shows (adaptive_weights.config.default_run_name).
 _NAMED_PREFIXES = ("data.name", "model.arch", "model.n", "model.c", "model.period", "model.depth",
                    "scheme.name", "strategy.", "train.seed")
@@ -46,39 +43,28 @@ _NAMED_PREFIXES = ("data.name", "model.arch", "model.n", "model.c", "model.perio
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated sweep: its name and the resolved flat config of every trial, in grid order."""
+    """A validated sweep: its name, the resolved flat config of every trial (in grid order) and
+    the shared axes with more than one value (plus ``strategy.name``)."""
 
     name: str
     trials: list[dict[str, Any]]
     axes: dict[str, list[Any]] = field(default_factory=dict)
 
-    @property
-    def varying_keys(self) -> list[str]:
-        """The config keys whose value differs between trials (table columns, selection groups)."""
-        keys = sorted({k for t in self.trials for k in t})
-        return [k for k in keys if len({_hashable(t.get(k)) for t in self.trials}) > 1]
 
 
 def load_sweep(path: str | Path, *, name: str | None = None) -> SweepSpec:
     """Read and validate a sweep file (see the module docstring); ``name`` overrides ``sweep.name``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"sweep file {str(path)!r} does not exist")
-    text = path.read_text()
-    if path.suffix == ".json":
-        import json
+    import json
 
-        data = json.loads(text)
-    else:
-        import yaml
+    import yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"sweep file {str(path)!r} is not valid YAML: {err}") from None
-    if not isinstance(data, Mapping):
-        raise ValueError(f"sweep file {str(path)!r} must hold a mapping of config keys, got {type(data).__name__}")
-    return parse_sweep(data, name=name, default_name=path.stem)
+    from adaptive_weights.config import load_config_file
+
+    try:
+        data = load_config_file(path)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise ValueError(f"sweep file {str(path)!r} is not valid YAML/JSON: {err}") from None
+    return parse_sweep(data, name=name, default_name=Path(path).stem)
 
 
 def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_name: str = "sweep") -> SweepSpec:
@@ -246,6 +232,3 @@ def _is_tuple_type(tp: Any) -> bool:
         return True
     return any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
 
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value

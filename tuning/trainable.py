@@ -55,6 +55,12 @@ def train_trial(config: dict[str, Any], runs: Mapping[str, dict[str, Any]] | Non
         if runs is None or run not in runs:
             raise ValueError(f"trial {run!r} is not in this sweep's grid (was the sweep file changed?)")
         run = runs[run]
+    if run.get("train.device", "auto") == "auto":
+        # the GPUs Ray gave this trial (CUDA_VISIBLE_DEVICES is set to them), else the CPU: a trial
+        # asked for 0 GPUs must not crowd onto a GPU that Ray lends to others
+        import ray
+
+        run = {**run, "train.device": "cuda" if ray.get_gpu_ids() else "cpu"}
     cfg = RunConfig.from_flat(run)
     run_dir = (Path(tune.get_context().get_trial_dir()) / RUN_DIRNAME).resolve()
     if run_dir.exists():
