@@ -218,12 +218,17 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
 
-        data = yaml.safe_load(text) or {}
+            data = yaml.safe_load(text) or {}
+    except (json.JSONDecodeError, ValueError) as err:
+        raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    except Exception as err:  # yaml.YAMLError and its subclasses
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {err}") from None
     if not isinstance(data, Mapping):
         raise ValueError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
     if "config" in data and isinstance(data["config"], Mapping):

@@ -84,3 +84,18 @@ def test_coerce_value_edge_cases():
     with pytest.raises(ValueError, match="expected float, got True"):
         coerce_value("k", True, float)
     assert coerce_value("k", "[1, 2]", tuple[int, ...]) == (1, 2)
+
+
+def test_unreadable_config_files_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(ValueError, match=r"bad.yaml' is not valid YAML"):
+        load_config_file(bad)
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{")
+    with pytest.raises(ValueError, match=r"bad.json' is not valid JSON"):
+        load_config_file(bad_json)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must hold a mapping, got list"):
+        load_config_file(listing)

@@ -1,9 +1,10 @@
-"""The demo sweep behind ``make demo``: tune, choose, compare, on digits, in a few minutes.
+"""The demo behind ``make demo``: tune, choose, compare, on digits, in a few minutes.
 
 Five strategies (``static``, ``aann``, ``eg``, ``rwm``, ``avgl``), two values of the loss-weight
 ``ratio`` (every one of them but ``static`` has it), two seeds: 18 small anytime ResNets trained by
-an in-process, loopback-only Ray Tune, then the paper's selection rule and the report (tables and
-plots). About five minutes on 2 CPU cores.
+an in-process, loopback-only Ray Tune; then the OPT baselines (the same net with a single exit at
+each milestone, per seed), the paper's selection rule and the report (tables and plots). About
+five minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from .sweepfile import SweepSpec, parse_sweep
 
-__all__ = ["DEMO_SWEEP", "demo_spec", "run_demo_sweep"]
+__all__ = ["DEMO_SWEEP", "demo_spec", "opt_spec", "run_demo_sweep"]
 
 DEMO_SWEEP: dict[str, Any] = {
     "data.name": "digits",
@@ -38,32 +39,69 @@ def demo_spec(**overrides: Any) -> SweepSpec:
     return parse_sweep({**DEMO_SWEEP, **overrides}, default_name="demo-digits")
 
 
+def opt_spec(**overrides: Any) -> SweepSpec:
+    """The OPT baselines of the demo's model: ``optimal@idx_q`` at the milestones, every seed."""
+    from adaptive_weights.metrics import milestone_indices
+
+    base = {**DEMO_SWEEP, **overrides}
+    num_units = 3 * int(base["model.n"])
+    flat = {k: v for k, v in base.items() if not k.startswith(("strategy.", "sweep."))}
+    flat.update({"strategy.name": "static", "sweep.paper_grid": False,
+                 "scheme.name": [f"optimal@{u}" for u in sorted(set(milestone_indices(num_units)))]})
+    return parse_sweep(flat, default_name="demo-digits-opt")
+
+
+def _mean_test_errors(run_dirs: list[Path]) -> tuple[list[int], list[int], list[float]]:
+    from adaptive_weights._io import read_json
+
+    summaries = [read_json(Path(d) / "summary.json") for d in run_dirs]
+    k = len(summaries[0]["exit_units"])
+    mean = [sum(s["errors"]["test"][i] for s in summaries) / len(summaries) for i in range(k)]
+    return summaries[0]["exit_units"], summaries[0]["exit_macs"], mean
+
+
 def run_demo_sweep(out_dir: str | Path = "results/sweeps", *, cpus_per_trial: float = 1.0,
                    verbose: int = 1, **overrides: Any) -> Path:
-    """Run the demo sweep into ``out_dir/demo-digits`` (replacing an earlier demo) and write its
-    report; returns the path of ``report.md`` (CSV tables and PNG plots beside it)."""
-    from .launcher import run_sweep, write_sweep_report
+    """Run the demo sweep and its OPT baselines into ``out_dir/demo-digits[-opt]`` (replacing an
+    earlier demo), write the report and print the chosen settings' per-exit errors and costs;
+    returns the path of ``report.md`` (CSV tables and PNG plots beside it)."""
+    from adaptive_weights.evaluate import format_exit_table
+    from adaptive_weights.report import load_runs
 
-    spec = demo_spec(**overrides)
+    from .launcher import run_sweep, write_sweep_report
+    from .selection import select_settings
+
+    spec, opt = demo_spec(**overrides), opt_spec(**overrides)
     target = Path(out_dir).resolve() / spec.name
-    if target.exists():  # the demo always starts fresh; real sweeps refuse to overwrite
-        shutil.rmtree(target)
+    for old in (target, Path(out_dir).resolve() / opt.name):
+        if old.exists():  # the demo always starts fresh; real sweeps refuse to overwrite
+            shutil.rmtree(old)
     t0 = time.perf_counter()
     print(f"demo sweep: {len(spec.trials)} trials ({', '.join(spec.axes['strategy.name'])}; "
           f"ratio in {DEMO_SWEEP['strategy.ratio']}; seeds {DEMO_SWEEP['train.seed']}) on digits, "
-          "in-process Ray on loopback", flush=True)
-    outcome = run_sweep(spec, out=out_dir, cpus_per_trial=cpus_per_trial, tensorboard=False, verbose=verbose)
-    if outcome.errored or outcome.unfinished:
-        raise RuntimeError(f"demo trials failed or did not finish: {', '.join(outcome.errored + outcome.unfinished)} "
-                           f"(logs under {outcome.experiment})")
-    report = write_sweep_report(outcome.run_dirs, target / "report", title="Demo sweep: digits")
+          f"then {len(opt.trials)} OPT baselines; in-process Ray on loopback", flush=True)
+    outcomes = [run_sweep(s, out=out_dir, cpus_per_trial=cpus_per_trial, tensorboard=False, verbose=verbose)
+                for s in (spec, opt)]
+    for outcome in outcomes:
+        if outcome.errored or outcome.unfinished:
+            raise RuntimeError(f"demo trials failed or did not finish: "
+                               f"{', '.join(outcome.errored + outcome.unfinished)} (logs under {outcome.experiment})")
+    sweep, baselines = outcomes
+    report = write_sweep_report(sweep.run_dirs, target / "report", title="Demo sweep: digits",
+                                baselines=baselines.run_dirs)
     text = report.read_text()
     start = text.find("## Chosen hyper-parameters")
-    after = text.find("## (a)") + 1
-    end = min(i for i in (text.find("\n### OPT", after), text.find("\n## ", after), len(text)) if i > 0)
-    print("\n" + text[start:end].strip() + "\n")  # the choice and every exit's test error
-    print(f"{len(outcome.run_dirs)} runs in {time.perf_counter() - t0:.0f} s; report (tables, win rates "
-          f"against aann, plots): {report}", flush=True)
+    end = text.find("\n## ", start + 1)
+    print("\n" + text[start:end].strip() + "\n")
+
+    errors: dict[str, list[float]] = {}
+    for choice in select_settings(load_runs(sweep.run_dirs)):
+        label = dict(choice.chosen.group).get("strategy.name") or choice.chosen.group_text()
+        units, macs, errors[label] = _mean_test_errors(list(choice.chosen.runs))
+    print("test error of every exit at each strategy's chosen setting (mean over seeds):")
+    print(format_exit_table(units, macs, errors))
+    print(f"\n{len(sweep.run_dirs) + len(baselines.run_dirs)} runs in {time.perf_counter() - t0:.0f} s; "
+          f"report (relative increase against OPT, win rates, plots): {report}", flush=True)
     return report
 
 

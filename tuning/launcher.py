@@ -271,9 +271,13 @@ def _export_runs(grid: Any, dest: Path) -> tuple[list[Path], list[str]]:
     return sorted(run_dirs), sorted(errored)
 
 
-def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: str = "Sweep report") -> Path:
+def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: str = "Sweep report",
+                       baselines: Sequence[Path] = ()) -> Path:
     """Choose each group's setting (validation split) and write the report of the chosen
-    settings (test split): ``out_dir/report.md`` with the selection table first, CSVs, plots."""
+    settings (test split): ``out_dir/report.md`` with the selection table first, CSVs, plots.
+
+    ``baselines`` are OPT run directories (single-exit schemes) for the relative-increase table;
+    they take no part in the selection."""
     from adaptive_weights._io import atomic_write_text
     from adaptive_weights.report import build_report, load_runs, write_report
 
@@ -283,8 +287,9 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     runs = load_runs(run_dirs)
     choices = select_settings(runs)
     chosen = {p for c in choices for p in c.chosen.runs}
-    report = build_report([r for r in runs if r.path in chosen], group_by=("strategy.name",), split="test",
-                          title=title)
+    report = build_report([r for r in runs if r.path in chosen] + load_runs(baselines) if baselines
+                          else [r for r in runs if r.path in chosen],
+                          group_by=("strategy.name",), split="test", title=title)
     write_report(report, out_dir)
     atomic_write_text(out_dir / "selection.csv", selection_csv(choices))
     md = report.markdown.split("\n", 2)
@@ -307,7 +312,7 @@ def _complete_runs(local_dir: Path, spec: SweepSpec) -> list[Path] | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
-                                epilog="Sweep file format: see tuning/README-sweeps.md.")
+                                epilog="Sweep file format: see README.md, section \"Sweeps with Ray Tune\".")
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="config keys; a list is a grid axis")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"storage root; results go to OUT/NAME (default {DEFAULT_OUT})")
     p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")

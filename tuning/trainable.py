@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,12 @@ def train_trial(config: dict[str, Any], runs: Mapping[str, dict[str, Any]] | Non
 
         run = {**run, "train.device": "cuda" if ray.get_gpu_ids() else "cpu"}
     cfg = RunConfig.from_flat(run)
-    run_dir = (Path(tune.get_context().get_trial_dir()) / RUN_DIRNAME).resolve()
+    # The run trains in a scratch folder outside the trial directory: Ray copies trial directories
+    # to the storage path while trials write, and would trip over the atomic writes' temp files.
+    # Every epoch's checkpoint (the whole run directory) is what Ray keeps.
+    ctx = tune.get_context()
+    run_dir = (Path(tempfile.gettempdir()) / "adaptive-weights-trials"
+               / f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}" / RUN_DIRNAME).resolve()
     if run_dir.exists():
         shutil.rmtree(run_dir)
     checkpoint = tune.get_checkpoint()
@@ -76,8 +82,11 @@ def train_trial(config: dict[str, Any], runs: Mapping[str, dict[str, Any]] | Non
         tune.report(trial_metrics(row, resumed_from_epoch=resumed_from),
                     checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
 
-    train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=report,
-          tensorboard=bool(config.get("tensorboard", True)))
+    try:
+        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=report,
+              tensorboard=bool(config.get("tensorboard", True)))
+    finally:
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
 
 
 def _checkpoint_epoch(run_dir: Path) -> int:
