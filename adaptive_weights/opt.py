@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import RunConfig, StrategyConfig
-from .schemes import exit_slots, is_single_exit, scheme_weights
+from .models import exit_positions
+from .schemes import is_single_exit, scheme_weights
 
 __all__ = ["OptRun", "opt_units", "opt_config", "plan_opt_runs", "run_opt_plan", "num_units_of", "cli_main"]
 
@@ -51,7 +52,7 @@ def opt_units(config: RunConfig, *, every_exit: bool = False) -> list[int]:
     num_units = num_units_of(config)
     if not every_exit:
         return sorted(set(milestone_indices(num_units)))
-    slots = exit_slots(num_units, config.model.period)
+    slots = exit_positions(num_units, config.model.period)
     weights = scheme_weights(config.scheme.name, len(slots), config.scheme.normalize).tolist()
     return [u for u, w in zip(slots, weights, strict=True) if w > 0]
 
@@ -64,10 +65,10 @@ def opt_config(config: RunConfig, unit: int) -> RunConfig:
     if not 0 <= unit < num_units:
         raise ValueError(f"OPT unit {unit} is out of range for a model of {num_units} units (0 .. {num_units - 1})")
     model = config.model
-    slots = exit_slots(num_units, model.period)
+    slots = exit_positions(num_units, model.period)
     if unit not in slots:
         model = replace(model, period=1)
-        slots = exit_slots(num_units, 1)
+        slots = exit_positions(num_units, 1)
     return replace(
         config,
         name="",

@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-__all__ = ["NORMALIZATIONS", "list_schemes", "scheme_weights", "exit_slots", "is_single_exit"]
+__all__ = ["NORMALIZATIONS", "list_schemes", "scheme_weights", "is_single_exit"]
 
 NORMALIZATIONS = ("last", "sum", "log", "none")
 
@@ -190,14 +190,6 @@ def scheme_weights(name: str, num_exits: int, normalize: str = "last") -> torch.
         raise ValueError(f"unknown normalisation {normalize!r}; allowed: {', '.join(NORMALIZATIONS)}")
     w = _normalize(_raw(str(name), num_exits).astype(np.float64), normalize)
     return torch.from_numpy(np.ascontiguousarray(w))
-
-
-def exit_slots(num_units: int, period: int) -> list[int]:
-    """Unit indices that can carry a head: every ``period``-th unit counted back from the last
-    (spec §1.2), so the final unit always has one."""
-    if num_units < 1 or period < 1:
-        raise ValueError(f"need num_units >= 1 and period >= 1, got {num_units} and {period}")
-    return list(range((num_units - 1) % period, num_units, period))
 
 
 def is_single_exit(name: str) -> bool:

@@ -22,7 +22,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import ARCHITECTURE_KEYS, RunConfig
 from .evaluate import autocast_for, evaluate_exits, per_exit_losses
 from .logging import Progress, RunLogger, exit_key
-from .schemes import exit_slots, scheme_weights
+from .schemes import scheme_weights
 
 __all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "load_run_config",
            "library_version", "git_revision"]
@@ -87,7 +87,7 @@ def build_run(cfg: RunConfig, device: torch.device):
     from strategies import create_strategy
 
     from .data import build_data
-    from .models import create_model
+    from .models import create_model, exit_positions
 
     data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
     m = cfg.model
@@ -97,7 +97,7 @@ def build_run(cfg: RunConfig, device: torch.device):
                          input_size=data.image_size, period=m.period, **arch_kw)
     # heads only where the scheme puts weight (spec §1.1): optimal@i builds a single exit and
     # truncates the trunk after it
-    slots = exit_slots(probe.num_units, m.period)
+    slots = exit_positions(probe.num_units, m.period)
     weights = scheme_weights(cfg.scheme.name, len(slots), cfg.scheme.normalize)
     keep = [i for i, w in enumerate(weights.tolist()) if w > 0]
     exits = [slots[i] for i in keep]
