@@ -47,9 +47,11 @@ def test_training_step_never_syncs(strategy, amp):
     assert p.device.type == "cuda" and abs(float(p.sum()) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("amp,channels_last", [(False, False), (True, True)])
-def test_full_run_on_cuda(tmp_path, amp, channels_last):
-    flat = {**CUDA_FLAT, "strategy.name": "eg", "train.amp": amp, "train.channels_last": channels_last}
+@pytest.mark.parametrize("amp,channels_last,compile_model", [(False, False, False), (True, True, False),
+                                                            (False, False, True)])
+def test_full_run_on_cuda(tmp_path, amp, channels_last, compile_model):
+    flat = {**CUDA_FLAT, "strategy.name": "eg", "train.amp": amp, "train.channels_last": channels_last,
+            "train.compile": compile_model}
     summary = train(RunConfig.from_flat(flat), out_dir=tmp_path / "r", tensorboard=False)
     errs = summary["errors"]["test"]
     assert len(errs) == 6 and all(0 <= e <= 1 for e in errs)
