@@ -88,7 +88,8 @@ class StrategyConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation (spec §5.2). ``preset`` fills ``epochs``, ``lr_milestones`` and ``lr_values``
-    left at ``None``; a preset's milestones scale with an overridden ``epochs``.
+    left at ``None``; a preset's milestones scale with an overridden ``epochs`` (and the
+    ``imagenet`` preset's rates with ``batch_size / 256``).
     ``lr_values[i]`` is the learning rate after ``i`` milestones have passed."""
 
     preset: str = "smoke"
@@ -363,6 +364,8 @@ class RunConfig:
                 milestones = tuple(e for e in milestones if e < t.epochs)
             epochs = t.epochs
         milestones = t.lr_milestones if t.lr_milestones is not None else milestones
+        if t.preset == "imagenet":  # spec §5.2: the base rate 0.1 is for batch 256, scaled linearly
+            values = tuple(v * t.batch_size / 256 for v in values)
         values = t.lr_values if t.lr_values is not None else values
         if list(milestones) != sorted(milestones) or any(e < 1 for e in milestones):
             raise ValueError(f"train.lr_milestones: expected increasing epochs >= 1, got {list(milestones)}")

@@ -29,6 +29,12 @@ def test_resolve_fills_strategy_defaults_and_preset():
         [0.1, 0.1, 0.01, 0.001, 0.0002]
 
 
+def test_imagenet_preset_scales_the_rate_with_the_batch():
+    cfg = RunConfig.from_flat({"train.preset": "imagenet", "train.batch_size": 128}).resolve()
+    assert cfg.train.epochs == 128 and cfg.train.lr_milestones == (30, 60, 90, 105)
+    assert cfg.train.lr_values[0] == pytest.approx(0.05) and cfg.train.lr_values[1] == pytest.approx(0.005)
+
+
 def test_switching_strategy_drops_the_old_hyper_parameters():
     base = RunConfig.from_flat({"strategy.name": "eg", "strategy.gamma": 0.1})
     cfg = RunConfig.from_flat({"strategy.name": "static"}, base=base).resolve()
