@@ -53,7 +53,7 @@ def _loader(n=24, c=3, s=8, **kw):
 @pytest.mark.parametrize("flip", [True, False])
 def test_loader_matches_the_literal_spec(flip):
     loader = _loader(flip=flip)
-    perm, offsets, flips = loader._epoch_plan(4)
+    perm, offsets, flips, *_ = loader._epoch_plan(4)
     loader.set_epoch(4)
     seen = 0
     for b, (x, y) in enumerate(loader):
@@ -72,7 +72,7 @@ def test_padded_pixels_are_minus_mean_over_128():
     images = torch.full((16, 3, 8, 8), 200, dtype=torch.uint8)
     mean = torch.linspace(10, 80, 3 * 8 * 8).view(3, 8, 8)
     loader = DeviceLoader(images, torch.zeros(16), batch_size=16, shuffle=True, pad=4, flip=True, mean=mean)
-    _, offsets, flips = loader._epoch_plan(0)
+    _, offsets, flips, *_ = loader._epoch_plan(0)
     x, _ = next(iter(loader))
     pad_value, image_value = -mean / 128, (200 - mean) / 128
     assert offsets.max() == 7
@@ -154,3 +154,30 @@ def test_cuda_batches_match_cpu_and_never_sync():
     for (xc, yc), (xg, yg) in zip(cpu, out, strict=True):
         assert xg.device.type == "cuda" and torch.equal(yc, yg.cpu())
         torch.testing.assert_close(xc, xg.cpu(), rtol=0, atol=1e-6)
+
+
+def test_svhn_photometric_jitter_matches_its_definition():
+    """Brightness then per-channel contrast, clipped to 0..255; the crops are unchanged by it."""
+    from adaptive_weights.data import DeviceLoader
+    from adaptive_weights.data._device_loader import jitter_batch
+
+    x = torch.tensor([[[[0, 100], [200, 250]]]], dtype=torch.uint8)  # 1 image, 1 channel, 2x2
+    out = jitter_batch(x, torch.tensor([10.0]), torch.tensor([1.2]))
+    b = torch.tensor([10.0, 110.0, 210.0, 255.0])  # +10, 260 clipped to 255
+    expected = ((b - b.mean()) * 1.2 + b.mean()).clamp(0, 255).view(1, 1, 2, 2)
+    torch.testing.assert_close(out, expected)
+
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(16)
+    plain = DeviceLoader(images, labels, batch_size=16, shuffle=True, pad=1, seed=3)
+    jittered = DeviceLoader(images, labels, batch_size=16, shuffle=True, pad=1, seed=3, brightness=10, contrast=0.2)
+    (xp, yp), (xj, yj) = next(iter(plain)), next(iter(jittered))
+    assert torch.equal(yp, yj)  # same order
+    assert not torch.equal(xp, xj)
+    # each jittered image is the plain crop under an increasing per-image map (brightness, clip,
+    # contrast > 0, clip): sorting a channel's plain pixels sorts its jittered pixels too
+    for k in range(4):
+        a, c = xp[k, 0].flatten(), xj[k, 0].flatten()
+        assert torch.all(c[a.argsort()].diff() >= -1e-5)
+    with pytest.raises(ValueError, match="contrast=1.5"):
+        DeviceLoader(images, labels, batch_size=4, contrast=1.5)

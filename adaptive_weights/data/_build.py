@@ -23,6 +23,7 @@ DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "imagenet
 
 NORMALIZE_SCALE = 128.0  # spec §5.1: (x - mean) / 128
 SYNTHETIC_EVAL_SIZE = 128  # default val and test size of the synthetic set
+_SVHN_JITTER = (10.0, 0.2)  # brightness U(-10, 10), contrast U(0.8, 1.2)
 _DEFAULT_VAL = 5000  # cifar10/100, svhn: the last 5,000 training images (spec §5.1)
 # name -> (num_classes, pad, flip) of the device-resident sets; digits are not flip-invariant, nor is SVHN.
 _AUGMENT = {"cifar10": (10, 4, True), "cifar100": (100, 4, True), "svhn": (10, 4, False), "digits": (10, 1, False)}
@@ -119,11 +120,15 @@ def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: i
     if not cfg.augment:
         pad, flip = 0, False
 
+    # SVHN's photometric jitter (spec §5.1; its smooth random deformation is not implemented)
+    brightness, contrast = _SVHN_JITTER if cfg.name == "svhn" and cfg.augment else (0.0, 0.0)
+
     def loader(split: Split, train: bool) -> DeviceLoader:
         return DeviceLoader(
             torch.from_numpy(split[0]), torch.from_numpy(split[1]), batch_size=batch_size, shuffle=train,
             pad=pad if train else 0, flip=flip and train, mean=mean, scale=NORMALIZE_SCALE, seed=seed,
-            device=device, drop_last=train,
+            device=device, drop_last=train, brightness=brightness if train else 0.0,
+            contrast=contrast if train else 0.0,
         )
 
     evals = {k: loader(splits[k], train=False) for k in ("val", "test") if k in splits}

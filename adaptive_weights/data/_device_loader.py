@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ._rng import make_generator
 
-__all__ = ["DeviceLoader", "augment_batch", "draw_augmentation", "normalize"]
+__all__ = ["DeviceLoader", "augment_batch", "draw_augmentation", "jitter_batch", "normalize"]
 
 _TRAIN_STREAM = 0x5EED  # separates the loader's generator stream from any other use of the seed
 
@@ -52,6 +52,18 @@ def augment_batch(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tens
     return padded.reshape(b, c, -1).gather(2, index).reshape(b, c, h, w)
 
 
+def jitter_batch(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """SVHN's photometric augmentation (spec §5.1): add ``brightness[b]`` (0..255 units) and clip,
+    then scale every channel about its mean by ``contrast[b]`` and clip; returns float32.
+
+    The paper's code jitters the 40x40 zero-padded canvas before cropping; here the channel mean is
+    taken over the cropped image, the only difference.
+    """
+    x = (images.float() + brightness.view(-1, 1, 1, 1)).clamp_(0, 255)
+    mu = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mu) * contrast.view(-1, 1, 1, 1) + mu).clamp_(0, 255)
+
+
 def normalize(images: torch.Tensor, mean: torch.Tensor, scale: float) -> torch.Tensor:
     """``(x - mean) / scale`` in float32, ``mean`` per pixel ``[C, H, W]`` (spec §5.1: scale 128)."""
     return (images.float() - mean) / scale
@@ -73,6 +85,9 @@ class DeviceLoader:
         seed: with the epoch, determines the order and augmentation (see :meth:`set_epoch`).
         device: where the data and the batches live.
         drop_last: drop the last incomplete batch (train: steps per epoch = floor(N / B)).
+        brightness: if > 0, add U(-brightness, brightness) to every image (0..255 units) and clip.
+        contrast: if > 0, scale every channel about its mean by U(1 - contrast, 1 + contrast) and clip
+            (SVHN: brightness 10, contrast 0.2; spec §5.1).
 
     Iterating yields ``(x float32 [B, C, H, W], y int64 [B])`` on ``device`` with no host-device sync.
     Each iteration uses the epoch set by :meth:`set_epoch` and then advances it by one, so a loop that
@@ -93,6 +108,8 @@ class DeviceLoader:
         seed: int = 0,
         device: torch.device | str = "cpu",
         drop_last: bool = False,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -104,6 +121,8 @@ class DeviceLoader:
             raise ValueError(f"pad={pad}; must be >= 0")
         if scale <= 0:
             raise ValueError(f"scale={scale}; must be > 0")
+        if brightness < 0 or not 0 <= contrast < 1:
+            raise ValueError(f"brightness={brightness}, contrast={contrast}; need brightness >= 0, 0 <= contrast < 1")
         if drop_last and len(images) < batch_size:
             raise ValueError(
                 f"drop_last with {len(images)} images and batch_size={batch_size} gives no batch at all"
@@ -118,6 +137,7 @@ class DeviceLoader:
         self.mean = mean.to(self.device, torch.float32)
         self.batch_size, self.shuffle, self.pad, self.flip = batch_size, shuffle, pad, flip
         self.scale, self.seed, self.drop_last = float(scale), seed, drop_last
+        self.brightness, self.contrast = float(brightness), float(contrast)
         self._epoch, self._start_batch = 0, 0
 
     @property
@@ -127,6 +147,10 @@ class DeviceLoader:
     @property
     def augment(self) -> bool:
         return self.pad > 0 or self.flip
+
+    @property
+    def photometric(self) -> bool:
+        return self.brightness > 0 or self.contrast > 0
 
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
@@ -143,17 +167,22 @@ class DeviceLoader:
                              f"0 <= start_batch <= {len(self)}")
         self._epoch, self._start_batch = epoch, start_batch
 
-    def _epoch_plan(self, epoch: int) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """Permutation, crop offsets and flips of one epoch, drawn on the CPU and moved once to the device."""
-        if not self.shuffle and not self.augment:
-            return None, None, None
+    def _epoch_plan(self, epoch: int) -> tuple[torch.Tensor | None, ...]:
+        """Permutation, crop offsets, flips, brightness and contrast factors of one epoch, drawn on
+        the CPU and moved once to the device."""
+        if not self.shuffle and not self.augment and not self.photometric:
+            return None, None, None, None, None
         gen = make_generator(self.seed, epoch, _TRAIN_STREAM)
         n = self.num_samples
         perm = torch.randperm(n, generator=gen) if self.shuffle else None
-        offsets = flips = None
+        offsets = flips = bright = contrast = None
         if self.augment:
             offsets, flips = draw_augmentation(n, self.pad, self.flip, gen)
-        return tuple(None if t is None else t.to(self.device, non_blocking=True) for t in (perm, offsets, flips))
+        if self.photometric:  # drawn after the crops, so adding it leaves their draws unchanged
+            bright = (torch.rand(n, generator=gen) * 2 - 1) * self.brightness
+            contrast = 1 + (torch.rand(n, generator=gen) * 2 - 1) * self.contrast
+        plan = (perm, offsets, flips, bright, contrast)
+        return tuple(None if t is None else t.to(self.device, non_blocking=True) for t in plan)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, start = self._epoch, self._start_batch
@@ -161,7 +190,7 @@ class DeviceLoader:
         return self._batches(epoch, start)
 
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        perm, offsets, flips = self._epoch_plan(epoch)
+        perm, offsets, flips, bright, contrast = self._epoch_plan(epoch)
         n, b = self.num_samples, self.batch_size
         for i in range(start, len(self)):
             lo, hi = i * b, min((i + 1) * b, n)
@@ -171,4 +200,6 @@ class DeviceLoader:
                 # offsets/flips are indexed by position in the epoch (not by image), so they are
                 # independent of the permutation and batch b's draws are the same however we got there.
                 x = augment_batch(x, offsets[lo:hi], flips[lo:hi], self.pad)
+            if bright is not None:
+                x = jitter_batch(x, bright[lo:hi], contrast[lo:hi])
             yield normalize(x, self.mean, self.scale), y
