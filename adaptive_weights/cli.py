@@ -187,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
 
-    parser = argparse.ArgumentParser(prog="adaptive-weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
+                                     "evaluate, compare strategies, sweep and report.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one run", formatter_class=argparse.RawDescriptionHelpFormatter,
