@@ -37,7 +37,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._io import atomic_write_text, read_json
+from ._io import atomic_write_text
 from .eann import (
     CostInflation,
     Member,
@@ -47,7 +47,15 @@ from .eann import (
     members_from_run_dirs,
     opt_plus_curve,
 )
-from .schemes import is_single_exit
+from .runs import (
+    EXECUTION_KEYS,
+    MODEL_KEYS,
+    Run,
+    find_run_dirs,
+    load_run,
+    load_runs,
+    model_label,
+)
 
 __all__ = [
     "MACS_CONVENTION",
@@ -68,135 +76,11 @@ __all__ = [
 ]
 
 MACS_CONVENTION = ("MACs are multiply-accumulates of the convolution and linear layers (trunk up to the "
-                   "exit plus that exit's head); batch norm, ReLU, pooling and additions are not counted.")
+                   "exit plus every head evaluated so far); batch norm, ReLU, pooling and additions are not "
+                   "counted.")
 
-# Keys that identify a setting (with train.seed) and that OPT matching uses (without the period).
-MODEL_KEYS = ("data.name", "model.arch", "model.n", "model.c", "model.period", "model.depth", "model.unit_style")
-OPT_MODEL_KEYS = tuple(k for k in MODEL_KEYS if k != "model.period")
-# Keys that change only where or how fast a run executes, never what it computes.
-_EXECUTION_KEYS = {
-    "name", "data.root", "data.download", "data.num_workers", "train.device", "train.num_threads",
-    "train.progress", "train.compile", "train.channels_last", "train.checkpoint_minutes", "train.eval_splits",
-}
 QUANTILES = (Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), Fraction(1))
 _Q_LABEL = {Fraction(1, 4): "1/4", Fraction(1, 2): "1/2", Fraction(3, 4): "3/4", Fraction(1): "1"}
-
-
-# --------------------------------------------------------------------------------- run directories
-@dataclass(frozen=True)
-class Run:
-    """What a report needs from one run directory (``summary.json`` and ``config.json``)."""
-
-    path: Path
-    name: str
-    config: dict[str, Any]
-    num_units: int
-    exit_units: tuple[int, ...]
-    exit_macs: tuple[int, ...]
-    errors: dict[str, list[float] | None]
-    completed: bool
-    epochs: int
-
-    @property
-    def is_opt(self) -> bool:
-        return is_single_exit(str(self.config.get("scheme.name", "")))
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.get("train.seed", 0))
-
-    @property
-    def model_key(self) -> tuple:
-        return tuple(self.config.get(k) for k in MODEL_KEYS)
-
-    @property
-    def opt_key(self) -> tuple:
-        """(data, model without period, seed): how OPT runs are matched to anytime runs."""
-        return tuple(self.config.get(k) for k in OPT_MODEL_KEYS) + (self.seed,)
-
-    @property
-    def setting(self) -> tuple:
-        """(data, model, seed): what two methods must share to be compared in a win rate."""
-        return self.model_key + (self.seed,)
-
-    @property
-    def model_label(self) -> str:
-        return model_label(self.config)
-
-    def split_errors(self, split: str) -> list[float]:
-        errs = self.errors.get(split)
-        if errs is None:
-            raise ValueError(f"{self.path}: summary.json has no {split!r} errors (errors.{split} is null); "
-                             f"choose another --split or train with train.eval_splits including {split!r}")
-        return list(errs)
-
-    def label(self, keys: Sequence[str]) -> str:
-        """Method label: the values of ``keys`` joined with ``+`` (``sieve+aann``). A strategy
-        hyper-parameter that this run's strategy does not have shows as ``-``."""
-        missing = [k for k in keys if k not in self.config and not k.startswith("strategy.")]
-        if missing:
-            raise ValueError(f"--group-by {','.join(keys)}: run {self.name} has no key {missing[0]!r}; "
-                             f"available keys: {', '.join(sorted(self.config))}")
-        return "+".join(str(self.config.get(k, "-")) for k in keys)
-
-
-def model_label(config: dict[str, Any]) -> str:
-    """``digits/resnet n3 c16`` (``p2`` appended for a prediction period 2)."""
-    arch = config.get("model.arch")
-    if arch == "resnet":
-        body = f"resnet n{config.get('model.n')} c{config.get('model.c')}"
-        if config.get("model.period", 1) != 1:
-            body += f" p{config.get('model.period')}"
-    else:
-        body = f"{arch}{config.get('model.depth')}"
-    return f"{config.get('data.name')}/{body}"
-
-
-def load_run(path: str | Path) -> Run:
-    """Read one run directory; a missing or corrupt file raises ``ValueError`` naming it."""
-    path = Path(path)
-    try:
-        summary = read_json(path / "summary.json")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: not a finished-epoch run directory (no summary.json)") from None
-    for key in ("exit_units", "exit_macs", "errors", "num_units"):
-        if key not in summary:
-            raise ValueError(f"{path / 'summary.json'}: missing key {key!r}")
-    if "config" in summary:
-        config = dict(summary["config"])
-    else:  # the resolved config is in config.json too
-        from .config import load_config_file
-
-        config = load_config_file(path / "config.json")
-    return Run(
-        path=path, name=path.name, config=config, num_units=int(summary["num_units"]),
-        exit_units=tuple(int(u) for u in summary["exit_units"]),
-        exit_macs=tuple(int(m) for m in summary["exit_macs"]),
-        errors=dict(summary["errors"]), completed=bool(summary.get("completed", False)),
-        epochs=int(summary.get("epochs", 0)),
-    )
-
-
-def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories among ``paths``: a path holding ``summary.json`` is one; any other directory
-    contributes the run directories below it (at any depth), in sorted order."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if (p / "summary.json").is_file():
-            out.append(p)
-        elif p.is_dir():
-            found = sorted(s.parent for s in p.rglob("summary.json"))
-            if not found:
-                raise ValueError(f"{p}: no run directory (summary.json) under it")
-            out.extend(found)
-        else:
-            raise ValueError(f"{p}: no such run directory")
-    unique = list(dict.fromkeys(q.resolve() for q in out))
-    return unique
-
-
-def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    return [load_run(p) for p in find_run_dirs(paths)]
 
 
 # --------------------------------------------------------------------------------- report data
@@ -251,7 +135,7 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
 def _protocol_mismatches(runs: Sequence[Run]) -> list[str]:
     """Config keys (other than method, setting and execution keys) on which runs of one data set
     disagree: their comparison (win rates, OPT, EANN) would not be like for like."""
-    skip = set(_EXECUTION_KEYS) | set(MODEL_KEYS) | {"train.seed"}
+    skip = set(EXECUTION_KEYS) | set(MODEL_KEYS) | {"train.seed"}
     by_data: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         by_data[str(r.config.get("data.name"))].append(r)

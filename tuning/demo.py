@@ -66,7 +66,7 @@ def run_demo_sweep(out_dir: str | Path = "results/sweeps", *, cpus_per_trial: fl
     earlier demo), write the report and print the chosen settings' per-exit errors and costs;
     returns the path of ``report.md`` (CSV tables and PNG plots beside it)."""
     from adaptive_weights.evaluate import format_exit_table
-    from adaptive_weights.report import load_runs
+    from adaptive_weights.runs import load_runs
 
     from .launcher import run_sweep, write_sweep_report
     from .selection import select_settings

@@ -279,7 +279,8 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     ``baselines`` are OPT run directories (single-exit schemes) for the relative-increase table;
     they take no part in the selection."""
     from adaptive_weights._io import atomic_write_text
-    from adaptive_weights.report import build_report, load_runs, write_report
+    from adaptive_weights.report import build_report, write_report
+    from adaptive_weights.runs import load_runs
 
     from .selection import select_settings, selection_csv, selection_markdown
 
