@@ -360,6 +360,7 @@ def build_report(
     _section_win_rates(ctx)
     _section_eann(ctx, eann_chains)
     _section_plots(ctx)
+    ctx.warnings = list(dict.fromkeys(ctx.warnings))  # one line per distinct problem, in order
     ctx.md += ["## Warnings", ""]
     ctx.md += ([f"- {w}" for w in ctx.warnings] if ctx.warnings
                else ["None: every milestone had its OPT run and every setting matched."])
