@@ -45,3 +45,27 @@ def test_missing_files_name_the_folder(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "run"), "--data.name", "cifar10",
                  "--data.root", str(tmp_path / "nowhere"), *RUN]) != 0
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_imagenet_folder_run_with_a_bottleneck_net(tmp_path):
+    """A class-per-folder JPEG tree through the DataLoader path and the ImageNet anytime ResNet."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 6), ("val", 2)):
+        for label in ("n01", "n02"):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(folder / f"img{i}.JPEG", quality=90)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--data.name", "imagenet", "--data.root", str(tmp_path / "data"),
+                 "--data.image-size", "32", "--data.num-workers", "0", "--model.arch", "imagenet-resnet",
+                 "--model.depth", "14", "--model.period", "2", *RUN]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_classes"] == 2 and summary["exit_units"] == [1, 3]
+    assert summary["errors"]["val"] is None and len(summary["errors"]["test"]) == 2
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 1  # 12 training images, batch 8, last partial batch dropped
