@@ -173,3 +173,14 @@ def test_missing_opt_is_reported_not_skipped(trained, tmp_path):
     assert _row(rep.markdown, "| synthetic/resnet n1 c4 | sieve+aann |")[3:5] == ["n/a", "n/a"]
     write_report(rep, tmp_path)
     assert (tmp_path / "report.md").read_text() == rep.markdown
+
+
+def test_each_warning_once():
+    """An OPT error of 0 makes the relative increase undefined for every method: one warning line."""
+    runs = [r for r in _hand_runs() if r.name != "opt2-s0"]
+    runs.append(_run("opt2-s0", "optimal@2", 0, [0.0], units=(2,)))
+    rep = build_report(runs, group_by=["scheme.name", "strategy.name"])
+    zero = [w for w in rep.warnings if "is 0" in w]
+    assert len(zero) == 1 and "unit 2" in zero[0] and "seed 0" in zero[0]
+    assert len(rep.warnings) == len(set(rep.warnings))
+    assert rep.markdown.count(zero[0]) == 1
