@@ -26,6 +26,13 @@ _LAZY = {
     "create_model": "adaptive_weights.models",
     "list_models": "adaptive_weights.models",
     "evaluate_exits": "adaptive_weights.evaluate",
+    "load_runs": "adaptive_weights.runs",
+    "milestone_indices": "adaptive_weights.metrics",
+    "relative_increase": "adaptive_weights.metrics",
+    "win_rate": "adaptive_weights.metrics",
+    "eann_curve": "adaptive_weights.eann",
+    "evaluate_budgeted": "adaptive_weights.budgeted",
+    "build_report": "adaptive_weights.report",
 }
 
 __all__ = ["__version__", *_LAZY]
