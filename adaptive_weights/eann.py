@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -30,6 +30,7 @@ __all__ = [
     "cost_inflation",
     "eann_curve",
     "inflation_ratios",
+    "member_from_errors",
     "members_from_run_dirs",
     "opt_plus_curve",
 ]
@@ -264,30 +265,36 @@ def _require(summary: dict[str, Any], key: str, path: Path) -> Any:
     return summary[key]
 
 
-def members_from_run_dirs(paths: Sequence[str | Path], split: str = "test") -> list[Member]:
-    """Members from run directories (in the given order), read from each ``summary.json``.
+def member_from_errors(name: str, exit_macs: Sequence[float], errors: Mapping[str, Any], split: str = "test",
+                       *, where: str | Path = "") -> Member:
+    """A member from a run's per-exit MACs and its ``errors`` mapping (``summary.json``'s layout).
 
-    The exit costs are ``exit_macs``; ``errors.val`` is required (the output decision is never
-    made on the test split); the reported errors are ``errors[split]``. A member's name is its
-    directory's name.
+    ``errors["val"]`` is required (the output decision is never made on the test split); the
+    reported errors are ``errors[split]``. ``where`` (a file) prefixes the error messages.
     """
+    prefix = f"{where}: " if where else ""
+    val, reported = errors.get("val"), errors.get(split)
+    if val is None:
+        raise ValueError(f"{prefix}errors.val is null; EANN chooses outputs on validation errors, so train the "
+                         "member with a validation split")
+    if reported is None:
+        raise ValueError(f"{prefix}errors.{split} is null")
+    try:
+        return Member(name, exit_macs, val, reported)
+    except ValueError as err:
+        raise ValueError(f"{prefix}{err}") from None
+
+
+def members_from_run_dirs(paths: Sequence[str | Path], split: str = "test") -> list[Member]:
+    """Members from run directories (in the given order), read from each ``summary.json``; a
+    member's name is its directory's name (see :func:`member_from_errors`)."""
     members = []
     for p in paths:
         path = Path(p) / "summary.json"
         summary = read_json(path)
         exit_macs = _require(summary, "exit_macs", path)
         errors = _require(summary, "errors", path)
-        val = _require(errors, "val", path)
-        reported = _require(errors, split, path)
-        if val is None:
-            raise ValueError(
-                f"{path}: errors.val is null; EANN chooses outputs on validation errors, so train the "
-                "member with a validation split"
-            )
-        if reported is None:
-            raise ValueError(f"{path}: errors.{split} is null")
-        try:
-            members.append(Member(Path(p).name, exit_macs, val, reported))
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+        _require(errors, "val", path)
+        _require(errors, split, path)
+        members.append(member_from_errors(Path(p).name, exit_macs, errors, split, where=path))
     return members

@@ -44,7 +44,7 @@ from .eann import (
     StepCurve,
     cost_inflation,
     eann_curve,
-    members_from_run_dirs,
+    member_from_errors,
     opt_plus_curve,
 )
 from .runs import (
@@ -203,7 +203,9 @@ def eann_analysis(member_runs: Sequence[Run], opt_runs: Sequence[Run], split: st
     if len(data) != 1:
         raise ValueError(f"EANN members must share one data set; got {sorted(data)}")
     (data_name,) = data
-    members = members_from_run_dirs([r.path for r in member_runs], split=split)
+    # the runs are loaded already: build the members from them instead of reading summary.json again
+    members = [member_from_errors(r.name, r.exit_macs, r.errors, split, where=r.path / "summary.json")
+               for r in member_runs]
     curve = eann_curve(members)
     notes: list[str] = []
     costs = [m.full_cost for m in members]
