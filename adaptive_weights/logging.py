@@ -70,11 +70,10 @@ class RunLogger:
                 if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(key, value, epoch)
         if any(k.startswith("train/prob/") for k in row):
-            fig = plot_probability_stack(self.rows)
+            fig = plot_probability_stack(self.rows)  # drawn once: TensorBoard image and PNG file
             if self.writer is not None:
-                self.writer.add_image("figures/probability_stack", figure_to_array(fig), epoch,
+                self.writer.add_image("figures/probability_stack", figure_to_array(fig, close=False), epoch,
                                       dataformats="HWC")
-                fig = plot_probability_stack(self.rows)
             save_figure(fig, self.run_dir / "probability_stack.png")
         if exit_macs is not None and eval_split and self.writer is not None:
             errs = [row.get(exit_key(f"{eval_split}/err", k)) for k in range(len(exit_macs))]

@@ -101,11 +101,12 @@ def save_figure(fig, path: str | Path) -> Path:
     return atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
-def figure_to_array(fig):
-    """RGB uint8 array ``[H, W, 3]`` of ``fig`` (for TensorBoard), closing the figure."""
+def figure_to_array(fig, *, close: bool = True):
+    """RGB uint8 array ``[H, W, 3]`` of ``fig`` (for TensorBoard); closes the figure unless told not to."""
     import numpy as np
 
     fig.canvas.draw()
     arr = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    _pyplot().close(fig)
+    if close:
+        _pyplot().close(fig)
     return arr

@@ -304,14 +304,17 @@ def _epoch_train_metrics(acc: dict[str, torch.Tensor], strategy, num_exits: int)
         "train/prob": strategy.probabilities().double(),
     }
     for name, value in strategy.stats().items():
-        parts[f"strategy/{name}"] = value.detach().double().reshape(-1)
-    host = {k: v.cpu().tolist() for k, v in parts.items()}
+        parts[f"strategy/{name}"] = value.detach().double()
+    # one transfer for everything: concatenate, copy once, split back by size
+    flat = torch.cat([v.reshape(-1) for v in parts.values()]).cpu().tolist()
     row: dict[str, float] = {}
-    for prefix, values in host.items():
-        if len(values) == num_exits and prefix != "strategy/selected":
-            row.update({exit_key(prefix, k): float(v) for k, v in enumerate(values)})
-        elif len(values) == 1:
+    offset = 0
+    for prefix, value in parts.items():
+        values, offset = flat[offset:offset + value.numel()], offset + value.numel()
+        if value.dim() == 0:
             row[prefix] = float(values[0])
+        elif len(values) == num_exits:
+            row.update({exit_key(prefix, k): float(v) for k, v in enumerate(values)})
         else:
             row.update({f"{prefix}/{i:02d}": float(v) for i, v in enumerate(values)})
     return row
