@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train one run", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train an anytime network. Config keys are dotted flags.",
-                       epilog=_lazy_epilog())
+                       epilog=_lazy_epilog() if {"-h", "--help"} & set(argv) else None)
     p.add_argument("--config", help="YAML/JSON file of config keys (nested or dotted)")
     p.add_argument("--out", help="run directory (default results/runs/<name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
