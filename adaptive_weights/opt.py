@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .config import RunConfig, StrategyConfig
-from .models import exit_positions
+from .models import count_units, exit_positions
 from .schemes import is_single_exit, scheme_weights
 
 __all__ = ["OptRun", "opt_units", "opt_config", "plan_opt_runs", "run_opt_plan", "num_units_of", "cli_main"]
@@ -33,15 +33,7 @@ _EXECUTION_KEYS = ("name", "train.device", "train.num_threads", "train.progress"
 def num_units_of(config: RunConfig) -> int:
     """L, the number of residual units of ``config``'s full architecture (no model is built)."""
     m = config.model
-    if m.arch == "resnet":
-        return 3 * m.n
-    if m.arch == "imagenet-resnet":
-        from .models import IMAGENET_DEPTHS
-
-        if m.depth not in IMAGENET_DEPTHS:
-            raise ValueError(f"model.depth: got {m.depth!r}; allowed: {sorted(IMAGENET_DEPTHS)}")
-        return sum(IMAGENET_DEPTHS[m.depth][1])
-    raise ValueError(f"model.arch: got {m.arch!r}; allowed: resnet, imagenet-resnet")
+    return count_units(m.arch, n=m.n, depth=m.depth)
 
 
 def opt_units(config: RunConfig, *, every_exit: bool = False) -> list[int]:

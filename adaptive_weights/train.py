@@ -87,21 +87,18 @@ def build_run(cfg: RunConfig, device: torch.device):
     from strategies import create_strategy
 
     from .data import build_data
-    from .models import create_model, exit_positions
+    from .models import count_units, create_model, exit_positions
 
     data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
     m = cfg.model
     arch_kw: dict[str, Any] = (dict(n=m.n, c=m.c, unit_style=m.unit_style) if m.arch == "resnet"
                                else dict(depth=m.depth))
-    probe = create_model(m.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                         input_size=data.image_size, period=m.period, **arch_kw)
     # heads only where the scheme puts weight (spec §1.1): optimal@i builds a single exit and
     # truncates the trunk after it
-    slots = exit_positions(probe.num_units, m.period)
+    slots = exit_positions(count_units(m.arch, **arch_kw), m.period)
     weights = scheme_weights(cfg.scheme.name, len(slots), cfg.scheme.normalize)
     keep = [i for i, w in enumerate(weights.tolist()) if w > 0]
     exits = [slots[i] for i in keep]
-    del probe
     model = create_model(m.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                          input_size=data.image_size, period=m.period, exits=exits, **arch_kw).to(device)
     base_weights = weights[keep].to(device=device, dtype=torch.float32)

@@ -340,3 +340,16 @@ def test_bad_imagenet_arguments_and_inputs():
         m(torch.randn(1, 1, 8, 8))
     with pytest.raises(ValueError, match="k=3"):
         m.advance(torch.randn(1, 2, 32, 32), 3)
+
+
+def test_count_units_matches_the_built_models():
+    from adaptive_weights.models import count_units
+
+    for n in (1, 3, 9):
+        assert count_units("resnet", n=n, c=4) == AnytimeResNet(n=n, c=4).num_units == 3 * n
+    assert count_units("imagenet-resnet", depth=50) == 16
+    assert count_units("imagenet-resnet", depth=101) == 33
+    with pytest.raises(ValueError, match="depth=42"):
+        count_units("imagenet-resnet", depth=42)
+    with pytest.raises(ValueError, match="did you mean 'resnet'"):
+        count_units("resnets", n=3)

@@ -42,9 +42,10 @@ def demo_spec(**overrides: Any) -> SweepSpec:
 def opt_spec(**overrides: Any) -> SweepSpec:
     """The OPT baselines of the demo's model: ``optimal@idx_q`` at the milestones, every seed."""
     from adaptive_weights.metrics import milestone_indices
+    from adaptive_weights.models import count_units
 
     base = {**DEMO_SWEEP, **overrides}
-    num_units = 3 * int(base["model.n"])
+    num_units = count_units("resnet", n=int(base["model.n"]))
     flat = {k: v for k, v in base.items() if not k.startswith(("strategy.", "sweep."))}
     flat.update({"strategy.name": "static", "sweep.paper_grid": False,
                  "scheme.name": [f"optimal@{u}" for u in sorted(set(milestone_indices(num_units)))]})

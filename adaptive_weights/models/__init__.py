@@ -2,7 +2,7 @@
 
 from ._base import AnytimeNet, exit_positions
 from ._macs import MACS_CONVENTION
-from ._registry import create_model, list_models
+from ._registry import count_units, create_model, list_models
 from .imagenet import IMAGENET_DEPTHS, AnytimeImageNetResNet
 from .resnet import AnytimeResNet
 
@@ -12,6 +12,7 @@ __all__ = [
     "AnytimeImageNetResNet",
     "AnytimeNet",
     "AnytimeResNet",
+    "count_units",
     "create_model",
     "exit_positions",
     "list_models",

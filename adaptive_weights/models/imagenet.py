@@ -43,11 +43,9 @@ class AnytimeImageNetResNet(AnytimeNet):
         exits: Sequence[int] | None = None,
         input_size: int | Sequence[int] = 224,
     ) -> None:
-        if depth not in IMAGENET_DEPTHS or isinstance(depth, bool):
-            raise ValueError(f"depth={depth!r} is not allowed: choose one of {sorted(IMAGENET_DEPTHS)}")
+        num_units = self.count_units(depth=depth)
         check_positive_int("in_channels", in_channels)
         kind, stages = IMAGENET_DEPTHS[depth]
-        num_units = sum(stages)
         exit_units = resolve_exits(num_units, period, exits)
         plan = [(g, pos) for g, count in enumerate(stages) for pos in range(count)]
         units, channels = [], []
@@ -79,3 +77,10 @@ class AnytimeImageNetResNet(AnytimeNet):
             input_size=input_size,
         )
         self.depth, self.period = depth, period
+
+    @staticmethod
+    def count_units(depth: int = 50, **_: object) -> int:
+        """The number of residual units of ``depth`` (e.g. 16 for ResNet-50), without building the model."""
+        if depth not in IMAGENET_DEPTHS or isinstance(depth, bool):
+            raise ValueError(f"depth={depth!r} is not allowed: choose one of {sorted(IMAGENET_DEPTHS)}")
+        return sum(IMAGENET_DEPTHS[depth][1])

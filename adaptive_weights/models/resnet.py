@@ -39,7 +39,7 @@ class AnytimeResNet(AnytimeNet):
         check_positive_int("in_channels", in_channels)
         if unit_style not in UNIT_STYLES:
             raise ValueError(f"unit_style={unit_style!r} is not allowed: choose one of {list(UNIT_STYLES)}")
-        num_units = 3 * n
+        num_units = self.count_units(n=n)
         exit_units = resolve_exits(num_units, period, exits)
         units, channels = [], []
         cin = c
@@ -61,3 +61,9 @@ class AnytimeResNet(AnytimeNet):
             input_size=input_size,
         )
         self.n, self.c, self.period, self.unit_style = n, c, period, unit_style
+
+    @staticmethod
+    def count_units(n: int = 9, **_: object) -> int:
+        """L = 3n residual units (three stages of n), known without building the model."""
+        check_positive_int("n", n)
+        return 3 * n
