@@ -333,7 +333,7 @@ def _summary(cfg: RunConfig, model, exit_macs: list[int], row: dict[str, Any], d
         "num_units": model.num_units,
         "exit_units": list(model.exit_units),
         "exit_macs": list(exit_macs),
-        "macs_convention": "multiply-accumulates of conv and linear layers; BN, ReLU, pooling, adds not counted",
+        "macs_convention": model.macs_convention,
         "errors": {"val": errs("val"), "test": errs("test")},
         "num_classes": data.num_classes,
         "strategy": cfg.strategy.name,
