@@ -6,6 +6,8 @@ Public API: `create_strategy(name, base_weights, *, seed=0, **hparams)`, `regist
 Third-party strategies are found through the entry-point group `adaptive_weights.strategies`.
 """
 
+from adaptive_weights.registry import Registry
+
 from ._api import (
     ENTRY_POINT_GROUP,
     STRATEGIES,
@@ -18,7 +20,6 @@ from ._api import (
 )
 from ._base import FEEDBACK, RewardLearner, SamplingStrategy, Strategy, mix_uniform
 from ._hparams import HParam
-from ._registry import Registry
 from ._rewards import relative_rewards
 
 __all__ = [

@@ -7,8 +7,9 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from adaptive_weights.registry import Registry
+
 from ._base import FEEDBACK, Strategy
-from ._registry import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUP",

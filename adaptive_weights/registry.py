@@ -1,5 +1,8 @@
 """A small generic name -> object registry with entry-point plugins (after timm's registries).
 
+One class serves every plug-in kind of the library (models, schemes, strategies, objectives, gradient
+rules). It imports nothing from training, so `strategies` may use it and still see only tensors.
+
 Built-ins and third-party plugins take the same path: both are entry points of one group, loaded
 lazily on the first lookup. A duplicate name is an error (registering the very same object twice is
 a no-op, so a module imported both directly and through its entry point is fine); a broken plugin
