@@ -32,10 +32,39 @@ __all__ = [
     "RunConfig",
     "PRESETS",
     "ARCHITECTURE_KEYS",
+    "EXECUTION_KEYS",
+    "RESUMABLE_KEYS",
+    "MODEL_KEYS",
+    "OPT_MODEL_KEYS",
+    "NAMING_PREFIXES",
+    "ROLES",
+    "key_roles",
+    "roles_of",
+    "keys_with_role",
+    "check_roles",
     "load_config_file",
     "flatten",
     "coerce_value",
 ]
+
+
+# ---------------------------------------------------------------- config-key roles
+# Every field says once what it is for; every key list the library needs is derived from these
+# roles (resume rules, report grouping, OPT matching, sweep run names). A field without exactly one
+# of EXPERIMENT / EXECUTION is refused when this module is imported.
+EXPERIMENT = "experiment"      # changes what a run computes: a resume may not change it
+EXECUTION = "execution"        # only where or how fast a run executes: free on resume, ignored in comparisons
+ARCHITECTURE = "architecture"  # fixes the network's shape or the loss's meaning (the checkpoint's tensors)
+EXTENDABLE = "extendable"      # an experiment key a resume may raise (train.epochs: train longer)
+MODEL = "model"                # identifies the data set and network of a setting (report grouping)
+EXIT_LAYOUT = "exit_layout"    # where the exits sit: OPT runs (one exit) are matched without it
+NAMING = "naming"              # shown in the default run name (default_run_name)
+ROLES = (EXPERIMENT, EXECUTION, ARCHITECTURE, EXTENDABLE, MODEL, EXIT_LAYOUT, NAMING)
+
+
+def _f(default: Any = dataclasses.MISSING, *roles: str, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its roles in the metadata (``field(metadata={"roles": ...})``)."""
+    return field(default=default, default_factory=factory, metadata={"roles": frozenset(roles)})
 
 
 @dataclass(frozen=True)
@@ -43,12 +72,12 @@ class ModelConfig:
     """The anytime network. ``arch``: ``resnet`` (basic units, 32x32-style inputs) or
     ``imagenet-resnet`` (bottlenecks, ``depth``). ``num_classes``/``in_channels`` come from data."""
 
-    arch: str = "resnet"
-    n: int = 3
-    c: int = 16
-    period: int = 1
-    depth: int = 50
-    unit_style: str = "preact"
+    arch: str = _f("resnet", EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
+    n: int = _f(3, EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
+    c: int = _f(16, EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
+    period: int = _f(1, EXPERIMENT, ARCHITECTURE, MODEL, EXIT_LAYOUT, NAMING)
+    depth: int = _f(50, EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
+    unit_style: str = _f("preact", EXPERIMENT, ARCHITECTURE, MODEL)
 
 
 @dataclass(frozen=True)
@@ -56,33 +85,33 @@ class DataConfig:
     """Which data set, where its files are, and the validation split (``None``: the data set's
     default, e.g. the last 5,000 CIFAR training images; ``0``: none)."""
 
-    name: str = "digits"
-    root: str = "data"
-    download: bool = False
-    val_split: int | None = None
-    svhn_extra: bool = False
-    augment: bool = True
-    synthetic_size: int = 512
-    synthetic_image_size: int = 32
-    synthetic_classes: int = 10
-    image_size: int = 224
-    num_workers: int = 4
+    name: str = _f("digits", EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
+    root: str = _f("data", EXECUTION)
+    download: bool = _f(False, EXECUTION)
+    val_split: int | None = _f(None, EXPERIMENT)
+    svhn_extra: bool = _f(False, EXPERIMENT)
+    augment: bool = _f(True, EXPERIMENT)
+    synthetic_size: int = _f(512, EXPERIMENT)
+    synthetic_image_size: int = _f(32, EXPERIMENT)
+    synthetic_classes: int = _f(10, EXPERIMENT)
+    image_size: int = _f(224, EXPERIMENT)
+    num_workers: int = _f(4, EXECUTION)
 
 
 @dataclass(frozen=True)
 class SchemeConfig:
     """Static weights (``adaptive_weights.schemes``) and their normalisation."""
 
-    name: str = "sieve"
-    normalize: str = "last"
+    name: str = _f("sieve", EXPERIMENT, ARCHITECTURE, NAMING)
+    normalize: str = _f("last", EXPERIMENT, ARCHITECTURE)
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
     """A registered strategy and its hyper-parameters (flat keys ``strategy.<hparam>``)."""
 
-    name: str = "static"
-    params: Mapping[str, Any] = field(default_factory=dict)
+    name: str = _f("static", EXPERIMENT, ARCHITECTURE, NAMING)
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,23 +121,23 @@ class TrainConfig:
     ``imagenet`` preset's rates with ``batch_size / 256``).
     ``lr_values[i]`` is the learning rate after ``i`` milestones have passed."""
 
-    preset: str = "smoke"
-    epochs: int | None = None
-    lr_milestones: tuple[int, ...] | None = None
-    lr_values: tuple[float, ...] | None = None
-    batch_size: int = 128
-    momentum: float = 0.9
-    weight_decay: float = 2e-4
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    eval_splits: tuple[str, ...] = ("val", "test")
-    checkpoint_minutes: float = 0.0
-    max_steps_per_epoch: int | None = None
-    num_threads: int | None = None
-    progress: bool = True
+    preset: str = _f("smoke", EXPERIMENT)
+    epochs: int | None = _f(None, EXPERIMENT, EXTENDABLE)
+    lr_milestones: tuple[int, ...] | None = _f(None, EXPERIMENT)
+    lr_values: tuple[float, ...] | None = _f(None, EXPERIMENT)
+    batch_size: int = _f(128, EXPERIMENT)
+    momentum: float = _f(0.9, EXPERIMENT)
+    weight_decay: float = _f(2e-4, EXPERIMENT)
+    seed: int = _f(0, EXPERIMENT, NAMING)
+    device: str = _f("auto", EXECUTION)
+    amp: bool = _f(False, EXPERIMENT)
+    channels_last: bool = _f(False, EXECUTION)
+    compile: bool = _f(False, EXECUTION)
+    eval_splits: tuple[str, ...] = _f(("val", "test"), EXECUTION)
+    checkpoint_minutes: float = _f(0.0, EXECUTION)
+    max_steps_per_epoch: int | None = _f(None, EXPERIMENT)
+    num_threads: int | None = _f(None, EXECUTION)
+    progress: bool = _f(True, EXECUTION)
 
 
 # name -> (epochs, milestones, lr values); spec §5.2 (tensorpack's "(e, v): v after epoch e").
@@ -122,12 +151,6 @@ PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[float, ...]]] = {
     "smoke": (2, (1,), (0.05, 0.005)),
 }
 
-# Keys that fix the architecture or the meaning of the loss: resuming with another value is refused.
-ARCHITECTURE_KEYS = (
-    "model.arch", "model.n", "model.c", "model.period", "model.depth", "model.unit_style",
-    "data.name", "scheme.name", "scheme.normalize", "strategy.name",
-)
-
 _SECTIONS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -135,6 +158,62 @@ _SECTIONS = {
     "strategy": StrategyConfig,
     "train": TrainConfig,
 }
+# the open strategy section: the roles of ``StrategyConfig.params`` hold for every strategy.<hparam> key
+_OPEN_FIELD = ("strategy", "params")
+_NAME_ROLES = frozenset({EXECUTION})  # RunConfig.name only names the run directory
+
+
+def check_roles(section: str, tp: type) -> None:
+    """Refuse a config dataclass whose field lacks exactly one of EXPERIMENT / EXECUTION or names an
+    unknown role (run at import for every section, so a new key cannot be left unclassified)."""
+    for f in fields(tp):
+        roles = f.metadata.get("roles", frozenset())
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown or len(roles & {EXPERIMENT, EXECUTION}) != 1:
+            raise TypeError(f"config key {section}.{f.name}: declare its roles with exactly one of "
+                            f"{EXPERIMENT!r}/{EXECUTION!r} (and any of {', '.join(ROLES[2:])}); got "
+                            f"{sorted(roles)}")
+
+
+for _section, _tp in _SECTIONS.items():
+    check_roles(_section, _tp)
+
+
+def key_roles() -> dict[str, frozenset[str]]:
+    """Every config key -> its roles, in declaration order; the open strategy section appears as
+    the prefix ``strategy.`` (standing for every ``strategy.<hparam>`` key)."""
+    out: dict[str, frozenset[str]] = {"name": _NAME_ROLES}
+    for section, tp in _SECTIONS.items():
+        for f in fields(tp):
+            key = f"{section}." if (section, f.name) == _OPEN_FIELD else f"{section}.{f.name}"
+            out[key] = f.metadata["roles"]
+    return out
+
+
+def roles_of(key: str) -> frozenset[str]:
+    """The roles of one dotted key (``strategy.gamma`` has the roles of the strategy's
+    hyper-parameters); an unknown key has none."""
+    roles = key_roles()
+    if key in roles:
+        return roles[key]
+    section = key.partition(".")[0]
+    return roles.get(f"{section}.", frozenset()) if section == _OPEN_FIELD[0] else frozenset()
+
+
+def keys_with_role(role: str, *, without: str | None = None) -> tuple[str, ...]:
+    """Keys that have ``role`` (and not ``without``), in declaration order."""
+    return tuple(k for k, r in key_roles().items() if role in r and (without is None or without not in r))
+
+
+# The derived lists (nothing else in the library spells a key list out).
+ARCHITECTURE_KEYS = keys_with_role(ARCHITECTURE)
+EXECUTION_KEYS = keys_with_role(EXECUTION)
+RESUMABLE_KEYS = EXECUTION_KEYS + keys_with_role(EXTENDABLE)  # may differ on resume
+# the data set first, so that settings sort by data set
+MODEL_KEYS = tuple(sorted(keys_with_role(MODEL), key=lambda k: not k.startswith("data.")))
+OPT_MODEL_KEYS = tuple(k for k in MODEL_KEYS if EXIT_LAYOUT not in roles_of(k))
+NAMING_PREFIXES = keys_with_role(NAMING)  # ``strategy.`` stands for every hyper-parameter
+
 _DEVICES = ("auto", "cpu", "cuda", "mps")
 _EVAL_SPLITS = ("val", "test")
 

@@ -19,15 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .config import RunConfig, StrategyConfig
+from .config import EXECUTION_KEYS, RunConfig, StrategyConfig
 from .models import count_units, exit_positions
 from .schemes import is_single_exit, scheme_weights
 
 __all__ = ["OptRun", "opt_units", "opt_config", "plan_opt_runs", "run_opt_plan", "num_units_of", "cli_main"]
-
-# Keys that change where or how fast a run executes, never what it computes.
-_EXECUTION_KEYS = ("name", "train.device", "train.num_threads", "train.progress", "train.compile",
-                   "train.checkpoint_minutes", "data.root", "data.download", "data.num_workers")
 
 
 def num_units_of(config: RunConfig) -> int:
@@ -96,7 +92,7 @@ def plan_opt_runs(like_dir: str | Path, *, out_root: str | Path | None = None, e
     if is_single_exit(config.scheme.name):
         raise ValueError(f"--like {str(like_dir)!r} is itself an OPT run (scheme {config.scheme.name!r}); "
                          "give an anytime run")
-    allowed = [k for k in _EXECUTION_KEYS if k.startswith("train.")]
+    allowed = [k for k in EXECUTION_KEYS if k.startswith("train.")]
     bad = sorted(k for k in (overrides or {}) if k not in allowed)
     if bad:
         raise ValueError(f"overrides {bad} would change what OPT computes; allowed: {', '.join(allowed)}")
@@ -127,7 +123,7 @@ def _check_existing(run_dir: Path, cfg: RunConfig) -> None:
 
     stored, planned = load_run_config(run_dir).to_flat(), cfg.to_flat()
     changed = sorted(k for k in stored.keys() | planned.keys()
-                     if k not in _EXECUTION_KEYS and stored.get(k) != planned.get(k))
+                     if k not in EXECUTION_KEYS and stored.get(k) != planned.get(k))
     if changed:
         detail = ", ".join(f"{k}: {stored.get(k)!r} there, {planned.get(k)!r} planned" for k in changed)
         raise ValueError(f"{run_dir} already holds another run ({detail}); remove it or choose another --out")

@@ -13,19 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ._io import read_json
+from .config import EXECUTION_KEYS, MODEL_KEYS, OPT_MODEL_KEYS
 from .schemes import is_single_exit
 
 __all__ = ["MODEL_KEYS", "OPT_MODEL_KEYS", "EXECUTION_KEYS", "Run", "model_label", "load_run", "find_run_dirs",
            "load_runs"]
 
-# Keys that identify a setting (with train.seed) and that OPT matching uses (without the period).
-MODEL_KEYS = ("data.name", "model.arch", "model.n", "model.c", "model.period", "model.depth", "model.unit_style")
-OPT_MODEL_KEYS = tuple(k for k in MODEL_KEYS if k != "model.period")
-# Keys that change only where or how fast a run executes, never what it computes.
-EXECUTION_KEYS = {
-    "name", "data.root", "data.download", "data.num_workers", "train.device", "train.num_threads",
-    "train.progress", "train.compile", "train.channels_last", "train.checkpoint_minutes", "train.eval_splits",
-}
+# MODEL_KEYS identify a setting (with train.seed), OPT_MODEL_KEYS match OPT runs (no exit layout),
+# EXECUTION_KEYS only change where or how fast a run executes: all derived from the config's roles.
 
 
 

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adaptive_weights.config import EXECUTION_KEYS
+
 __all__ = ["rank_first_common", "SettingScore", "Choice", "score_settings", "select_settings",
            "selection_markdown", "selection_rows", "selection_csv"]
 
 # Keys that never distinguish two settings: where/how a run executes, the seed, the run's name.
-_IGNORED_KEYS = {
-    "name", "train.seed", "data.root", "data.download", "data.num_workers", "train.device",
-    "train.num_threads", "train.progress", "train.compile", "train.channels_last", "train.checkpoint_minutes",
-}
+_IGNORED_KEYS = {*EXECUTION_KEYS, "train.seed"}
 
 
 def rank_first_common(scores: Mapping[Hashable, tuple[float, float]]) -> tuple[Hashable, int]:

@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adaptive_weights.config import NAMING_PREFIXES
+
 __all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Keys the default run name already shows (adaptive_weights.config.default_run_name).
-_NAMED_PREFIXES = ("data.name", "model.arch", "model.n", "model.c", "model.period", "model.depth",
-                   "scheme.name", "strategy.", "train.seed")
+# Keys the default run name already shows: the config's NAMING role (``strategy.``: every hyper-parameter).
+_NAMED_PREFIXES = NAMING_PREFIXES
 
 
 @dataclass(frozen=True)
