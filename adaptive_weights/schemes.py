@@ -8,19 +8,32 @@ Names: ``const``, ``linear``, ``half-end``, ``sieve``, ``sieve-v2``, ``exp-lin``
 ``eann-sieve``, ``optimal@i`` (one-hot; negative ``i`` counts from the end) and ``exp:b``
 (``w_j = b**j``). Normalisations: ``last`` (final exit = 1, the default), ``sum`` (sum = 1),
 ``log`` (sum = log2(K+1), the 2017 scripts' convention) and ``none``.
+
+Schemes live in the library's one :class:`~adaptive_weights.registry.Registry` (entry-point group
+``adaptive_weights.schemes``): a plain scheme is a function ``num_exits -> weights``; a
+:class:`SchemeFamily` (``optimal``, ``exp``) takes a parameter written into the name after its
+separator (``optimal@3``, ``exp:0.5``), so one registration serves every member of the family.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["NORMALIZATIONS", "list_schemes", "scheme_weights", "is_single_exit"]
+from .errors import RefusedError
+from .registry import Registry
+
+__all__ = ["NORMALIZATIONS", "SCHEMES", "ENTRY_POINT_GROUP", "SchemeFamily", "register_scheme", "list_schemes",
+           "scheme_weights", "is_single_exit"]
+
+ENTRY_POINT_GROUP = "adaptive_weights.schemes"
 
 NORMALIZATIONS = ("last", "sum", "log", "none")
 
@@ -122,47 +135,118 @@ def _eann_sieve(k: int) -> np.ndarray:
     return w
 
 
-_SCHEMES: dict[str, Callable[[int], np.ndarray]] = {
-    "const": _const,
-    "linear": _linear,
-    "half-end": _half_end,
-    "sieve": _sieve,
-    "sieve-v2": _sieve_v2,
-    "exp-lin": _exp_lin,
-    "quarter": _quarter,
-    "eann-sieve": _eann_sieve,
-}
-_PARAMETRISED = ("optimal@i", "exp:b")
-_OPTIMAL = re.compile(r"^optimal@(-?\d+)$")
-_EXP = re.compile(r"^exp:([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)$")
+@dataclass(frozen=True)
+class SchemeFamily:
+    """Schemes named ``<family><separator><parameter>`` (``optimal@3``, ``exp:0.5``).
+
+    ``weights(num_exits, parameter_text)`` returns the raw weights or raises ``ValueError`` naming
+    the bad parameter; ``single_exit`` marks one-hot families (OPT baselines, trained without a
+    sampler); ``placeholder`` names the parameter in listings (``optimal@i``).
+    """
+
+    separator: str
+    placeholder: str
+    weights: Callable[[int, str], np.ndarray]
+    single_exit: bool = False
+    description: str = ""
+
+
+Scheme = Callable[[int], np.ndarray] | SchemeFamily
+
+
+def _check_scheme(name: str, obj: Any) -> None:
+    if isinstance(obj, SchemeFamily):
+        if obj.separator not in ("@", ":"):
+            raise ValueError(f"scheme family {name!r}: separator must be '@' or ':', got {obj.separator!r}")
+    elif not callable(obj):
+        raise ValueError(f"scheme {name!r} must be a function num_exits -> weights or a SchemeFamily, got {obj!r}")
+
+
+SCHEMES: Registry[Scheme] = Registry("weight scheme", group=ENTRY_POINT_GROUP, check=_check_scheme)
+
+
+def register_scheme(name: str, scheme: Scheme | None = None, *, description: str = "") -> Any:
+    """Register ``scheme`` (a function ``num_exits -> weights`` or a :class:`SchemeFamily`) as
+    ``name``; without ``scheme`` it is a decorator. A duplicate name raises ValueError."""
+
+    def deco(obj: Scheme) -> Scheme:
+        doc = description or getattr(obj, "description", "") or ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+        SCHEMES.register(name, obj, doc)
+        return obj
+
+    return deco if scheme is None else deco(scheme)
+
+
+def _optimal(k: int, text: str) -> np.ndarray:
+    try:
+        i = int(text)
+    except ValueError:
+        raise ValueError(f"scheme 'optimal@{text}': the exit index must be an integer, got {text!r}") from None
+    if not -k <= i < k:
+        raise ValueError(
+            f"scheme 'optimal@{text}': exit index {i} is out of range for {k} exits; "
+            f"allowed: {-k} .. {k - 1} (negative counts from the end)"
+        )
+    w = np.zeros(k)
+    w[i] = 1.0
+    return w
+
+
+def _exp(k: int, text: str) -> np.ndarray:
+    try:
+        b = float(text)
+    except ValueError:
+        raise ValueError(f"scheme 'exp:{text}': the base must be a number, got {text!r}") from None
+    if not (math.isfinite(b) and b > 0):
+        raise ValueError(f"scheme 'exp:{text}': the base must be > 0 and finite, got {b}")
+    return b ** np.arange(k, dtype=np.float64)
+
+
+for _name, _fn in {"const": _const, "linear": _linear, "half-end": _half_end, "sieve": _sieve,
+                   "sieve-v2": _sieve_v2, "exp-lin": _exp_lin, "quarter": _quarter,
+                   "eann-sieve": _eann_sieve}.items():
+    register_scheme(_name, _fn, description=((_fn.__doc__ or "").strip().splitlines() or [_name])[0])
+register_scheme("optimal", SchemeFamily("@", "i", _optimal, single_exit=True,
+                                        description="one-hot at exit i (OPT baselines)"))
+register_scheme("exp", SchemeFamily(":", "b", _exp, description="w_j = b**j"))
 
 
 def list_schemes() -> list[str]:
-    """Names accepted by :func:`scheme_weights` (parametrised ones shown with their placeholder)."""
-    return sorted(_SCHEMES) + list(_PARAMETRISED)
+    """Names accepted by :func:`scheme_weights` (families shown with their placeholder, ``optimal@i``)."""
+    return [f"{e.name}{e.obj.separator}{e.obj.placeholder}" if isinstance(e.obj, SchemeFamily) else e.name
+            for e in SCHEMES.entries()]
+
+
+def _lookup(name: str) -> tuple[Scheme, str | None]:
+    """The registered scheme of ``name`` and the parameter text of a family member."""
+    family, sep, param = name, "", None
+    for i, ch in enumerate(name):
+        if ch in "@:":
+            family, sep, param = name[:i], ch, name[i + 1:]
+            break
+    if family in SCHEMES:
+        obj = SCHEMES.get(family)
+        if isinstance(obj, SchemeFamily) == (param is not None) and (param is None or sep == obj.separator):
+            return obj, param
+        if isinstance(obj, SchemeFamily):
+            raise RefusedError(f"weight scheme {name!r}: {family!r} takes a parameter, e.g. "
+                               f"{family}{obj.separator}{obj.placeholder}")
+        raise RefusedError(f"weight scheme {name!r}: {family!r} takes no parameter")
+    close = difflib.get_close_matches(name, list_schemes(), n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise RefusedError(f"unknown weight scheme {name!r}{hint}; allowed: {', '.join(list_schemes())}")
 
 
 def _raw(name: str, k: int) -> np.ndarray:
-    if name in _SCHEMES:
-        return _SCHEMES[name](k)
-    m = _OPTIMAL.match(name)
-    if m:
-        i = int(m.group(1))
-        if not -k <= i < k:
-            raise ValueError(
-                f"scheme {name!r}: exit index {i} is out of range for {k} exits; "
-                f"allowed: {-k} .. {k - 1} (negative counts from the end)"
-            )
-        w = np.zeros(k)
-        w[i] = 1.0
-        return w
-    m = _EXP.match(name)
-    if m:
-        b = float(m.group(1))
-        if b <= 0:
-            raise ValueError(f"scheme {name!r}: the base must be > 0, got {b}")
-        return b ** np.arange(k, dtype=np.float64)
-    raise ValueError(f"unknown weight scheme {name!r}; allowed: {', '.join(list_schemes())}")
+    obj, param = _lookup(name)
+    if isinstance(obj, SchemeFamily):
+        try:
+            return np.asarray(obj.weights(k, param), dtype=np.float64)
+        except RefusedError:
+            raise
+        except ValueError as err:
+            raise RefusedError(str(err)) from None
+    return np.asarray(obj(k), dtype=np.float64)
 
 
 def _normalize(w: np.ndarray, normalize: str) -> np.ndarray:
@@ -193,5 +277,10 @@ def scheme_weights(name: str, num_exits: int, normalize: str = "last") -> torch.
 
 
 def is_single_exit(name: str) -> bool:
-    """True for one-hot schemes (``optimal@i``): OPT baselines, trained without a sampler."""
-    return bool(_OPTIMAL.match(str(name)))
+    """True for members of one-hot families (``optimal@i``): OPT baselines, trained without a
+    sampler. Unknown names are not single-exit (``scheme_weights`` refuses them)."""
+    try:
+        obj, _ = _lookup(str(name))
+    except ValueError:
+        return False
+    return isinstance(obj, SchemeFamily) and obj.single_exit

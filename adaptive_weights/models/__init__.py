@@ -2,13 +2,14 @@
 
 from ._base import AnytimeNet, exit_positions
 from ._macs import MACS_CONVENTION
-from ._registry import count_units, create_model, list_models
+from ._registry import MODELS, count_units, create_model, list_models, model_class, register_model
 from .imagenet import IMAGENET_DEPTHS, AnytimeImageNetResNet
 from .resnet import AnytimeResNet
 
 __all__ = [
     "IMAGENET_DEPTHS",
     "MACS_CONVENTION",
+    "MODELS",
     "AnytimeImageNetResNet",
     "AnytimeNet",
     "AnytimeResNet",
@@ -16,4 +17,6 @@ __all__ = [
     "create_model",
     "exit_positions",
     "list_models",
+    "model_class",
+    "register_model",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ._base import AnytimeNet, check_positive_int, resolve_exits
+from ._registry import register_model
 from ._units import basic_unit, bn, bottleneck_unit, conv
 
 __all__ = ["IMAGENET_DEPTHS", "AnytimeImageNetResNet"]
@@ -25,6 +26,7 @@ IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
 _WIDTH = 64  # spec: `-c 64` is asserted
 
 
+@register_model("imagenet-resnet")
 class AnytimeImageNetResNet(AnytimeNet):
     """Pre-activation ResNet for 224x224 images with anytime heads (spec 4.2).
 

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from torch import nn
 
 from ._base import AnytimeNet, check_positive_int, resolve_exits
+from ._registry import register_model
 from ._units import UNIT_STYLES, basic_unit, conv
 
 __all__ = ["AnytimeResNet"]
 
 
+@register_model("resnet")
 class AnytimeResNet(AnytimeNet):
     """Stem 3x3 conv (c channels, no BN/ReLU), then 3 stages of n basic units with c, 2c, 4c channels.
 
