@@ -8,6 +8,7 @@ values fail before any work starts, naming the key, the value and what is allowe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -89,7 +90,8 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         cfg = _build_config(args, overrides).resolve()  # validate before any work
         summary = train(cfg, out_dir=args.out)
-    _print_summary(summary)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone prints the table
+        _print_summary(summary)
     return 0
 
 

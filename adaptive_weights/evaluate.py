@@ -7,7 +7,7 @@ host-device sync per split, not one per batch.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -52,8 +52,14 @@ def evaluate_exits(
     *,
     amp: bool = False,
     channels_last: bool = False,
+    sum_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ExitEvaluation:
-    """Evaluate every exit of ``model`` on ``loader`` (eval mode, BN running statistics)."""
+    """Evaluate every exit of ``model`` on ``loader`` (eval mode, BN running statistics).
+
+    ``sum_over_ranks``: in a data-parallel run each rank evaluates its shard of the split and this
+    sums the error and loss counts (and the sample count) over the ranks before the division, so
+    every rank returns the whole split's numbers.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -79,8 +85,12 @@ def evaluate_exits(
         model.train(was_training)
     if n == 0:
         raise ValueError("evaluate_exits: the loader yielded no samples")
-    stacked = torch.stack([wrong.double(), loss_sum.double(), wrong5.double()]).cpu() / n
-    errors, losses, errors5 = stacked.tolist()
+    table = torch.stack([wrong.double(), loss_sum.double(), wrong5.double(), torch.full_like(wrong, n).double()])
+    if sum_over_ranks is not None:
+        table = sum_over_ranks(table)
+    table = table.cpu()  # the one host transfer of the split
+    n = round(float(table[3, 0]))
+    errors, losses, errors5 = (table[:3] / n).tolist()
     return ExitEvaluation(errors=errors, losses=losses, top5_errors=errors5, num_samples=n)
 
 

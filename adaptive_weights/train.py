@@ -20,6 +20,8 @@ import torch
 from ._io import atomic_write_json, read_json
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import ARCHITECTURE_KEYS, RunConfig
+from .data._shard import local_batch_size
+from .distributed import Distributed, setup_distributed
 from .evaluate import autocast_for, evaluate_exits, per_exit_losses
 from .logging import Progress, RunLogger, exit_key
 from .schemes import scheme_weights
@@ -82,14 +84,17 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return RunConfig.from_flat(load_config_file(Path(run_dir) / "config.json"))
 
 
-def build_run(cfg: RunConfig, device: torch.device):
-    """Data, model, static weights and strategy of a resolved config (shared with evaluation)."""
+def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = None):
+    """Data, model, static weights and strategy of a resolved config (shared with evaluation);
+    ``ddp``: the loaders yield this rank's slice of every global batch."""
     from strategies import create_strategy
 
     from .data import build_data
     from .models import count_units, create_model, exit_positions
 
-    data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed)
+    rank, world_size = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
+    data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed,
+                      rank=rank, world_size=world_size)
     m = cfg.model
     arch_kw: dict[str, Any] = (dict(n=m.n, c=m.c, unit_style=m.unit_style) if m.arch == "resnet"
                                else dict(depth=m.depth))
@@ -107,11 +112,14 @@ def build_run(cfg: RunConfig, device: torch.device):
 
 
 def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.Tensor, y: torch.Tensor, *,
-                  amp: bool, device: torch.device):
+                  amp: bool, device: torch.device,
+                  mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None):
     """One SGD step on the strategy's weighted sum of all exits' losses; no host-device sync.
 
     Returns ``(loss, losses, weights, logits)``: the weighted loss, the detached ``[K]`` per-exit
-    losses (already handed to the strategy), this step's ``[K]`` weights and the logits.
+    losses (already handed to the strategy), this step's ``[K]`` weights and the logits. In a
+    data-parallel run ``mean_over_ranks`` averages the loss vector over the ranks before the
+    strategy sees it, so every rank's strategy holds the same state and draws the same exits.
     """
     weights = strategy.step_weights()                       # [K], on device
     with autocast_for(device, amp):
@@ -122,6 +130,8 @@ def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.
     loss.backward()
     optimizer.step()
     losses = losses.detach()
+    if mean_over_ranks is not None:
+        losses = mean_over_ranks(losses)
     strategy.observe(losses)
     return loss, losses, weights, logits
 
@@ -151,7 +161,8 @@ def train(
     run_dir = Path(out_dir) if out_dir is not None else Path("results") / "runs" / cfg.name
     run_dir = run_dir.resolve()
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    device = resolve_device(cfg.train.device)
+    ddp, device = setup_distributed(resolve_device(cfg.train.device))
+    local_batch_size(cfg.train.batch_size, ddp.world_size)  # refused before anything is written
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
@@ -163,24 +174,27 @@ def train(
         _check_same_architecture(checkpoint["config"], cfg.to_flat(), run_dir)
     elif ckpt_path.exists() or (run_dir / "summary.json").exists():
         raise RunExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another out_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", {
-        "adaptive_weights_version": library_version(),
-        "git_revision": git_revision(),
-        "torch_version": torch.__version__,
-        "config": cfg.to_dict(),
-    })
+    if ddp.is_main:  # rank 0 alone writes the run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {
+            "adaptive_weights_version": library_version(),
+            "git_revision": git_revision(),
+            "torch_version": torch.__version__,
+            **ddp.describe(),
+            "config": cfg.to_dict(),
+        })
 
     # ---------------------------------------------------------------- build everything
     torch.manual_seed(cfg.train.seed)
-    data, model, base_weights, strategy = build_run(cfg, device)
+    data, model, base_weights, strategy = build_run(cfg, device, ddp)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
         lr=cfg.train.lr_values[0], momentum=cfg.train.momentum,
     )
-    forward = torch.compile(model) if (cfg.train.compile and device.type == "cuda") else model
+    forward = ddp.wrap_model(model, device)
+    forward = torch.compile(forward) if (cfg.train.compile and device.type == "cuda") else forward
     num_exits = model.num_exits
     exit_macs = model.exit_macs()
     steps_per_epoch = len(data.train)
@@ -196,13 +210,17 @@ def train(
         set_rng_state(checkpoint["rng"], device)
         start_epoch, start_batch, step = checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]
         acc = {k: v.to(device) for k, v in checkpoint["accumulators"].items()}
+        if not ddp.is_main:  # the checkpoint holds rank 0's share of the per-rank counts
+            acc.update({k: torch.zeros_like(acc[k]) for k in _PER_RANK})
 
-    logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard)
-    progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress)
+    logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard) if ddp.is_main else None
+    progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress and ddp.is_main)
     progress.line(f"run {cfg.name}: {num_exits} exits at units {model.exit_units}, "
                   f"{exit_macs[-1] / 1e6:.2f}M MACs (conv+linear), {steps_per_epoch} steps/epoch on {device}")
 
     def checkpoint_now(epoch: int, batch: int) -> None:
+        if not ddp.is_main:
+            return
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "strategy": strategy.state_dict(), "rng": rng_state(device),
@@ -231,7 +249,8 @@ def train(
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss, losses, weights, logits = training_step(forward, optimizer, strategy, x, y,
-                                                          amp=cfg.train.amp, device=device)
+                                                          amp=cfg.train.amp, device=device,
+                                                          mean_over_ranks=ddp.mean)
             # epoch statistics stay on the device; read once at the epoch's end
             acc["loss"] += losses
             acc["weight"] += weights
@@ -251,15 +270,17 @@ def train(
 
         # ------------------------------------------------------------ end of epoch
         row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr}
+        acc.update({k: ddp.sum(acc[k]) for k in _PER_RANK})
+        ddp.sync_buffers(model)  # rank 0's BN statistics: evaluated and checkpointed alike
         row.update(_epoch_train_metrics(acc, strategy, num_exits))
         steps_done = max(1, batch - first)
         row["time/epoch_s"] = train_time
         row["time/step_ms"] = 1000.0 * train_time / steps_done
-        row["throughput/img_s"] = images / max(train_time, 1e-9)
+        row["throughput/img_s"] = ddp.world_size * images / max(train_time, 1e-9)  # all ranks
         for split in cfg.train.eval_splits:
             if split in data.eval:
                 ev = evaluate_exits(model, data.eval[split], amp=cfg.train.amp,
-                                    channels_last=cfg.train.channels_last)
+                                    channels_last=cfg.train.channels_last, sum_over_ranks=ddp.sum)
                 for k in range(num_exits):
                     row[exit_key(f"{split}/err", k)] = ev.errors[k]
                     row[exit_key(f"{split}/loss", k)] = ev.losses[k]
@@ -269,18 +290,26 @@ def train(
         checkpoint_now(epoch + 1, 0)
         last_ckpt_time = time.monotonic()
         eval_split = next((s for s in ("test", "val") if s in data.eval and s in cfg.train.eval_splits), None)
-        logger.log_epoch(row, exit_macs=exit_macs, eval_split=eval_split)
         summary = _summary(cfg, model, exit_macs, row, data, epoch + 1, step,
                            completed=epoch + 1 == cfg.train.epochs)
-        atomic_write_json(run_dir / "summary.json", summary)
+        summary.update(ddp.describe())
+        if logger is not None:
+            logger.log_epoch(row, exit_macs=exit_macs, eval_split=eval_split)
+            atomic_write_json(run_dir / "summary.json", summary)
         progress.line(_epoch_line(row, cfg.train.epochs, eval_split, num_exits))
         if report is not None:
             report(row, ckpt_path)
 
-    logger.close()
+    if logger is not None:
+        logger.close()
     if checkpoint is not None and start_epoch >= cfg.train.epochs:
         return read_json(run_dir / "summary.json")
     return summary
+
+
+# accumulators that count this rank's own images (summed over ranks at the epoch's end); the loss
+# vector is already averaged over ranks in the step, and the weights and steps are the same on all
+_PER_RANK = ("wrong", "count")
 
 
 def _new_accumulators(num_exits: int, device: torch.device) -> dict[str, torch.Tensor]:

@@ -107,7 +107,7 @@ def _small_splits(cfg: Any) -> tuple[dict[str, Split], int]:
     return splits, _AUGMENT[name][0]
 
 
-def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: int) -> DataBundle:
+def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: int, shard: dict[str, int]) -> DataBundle:
     splits, num_classes = _small_splits(cfg)
     train_x, train_y = splits["train"]
     # Mean over the images the model trains on (not val, never test); the paper's code used train + test,
@@ -128,7 +128,7 @@ def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: i
             torch.from_numpy(split[0]), torch.from_numpy(split[1]), batch_size=batch_size, shuffle=train,
             pad=pad if train else 0, flip=flip and train, mean=mean, scale=NORMALIZE_SCALE, seed=seed,
             device=device, drop_last=train, brightness=brightness if train else 0.0,
-            contrast=contrast if train else 0.0,
+            contrast=contrast if train else 0.0, **shard,
         )
 
     evals = {k: loader(splits[k], train=False) for k in ("val", "test") if k in splits}
@@ -136,7 +136,8 @@ def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: i
                       in_channels=train_x.shape[1], image_size=train_x.shape[-1], name=cfg.name)
 
 
-def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed: int) -> DataBundle:
+def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed: int,
+                    shard: dict[str, int]) -> DataBundle:
     """``root/train`` and ``root/val`` (or ``root/imagenet/...``); the official val folder is the "test" split.
 
     ``val_split = k > 0`` holds out ``k`` training images chosen by a fixed seed-0 permutation (a "last k"
@@ -158,7 +159,7 @@ def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed:
 
     def loader(samples: list[tuple[str, int]], is_train: bool) -> ImageFolderLoader:
         return ImageFolderLoader(samples, batch_size=batch_size, train=is_train, image_size=cfg.image_size,
-                                 seed=seed, device=device, num_workers=cfg.num_workers)
+                                 seed=seed, device=device, num_workers=cfg.num_workers, **shard)
 
     evals = {"test": loader(test, False)}
     if val is not None:
@@ -167,8 +168,12 @@ def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed:
                       image_size=cfg.image_size, name="imagenet")
 
 
-def build_data(cfg: Any, *, batch_size: int, device: torch.device | str, seed: int) -> DataBundle:
+def build_data(cfg: Any, *, batch_size: int, device: torch.device | str, seed: int, rank: int = 0,
+               world_size: int = 1) -> DataBundle:
     """Loaders for ``cfg.name`` (a ``DataConfig``): train shuffled and augmented, eval plain.
+
+    ``rank``/``world_size``: in a data-parallel run every loader yields this process's slice of each
+    global batch of ``batch_size`` (which must divide by ``world_size``; see ``_shard.py``).
 
     The 32x32 sets (and digits, synthetic) are read once, split, and moved to ``device`` as uint8;
     ImageNet is decoded by DataLoader workers. ``seed`` with the epoch fixes order and augmentation.
@@ -177,9 +182,10 @@ def build_data(cfg: Any, *, batch_size: int, device: torch.device | str, seed: i
         raise ValueError(f"unknown data set {cfg.name!r}; allowed: {', '.join(DATASET_NAMES)}")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; must be >= 1")
+    shard = {"rank": rank, "world_size": world_size}
     if cfg.name == "imagenet":
         if cfg.download:
             raise ValueError("download=True for imagenet: ILSVRC cannot be downloaded automatically (it needs "
                              "a registered account); place train/ and val/ class folders under data.root")
-        return _build_imagenet(cfg, batch_size, device, seed)
-    return _build_device(cfg, batch_size, device, seed)
+        return _build_imagenet(cfg, batch_size, device, seed, shard)
+    return _build_device(cfg, batch_size, device, seed, shard)

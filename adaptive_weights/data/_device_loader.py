@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ._rng import make_generator
+from ._shard import local_batch_size, shard_range
 
 __all__ = ["DeviceLoader", "augment_batch", "draw_augmentation", "jitter_batch", "normalize"]
 
@@ -75,7 +76,8 @@ class DeviceLoader:
     Args:
         images: uint8 ``[N, C, H, W]``; moved to ``device`` once (no copy if already there).
         labels: integer ``[N]``; moved to ``device`` as int64.
-        batch_size: images per batch.
+        batch_size: images per batch; with ``world_size > 1`` the *global* batch, split evenly across
+            the processes (it must divide; see ``_shard.py``).
         shuffle: a fresh permutation every epoch (train); else the stored order (eval).
         pad: zero padding before the random crop; 0 disables cropping.
         flip: random horizontal flips with p = 0.5.
@@ -88,6 +90,9 @@ class DeviceLoader:
         brightness: if > 0, add U(-brightness, brightness) to every image (0..255 units) and clip.
         contrast: if > 0, scale every channel about its mean by U(1 - contrast, 1 + contrast) and clip
             (SVHN: brightness 10, contrast 0.2; spec §5.1).
+        rank, world_size: this process's part of every batch in a data-parallel run: all ranks draw
+            the same epoch plan and each takes its slice of every batch, so the ranks' batches
+            together are the one-process batch, image for image and augmentation for augmentation.
 
     Iterating yields ``(x float32 [B, C, H, W], y int64 [B])`` on ``device`` with no host-device sync.
     Each iteration uses the epoch set by :meth:`set_epoch` and then advances it by one, so a loop that
@@ -110,6 +115,8 @@ class DeviceLoader:
         drop_last: bool = False,
         brightness: float = 0.0,
         contrast: float = 0.0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -117,6 +124,7 @@ class DeviceLoader:
             raise ValueError(f"labels shape {tuple(labels.shape)} does not match {images.shape[0]} images")
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; must be >= 1")
+        local_batch_size(batch_size, world_size, rank)
         if pad < 0:
             raise ValueError(f"pad={pad}; must be >= 0")
         if scale <= 0:
@@ -138,6 +146,7 @@ class DeviceLoader:
         self.batch_size, self.shuffle, self.pad, self.flip = batch_size, shuffle, pad, flip
         self.scale, self.seed, self.drop_last = float(scale), seed, drop_last
         self.brightness, self.contrast = float(brightness), float(contrast)
+        self.rank, self.world_size = rank, world_size
         self._epoch, self._start_batch = 0, 0
 
     @property
@@ -193,7 +202,9 @@ class DeviceLoader:
         perm, offsets, flips, bright, contrast = self._epoch_plan(epoch)
         n, b = self.num_samples, self.batch_size
         for i in range(start, len(self)):
-            lo, hi = i * b, min((i + 1) * b, n)
+            lo, hi = shard_range(i * b, min((i + 1) * b, n), self.rank, self.world_size)
+            if lo == hi:  # this rank's part of a last, small evaluation batch
+                continue
             idx = perm[lo:hi] if perm is not None else slice(lo, hi)
             x, y = self.images[idx], self.labels[idx]
             if offsets is not None:

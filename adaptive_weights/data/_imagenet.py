@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._rng import derive_seed, make_generator
+from ._shard import local_batch_size, shard_range
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -134,22 +135,33 @@ class _FolderDataset(Dataset):
 
 
 class _EpochSampler(Sampler):
-    """Yields ``(index, epoch_key, position)`` for one epoch from position ``skip`` on.
+    """Yields ``(index, epoch_key, position)`` for one epoch from position ``skip`` on: with
+    ``world_size > 1`` only the positions of rank ``rank``'s slice of every global batch of
+    ``batch_size`` (``drop_last``: none of the incomplete last batch, which no rank trains on).
 
     A sample's random crop is seeded by ``(epoch_key, position)``; ``epoch_key`` comes from ``(seed, epoch)``.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int, skip: int = 0) -> None:
+    def __init__(self, n: int, shuffle: bool, seed: int, skip: int = 0, *, batch_size: int = 1,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.shuffle, self.seed, self.epoch, self.skip = n, shuffle, seed, 0, skip
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.end = n - n % batch_size if drop_last else n
+
+    def _positions(self) -> Iterator[int]:
+        b = self.batch_size
+        for lo in range(self.skip - self.skip % b, self.end, b):
+            r_lo, r_hi = shard_range(lo, min(lo + b, self.end), self.rank, self.world_size)
+            yield from range(max(r_lo, self.skip), r_hi)
 
     def __len__(self) -> int:
-        return self.n - self.skip
+        return sum(1 for _ in self._positions())
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         order = torch.randperm(self.n, generator=make_generator(self.seed, self.epoch)).tolist() \
             if self.shuffle else range(self.n)
         epoch_key = derive_seed(self.seed, self.epoch, 1)
-        for pos in range(self.skip, self.n):
+        for pos in self._positions():
             yield order[pos], epoch_key, pos
 
 
@@ -157,7 +169,8 @@ class ImageFolderLoader:
     """Loader protocol over a folder of JPEGs: batches of normalised float32 images on ``device``.
 
     Train (``train=True``): shuffled, random-resized crop + flip, last incomplete batch dropped.
-    Eval: stored order, resize + centre crop, last partial batch kept.
+    Eval: stored order, resize + centre crop, last partial batch kept. ``rank``/``world_size``: this
+    process's slice of every (global) batch in a data-parallel run, as in ``DeviceLoader``.
     """
 
     def __init__(
@@ -172,13 +185,17 @@ class ImageFolderLoader:
         num_workers: int = 4,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1 or image_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size={batch_size}, image_size={image_size}, num_workers={num_workers}: "
                              "need batch_size >= 1, image_size >= 1, num_workers >= 0")
         if train and len(samples) < batch_size:
             raise ValueError(f"{len(samples)} training images and batch_size={batch_size} give no full batch")
+        self._local_batch = local_batch_size(batch_size, world_size, rank)
         self.samples, self.batch_size, self.train = samples, batch_size, train
+        self.rank, self.world_size = rank, world_size
         self.image_size, self.seed, self.num_workers = image_size, seed, num_workers
         self.device = torch.device(device)
         self._dataset = _FolderDataset(samples, image_size, train)
@@ -204,10 +221,12 @@ class ImageFolderLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, start = self._epoch, self._start_batch
         self._epoch, self._start_batch = epoch + 1, 0
-        sampler = _EpochSampler(self.num_samples, self.train, self.seed, skip=start * self.batch_size)
+        sampler = _EpochSampler(self.num_samples, self.train, self.seed, skip=start * self.batch_size,
+                                batch_size=self.batch_size, drop_last=self.train, rank=self.rank,
+                                world_size=self.world_size)
         sampler.epoch = epoch
         loader = DataLoader(
-            self._dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.train,
+            self._dataset, batch_size=self._local_batch, sampler=sampler, drop_last=self.train,
             num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
