@@ -106,7 +106,8 @@ def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
 
     from .checkpoint import load_checkpoint
     from .evaluate import evaluate_exits, format_exit_table
-    from .train import build_run, load_run_config, resolve_device
+    from .runs import load_run_config
+    from .train import build_run, resolve_device
 
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)

@@ -7,8 +7,9 @@ chain whose finals improve is A_{k-1}'s final (the §5.5 rule). The test error o
 output, plotted against the MACs spent so far, is a step curve compared with OPT+ (the best single
 OPT net affordable at each cost) through cost-inflation factors.
 
-Everything here works on plain numbers (:class:`Member`); :func:`members_from_run_dirs` is the one
-bridge from ``summary.json`` files.
+The curve math works on plain numbers (:class:`Member`); :func:`members_from_run_dirs` builds
+members from ``summary.json`` files, and :func:`eann_analysis` evaluates a chain of loaded runs
+against OPT+ for the report and the ``eann`` command (with its markdown, CSV rows and plot curves).
 """
 
 from __future__ import annotations
@@ -19,16 +20,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._io import read_json
+from .rendering import md_table, pct
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 __all__ = [
+    "EANN_EXPLANATION",
     "CostInflation",
+    "EannAnalysis",
     "Member",
     "StepCurve",
     "cost_inflation",
+    "eann_analysis",
     "eann_curve",
+    "eann_markdown",
+    "eann_plot_curves",
+    "eann_rows",
     "inflation_ratios",
     "member_from_errors",
     "members_from_run_dirs",
@@ -51,24 +62,25 @@ class Member:
     """One anytime net of the chain: its exits' cumulative MACs and final errors.
 
     ``exit_costs[i]`` is the MACs spent inside this member up to and including exit i (the last
-    is the member's full cost); ``val_errors`` decide what is output, ``test_errors`` are reported.
+    is the member's full cost); ``val_errors`` decide what is output, ``reported_errors`` (on
+    whichever split the report asked for: test, or val itself) are what the curve shows.
     """
 
     name: str
     exit_costs: tuple[float, ...]
     val_errors: tuple[float, ...]
-    test_errors: tuple[float, ...]
+    reported_errors: tuple[float, ...]
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"member name {self.name!r} must be a non-empty string")
         costs = _floats(f"{self.name}.exit_costs", self.exit_costs)
         val = _floats(f"{self.name}.val_errors", self.val_errors)
-        test = _floats(f"{self.name}.test_errors", self.test_errors)
-        if not costs or not len(costs) == len(val) == len(test):
+        reported = _floats(f"{self.name}.reported_errors", self.reported_errors)
+        if not costs or not len(costs) == len(val) == len(reported):
             raise ValueError(
-                f"member {self.name!r}: exit_costs, val_errors and test_errors must be non-empty and of "
-                f"equal length; got {len(costs)}, {len(val)}, {len(test)}"
+                f"member {self.name!r}: exit_costs, val_errors and reported_errors must be non-empty and of "
+                f"equal length; got {len(costs)}, {len(val)}, {len(reported)}"
             )
         if costs[0] <= 0 or any(b <= a for a, b in pairwise(costs)):
             raise ValueError(
@@ -76,7 +88,7 @@ class Member:
             )
         object.__setattr__(self, "exit_costs", costs)
         object.__setattr__(self, "val_errors", val)
-        object.__setattr__(self, "test_errors", test)
+        object.__setattr__(self, "reported_errors", reported)
 
     @property
     def full_cost(self) -> float:
@@ -145,7 +157,7 @@ def eann_curve(members: Sequence[Member], *, workers: int = 1) -> StepCurve:
     The output rule is the same with every running member's latest exit as a candidate. With one
     worker the two coincide.
 
-    The curve's errors are the members' ``test_errors`` of the chosen exits.
+    The curve's errors are the members' ``reported_errors`` of the chosen exits.
     """
     if not members:
         raise ValueError("eann_curve needs at least one member")
@@ -188,7 +200,7 @@ def eann_curve(members: Sequence[Member], *, workers: int = 1) -> StepCurve:
         source = (members[choice.member].name, choice.exit)
         if not sources or sources[-1] != source:
             costs.append(t)
-            errors.append(members[choice.member].test_errors[choice.exit])
+            errors.append(members[choice.member].reported_errors[choice.exit])
             sources.append(source)
     return StepCurve(tuple(costs), tuple(errors), tuple(sources))
 
@@ -298,3 +310,110 @@ def members_from_run_dirs(paths: Sequence[str | Path], split: str = "test") -> l
         _require(errors, split, path)
         members.append(member_from_errors(Path(p).name, exit_macs, errors, split, where=path))
     return members
+
+
+# ------------------------------------------------------------------- a chain of runs against OPT+
+EANN_EXPLANATION = (
+    "Exponentially deepening members run one after another (spec §5.5). While member k runs, its latest exit is "
+    "output only if its *validation* error beats the best finished member's final; the error shown is the "
+    "output's error on the report's split. Exit i of member k costs the full MACs of members 0..k-1 plus its own "
+    "MACs up to exit i. OPT+ is, at every cost, the best OPT net affordable (the OPT runs of the same data set, "
+    "mean over seeds). The cost-inflation factor at an OPT+ breakpoint B is T(B)/B, with T(B) the smallest cost "
+    "at which the EANN is at least as good as OPT+ at B; worst = the maximum over breakpoints (the supremum over "
+    "all budgets in OPT+'s range), average = their mean. The paper's analysis bounds the worst by about 4 using "
+    "members' finals only, 2 to 3 with good second-half exits, for costs that double.")
+
+
+class EannAnalysis(NamedTuple):
+    """An EANN chain evaluated: its members, step curve, OPT+ curve and cost inflation (None
+    without OPT runs), and notes for the reader."""
+
+    members: list[Member]
+    curve: StepCurve
+    opt_plus: StepCurve | None
+    inflation: CostInflation | None
+    notes: list[str]
+
+
+def eann_analysis(member_runs: Sequence[Run], opt_runs: Sequence[Run], split: str = "test") -> EannAnalysis:
+    """EANN of ``member_runs`` (in order) against OPT+ of the OPT runs of the same data set.
+
+    The errors of OPT runs of several seeds at the same model and unit are averaged into one OPT+
+    point; without any OPT run on the data set, OPT+ and the inflation factors are None.
+    """
+    from .runs import opt_points
+
+    if not member_runs:
+        raise ValueError("an EANN needs at least one member run directory")
+    data = {str(r.config.get("data.name")) for r in member_runs}
+    if len(data) != 1:
+        raise ValueError(f"EANN members must share one data set; got {sorted(data)}")
+    (data_name,) = data
+    # the runs are loaded already: build the members from them instead of reading summary.json again
+    members = [member_from_errors(r.name, r.exit_macs, r.errors, split, where=r.path / "summary.json")
+               for r in member_runs]
+    curve = eann_curve(members)
+    notes: list[str] = []
+    costs = [m.full_cost for m in members]
+    if any(b <= a for a, b in pairwise(costs)):
+        notes.append(f"members are not in increasing cost order (full MACs {costs}); the chain runs them as given")
+    points = sorted(opt_points([r for r in opt_runs if r.config.get("data.name") == data_name], split),
+                    key=lambda p: (p.macs, p.model, p.unit))
+    opt_plus = inflation = None
+    if points:
+        opt_plus = opt_plus_curve([(p.macs, p.error) for p in points],
+                                  names=[f"OPT {p.model} unit {p.unit}" for p in points])
+        inflation = cost_inflation(curve, opt_plus)
+    else:
+        notes.append(f"no OPT run on {data_name}: OPT+ and the cost-inflation factors are n/a")
+    return EannAnalysis(members, curve, opt_plus, inflation, notes)
+
+
+def eann_rows(curve: StepCurve) -> list[dict[str, Any]]:
+    """CSV rows of a step curve: where the output changes, its cost, error and source exit (0-based)."""
+    return [{"macs": cost, "error": e, "member": src, "exit": k}
+            for cost, e, (src, k) in zip(curve.costs, curve.errors, curve.sources, strict=True)]
+
+
+def _factor(x: float) -> str:
+    return "inf (the EANN never reaches that error)" if math.isinf(x) else f"{x:.2f}x"
+
+
+def eann_markdown(analysis: EannAnalysis) -> list[str]:
+    """Markdown lines for one :func:`eann_analysis`: members, the curve, OPT+ and inflation factors."""
+    members, curve, opt_plus = analysis.members, analysis.curve, analysis.opt_plus
+    ratios = [f"{b.full_cost / a.full_cost:.2f}" for a, b in pairwise(members)]
+    md = [f"Members: {', '.join(f'{m.name} ({m.full_cost:,.0f} MACs)' for m in members)}; cost ratios "
+          f"{', '.join(ratios) or '-'}.", ""]
+    md += md_table(["MACs", "error (%)", "output", "OPT+ error at this cost (%)"],
+                   [[f"{row['macs']:,.0f}", pct(row["error"]), f"{row['member']} exit {row['exit']}",
+                     "n/a" if opt_plus is None or row["macs"] < opt_plus.costs[0] else pct(opt_plus.error_at(row["macs"]))]
+                    for row in eann_rows(curve)])
+    if opt_plus is not None:
+        md += ["OPT+ (best single-exit OPT net affordable at each cost):", ""]
+        md += md_table(["MACs", "error (%)", "OPT run"],
+                       [[f"{row['macs']:,.0f}", pct(row["error"]), row["member"]] for row in eann_rows(opt_plus)])
+        inf = analysis.inflation
+        md += [f"Cost inflation of the EANN against OPT+: worst {_factor(inf.worst)}, average {_factor(inf.average)}.", ""]
+    md += [f"*{note}*\n" for note in analysis.notes]
+    return md
+
+
+def eann_plot_curves(analysis: EannAnalysis, label: str = "EANN") -> dict[str, tuple[list[float], list[float]]]:
+    """Curves of an EANN plot on the chain's cost axis: the EANN step curve (held until the last
+    member finishes), OPT+, and every member's own exits shifted by the earlier members' costs."""
+    curve, members = analysis.curve, analysis.members
+    total = sum(m.full_cost for m in members)
+    costs, errors = list(curve.costs), list(curve.errors)
+    if costs[-1] < total:
+        costs.append(total)
+        errors.append(errors[-1])
+    curves = {label: (costs, errors)}
+    if analysis.opt_plus is not None:
+        curves["OPT+"] = (list(analysis.opt_plus.costs), list(analysis.opt_plus.errors))
+    offset = 0.0
+    for m in members:
+        curves[f"{m.name} (from {offset / 1e6:.3g}M)" if offset else m.name] = (
+            [offset + c for c in m.exit_costs], list(m.reported_errors))
+        offset += m.full_cost
+    return curves

@@ -12,19 +12,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import (
-    EANN_EXPLANATION,
-    MACS_CONVENTION,
-    Plot,
-    Report,
-    eann_analysis,
-    eann_markdown,
-    eann_plot_curves,
-    eann_rows,
-    load_run,
-    load_runs,
-    write_report,
-)
+from .conventions import EXIT_NUMBERING, MACS_CONVENTION
+from .eann import EANN_EXPLANATION, eann_analysis, eann_markdown, eann_plot_curves, eann_rows
+from .rendering import Plot, Report, write_report
+from .runs import load_run, load_runs
 
 __all__ = ["eann_report", "cli_main"]
 
@@ -35,18 +26,15 @@ def eann_report(member_dirs: Sequence[str | Path], opt_dirs: Sequence[str | Path
     (anytime runs among them are ignored, so a whole results folder can be given)."""
     if split not in ("test", "val"):
         raise ValueError(f"--split {split!r}; allowed: test, val")
-    try:
-        members = [load_run(p) for p in member_dirs]
-        opt_runs = [r for r in load_runs(opt_dirs) if r.is_opt] if opt_dirs else []
-    except FileNotFoundError as err:
-        raise ValueError(str(err)) from None
+    members = [load_run(p) for p in member_dirs]
+    opt_runs = [r for r in load_runs(opt_dirs) if r.is_opt] if opt_dirs else []
     opt_members = [r.name for r in members if r.is_opt]
     if opt_members:
         raise ValueError(f"EANN members must be anytime runs; {opt_members} are single-exit OPT runs")
     analysis = eann_analysis(members, opt_runs, split)
     data_name = members[0].config.get("data.name")
-    md = [f"# EANN on {data_name}", "", EANN_EXPLANATION, "", f"Errors in percent on the {split} split. "
-          + MACS_CONVENTION, ""]
+    md = [f"# EANN on {data_name}", "", EANN_EXPLANATION, "",
+          f"Errors in percent on the {split} split. {MACS_CONVENTION} {EXIT_NUMBERING}", ""]
     md += eann_markdown(analysis)
     tables = {"eann": eann_rows(analysis.curve)}
     if analysis.opt_plus is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .conventions import EXIT_NUMBERING, MACS_CONVENTION
+
 __all__ = ["ExitEvaluation", "evaluate_exits", "per_exit_losses", "autocast_for", "format_exit_table"]
 
 
@@ -95,19 +97,15 @@ def evaluate_exits(
 
 
 def format_exit_table(exit_units: list[int], exit_macs: list[float], errors: dict[str, list[float] | None]) -> str:
-    """A plain-text table: exit, depth (unit), MACs, fraction of full cost, error per split.
-
-    MACs count the multiply-accumulates of conv and linear layers (trunk up to the exit plus every
-    head evaluated so far); BN, ReLU, pooling and additions are not counted.
-    """
+    """A plain-text table: exit, depth (unit), MACs, fraction of full cost, error per split, with
+    the MACs and numbering conventions (:mod:`adaptive_weights.conventions`) below it."""
     splits = [s for s, e in errors.items() if e is not None]
     head = f"{'exit':>4} {'unit':>5} {'MACs':>12} {'cost':>6}" + "".join(f" {s + ' err %':>11}" for s in splits)
     lines = [head, "-" * len(head)]
     full = exit_macs[-1]
     for k, (unit, macs) in enumerate(zip(exit_units, exit_macs, strict=False)):
-        line = f"{k:>4} {unit + 1:>5} {macs:>12,.0f} {macs / full:>6.3f}"
+        line = f"{k:>4} {unit:>5} {macs:>12,.0f} {macs / full:>6.3f}"
         line += "".join(f" {100 * errors[s][k]:>11.2f}" for s in splits)
         lines.append(line)
-    lines.append("MACs: multiply-accumulates of conv + linear layers (trunk to the exit + heads so far); "
-                 "unit: 1-based residual unit after which the exit sits.")
+    lines += [MACS_CONVENTION, EXIT_NUMBERING]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text
+from .errors import RefusedError
 from .plots import figure_to_array, plot_error_vs_macs, plot_probability_stack, save_figure
 
 __all__ = ["RunLogger", "read_metrics", "exit_key", "Progress"]
@@ -27,15 +28,19 @@ def exit_key(prefix: str, k: int) -> str:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.jsonl`` (naming the file and line on a corrupt row)."""
+    """Rows of a ``metrics.jsonl``; a corrupt row or one that is not an object is refused, naming
+    the file and line."""
     path = Path(path)
     rows = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{i}: corrupt metrics row ({err})") from None
+                raise RefusedError(f"{path}:{i}: corrupt metrics row ({err})") from None
+            if not isinstance(row, dict):
+                raise RefusedError(f"{path}:{i}: metrics row {line.strip()[:60]!r} is not a JSON object")
+            rows.append(row)
     return rows
 
 

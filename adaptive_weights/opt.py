@@ -83,7 +83,7 @@ def plan_opt_runs(like_dir: str | Path, *, out_root: str | Path | None = None, e
     ``train.num_threads``, ``train.progress``, ``train.compile``, ``train.checkpoint_minutes``),
     never what it computes, so the baselines stay comparable.
     """
-    from .train import load_run_config
+    from .runs import load_run_config
 
     like_dir = Path(like_dir)
     if not (like_dir / "config.json").is_file():
@@ -108,10 +108,9 @@ def plan_opt_runs(like_dir: str | Path, *, out_root: str | Path | None = None, e
 
 def _state(run_dir: Path) -> str:
     """``done``, ``partial`` (a checkpoint to resume) or ``new``."""
-    from ._io import read_json
+    from .runs import is_completed
 
-    summary = run_dir / "summary.json"
-    if summary.is_file() and read_json(summary).get("completed"):
+    if is_completed(run_dir):
         return "done"
     return "partial" if (run_dir / "checkpoints" / "last.pt").is_file() else "new"
 
@@ -119,7 +118,7 @@ def _state(run_dir: Path) -> str:
 def _check_existing(run_dir: Path, cfg: RunConfig) -> None:
     """An existing run directory must hold this very OPT run, or skipping/resuming it would mix
     protocols in the baselines."""
-    from .train import load_run_config
+    from .runs import load_run_config
 
     stored, planned = load_run_config(run_dir).to_flat(), cfg.to_flat()
     changed = sorted(k for k in stored.keys() | planned.keys()

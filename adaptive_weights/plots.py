@@ -60,7 +60,8 @@ def plot_probability_stack(rows: Sequence[Mapping[str, Any]], title: str = ""):
         ax.set_xlim(epochs[0], epochs[-1])
         ax.set_ylim(0, 1)
         if k <= 12:
-            ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+            ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
+                      title="exits (from 0)", title_fontsize=7)
     ax.set_xlabel("epoch")
     ax.set_ylabel("sampling probability")
     ax.set_title(title or "probability of each exit")

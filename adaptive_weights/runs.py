@@ -1,27 +1,32 @@
-"""Run directories as data: what reports, EANN analyses and sweeps read from a finished run.
+"""Run directories as data: the one reader of what reports, OPT, EANN analyses and sweeps need.
 
-A run directory holds ``summary.json`` (exit units, MACs, per-split errors, the flat config) and
-``config.json``; :func:`load_run` turns one into a :class:`Run`, and the keys below say which
-config values identify a *setting* (data set, model, seed) and which only change how a run executes.
+A run directory holds ``config.json`` (written before training starts) and, once an epoch has
+finished, ``summary.json`` (exit units, MACs, per-split errors, the flat config).
+:func:`load_run` turns one into a :class:`Run`, :func:`load_run_config` reads its config,
+:func:`is_completed` says whether it trained its whole schedule, :func:`find_run_dirs` finds run
+directories (and those without a summary yet), and :func:`opt_points` groups OPT runs by model and
+unit. The keys below say which config values identify a *setting* (data set, model, seed) and
+which only change how a run executes. A malformed file raises :class:`RefusedError` naming it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._io import read_json
-from .config import EXECUTION_KEYS, MODEL_KEYS, OPT_MODEL_KEYS
+from .config import EXECUTION_KEYS, MODEL_KEYS, OPT_MODEL_KEYS, RunConfig, load_config_file
+from .errors import RefusedError
 from .schemes import is_single_exit
 
-__all__ = ["MODEL_KEYS", "OPT_MODEL_KEYS", "EXECUTION_KEYS", "Run", "model_label", "load_run", "find_run_dirs",
-           "load_runs"]
+__all__ = ["MODEL_KEYS", "OPT_MODEL_KEYS", "EXECUTION_KEYS", "Run", "RunDirs", "OptPoint", "model_label",
+           "load_run", "load_run_config", "is_completed", "find_run_dirs", "load_runs", "opt_points"]
 
 # MODEL_KEYS identify a setting (with train.seed), OPT_MODEL_KEYS match OPT runs (no exit layout),
 # EXECUTION_KEYS only change where or how fast a run executes: all derived from the config's roles.
-
 
 
 @dataclass(frozen=True)
@@ -93,48 +98,156 @@ def model_label(config: dict[str, Any]) -> str:
     return f"{config.get('data.name')}/{body}"
 
 
-def load_run(path: str | Path) -> Run:
-    """Read one run directory; a missing or corrupt file raises ``ValueError`` naming it."""
-    path = Path(path)
+def _read_summary(path: Path) -> dict[str, Any]:
+    """``summary.json`` as a mapping; corrupt JSON or another top-level type is refused, naming the file."""
     try:
-        summary = read_json(path / "summary.json")
+        summary = read_json(path)
     except FileNotFoundError:
-        raise ValueError(f"{path}: not a finished-epoch run directory (no summary.json)") from None
+        raise
+    except ValueError as err:
+        raise RefusedError(str(err)) from None
+    if not isinstance(summary, Mapping):
+        raise RefusedError(f"{path}: expected a JSON object, got {type(summary).__name__}")
+    return dict(summary)
+
+
+def _completed(summary: Mapping[str, Any]) -> bool:
+    return summary.get("completed") is True
+
+
+def is_completed(run_dir: str | Path) -> bool:
+    """Whether the run in ``run_dir`` trained every epoch of its schedule (``summary.json`` says
+    ``completed: true``). No summary yet (killed in its first epoch, or never started) is not completed."""
+    path = Path(run_dir) / "summary.json"
+    return path.is_file() and _completed(_read_summary(path))
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config recorded in ``run_dir/config.json``; a malformed one is refused, naming it."""
+    path = Path(run_dir) / "config.json"
+    try:
+        flat = load_config_file(path)
+        return RunConfig.from_flat(flat)
+    except RefusedError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise RefusedError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
+
+
+def _int_list(summary: Mapping[str, Any], key: str, path: Path) -> tuple[int, ...]:
+    values = summary[key]
+    if not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                            for v in values):
+        raise RefusedError(f"{path}: {key}={values!r}; expected a non-empty list of integers")
+    return tuple(values)
+
+
+def _errors(summary: Mapping[str, Any], num_exits: int, path: Path) -> dict[str, list[float] | None]:
+    errors = summary["errors"]
+    if not isinstance(errors, Mapping):
+        raise RefusedError(f"{path}: errors={errors!r}; expected an object of split -> list of errors (or null)")
+    for split, values in errors.items():
+        if values is None:
+            continue
+        if (not isinstance(values, list) or len(values) != num_exits
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+            raise RefusedError(f"{path}: errors.{split}={values!r}; expected null or a list of {num_exits} "
+                               "numbers (one per exit)")
+    return dict(errors)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one run directory; a missing or malformed file raises :class:`RefusedError` naming it."""
+    path = Path(path)
+    where = path / "summary.json"
+    try:
+        summary = _read_summary(where)
+    except FileNotFoundError:
+        raise RefusedError(f"{path}: not a finished-epoch run directory (no summary.json)") from None
     for key in ("exit_units", "exit_macs", "errors", "num_units"):
         if key not in summary:
-            raise ValueError(f"{path / 'summary.json'}: missing key {key!r}")
+            raise RefusedError(f"{where}: missing key {key!r}")
+    exit_units, exit_macs = _int_list(summary, "exit_units", where), _int_list(summary, "exit_macs", where)
+    if len(exit_macs) != len(exit_units):
+        raise RefusedError(f"{where}: {len(exit_units)} exit_units but {len(exit_macs)} exit_macs; "
+                           "expected one MACs count per exit")
+    num_units, epochs = summary["num_units"], summary.get("epochs", 0)
+    for key, value in (("num_units", num_units), ("epochs", epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise RefusedError(f"{where}: {key}={value!r}; expected a non-negative integer")
     if "config" in summary:
-        config = dict(summary["config"])
+        config = summary["config"]
+        if not isinstance(config, Mapping):
+            raise RefusedError(f"{where}: config={config!r}; expected an object of dotted config keys")
+        config = dict(config)
     else:  # the resolved config is in config.json too
-        from .config import load_config_file
-
-        config = load_config_file(path / "config.json")
+        config = load_run_config(path).to_flat()
     return Run(
-        path=path, name=path.name, config=config, num_units=int(summary["num_units"]),
-        exit_units=tuple(int(u) for u in summary["exit_units"]),
-        exit_macs=tuple(int(m) for m in summary["exit_macs"]),
-        errors=dict(summary["errors"]), completed=bool(summary.get("completed", False)),
-        epochs=int(summary.get("epochs", 0)),
+        path=path, name=path.name, config=config, num_units=num_units, exit_units=exit_units,
+        exit_macs=exit_macs, errors=_errors(summary, len(exit_units), where), completed=_completed(summary),
+        epochs=epochs,
     )
 
 
-def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run directories among ``paths``: a path holding ``summary.json`` is one; any other directory
-    contributes the run directories below it (at any depth), in sorted order."""
-    out: list[Path] = []
+class RunDirs(NamedTuple):
+    """Run directories found under some paths: ``finished`` hold ``summary.json`` (at least one
+    epoch done); ``without_summary`` hold only ``config.json`` (killed in their first epoch)."""
+
+    finished: list[Path]
+    without_summary: list[Path]
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> RunDirs:
+    """Run directories among ``paths``: a path holding ``summary.json`` or ``config.json`` is one;
+    any other directory contributes the run directories below it (at any depth), in sorted order."""
+    found: list[Path] = []
     for p in map(Path, paths):
-        if (p / "summary.json").is_file():
-            out.append(p)
+        if (p / "summary.json").is_file() or (p / "config.json").is_file():
+            found.append(p)
         elif p.is_dir():
-            found = sorted(s.parent for s in p.rglob("summary.json"))
-            if not found:
-                raise ValueError(f"{p}: no run directory (summary.json) under it")
-            out.extend(found)
+            below = sorted({s.parent for name in ("summary.json", "config.json") for s in p.rglob(name)})
+            if not below:
+                raise RefusedError(f"{p}: no run directory (summary.json or config.json) under it")
+            found.extend(below)
         else:
-            raise ValueError(f"{p}: no such run directory")
-    unique = list(dict.fromkeys(q.resolve() for q in out))
-    return unique
+            raise RefusedError(f"{p}: no such run directory")
+    unique = list(dict.fromkeys(q.resolve() for q in found))
+    return RunDirs([q for q in unique if (q / "summary.json").is_file()],
+                   [q for q in unique if not (q / "summary.json").is_file()])
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    return [load_run(p) for p in find_run_dirs(paths)]
+    """Every run directory among ``paths`` with a summary (see :func:`find_run_dirs` for the others)."""
+    return [load_run(p) for p in find_run_dirs(paths).finished]
+
+
+class OptPoint(NamedTuple):
+    """OPT runs of one model at one unit: their only exit's MACs and error on a split, mean over seeds."""
+
+    model: str
+    unit: int
+    macs: int
+    error: float
+    runs: tuple[Run, ...]
+
+
+def opt_points(runs: Iterable[Run], split: str, *, like: Run | None = None,
+               seed: int | None = None) -> list[OptPoint]:
+    """The OPT runs among ``runs`` grouped by model (the period does not matter for a single exit)
+    and unit, their errors on ``split`` averaged over seeds; sorted by model, then unit. ``like``
+    keeps only the OPT runs of that run's data set and model, ``seed`` only those of one seed."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for r in runs:
+        if not r.is_opt:
+            continue
+        if like is not None and r.opt_key[:-1] != like.opt_key[:-1]:
+            continue
+        if seed is not None and r.seed != seed:
+            continue
+        groups[(r.opt_key[:-1], r.exit_units[0])].append(r)
+    points = []
+    for (_, unit), rs in groups.items():
+        errors = [r.split_errors(split)[0] for r in rs]
+        points.append(OptPoint(model_label({**rs[0].config, "model.period": 1}), unit, rs[0].exit_macs[0],
+                               sum(errors) / len(errors), tuple(rs)))
+    return sorted(points, key=lambda p: (p.model, p.unit))

@@ -26,7 +26,7 @@ from .evaluate import autocast_for, evaluate_exits, per_exit_losses
 from .logging import Progress, RunLogger, exit_key
 from .schemes import scheme_weights
 
-__all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "load_run_config",
+__all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError",
            "library_version", "git_revision"]
 
 ReportFn = Callable[[dict[str, Any], Path], None]
@@ -75,13 +75,6 @@ def lr_at_epoch(epoch: int, milestones: tuple[int, ...], values: tuple[float, ..
     """Step schedule: ``values[i]`` once ``i`` milestones have passed (epochs from 0; a milestone
     ``e`` takes effect after epoch ``e`` has finished, as in tensorpack)."""
     return values[sum(1 for m in milestones if epoch >= m)]
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """The resolved config recorded in ``run_dir/config.json``."""
-    from .config import load_config_file
-
-    return RunConfig.from_flat(load_config_file(Path(run_dir) / "config.json"))
 
 
 def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = None):

@@ -134,11 +134,11 @@ def test_cost_inflation_by_hand():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"exit_costs": [1, 1], "val_errors": [0.1, 0.1], "test_errors": [0.1, 0.1]},
-        {"exit_costs": [0, 1], "val_errors": [0.1, 0.1], "test_errors": [0.1, 0.1]},
-        {"exit_costs": [1, 2], "val_errors": [0.1], "test_errors": [0.1, 0.1]},
-        {"exit_costs": [], "val_errors": [], "test_errors": []},
-        {"exit_costs": [1], "val_errors": [float("nan")], "test_errors": [0.1]},
+        {"exit_costs": [1, 1], "val_errors": [0.1, 0.1], "reported_errors": [0.1, 0.1]},
+        {"exit_costs": [0, 1], "val_errors": [0.1, 0.1], "reported_errors": [0.1, 0.1]},
+        {"exit_costs": [1, 2], "val_errors": [0.1], "reported_errors": [0.1, 0.1]},
+        {"exit_costs": [], "val_errors": [], "reported_errors": []},
+        {"exit_costs": [1], "val_errors": [float("nan")], "reported_errors": [0.1]},
     ],
 )
 def test_member_validation(kwargs):
@@ -183,7 +183,7 @@ def test_members_from_run_dirs(tmp_path):
         Member("n1", [10, 20, 30], [0.5, 0.4, 0.3], [0.51, 0.41, 0.31]),
         Member("n3", [40, 70], [0.35, 0.2], [0.36, 0.21]),
     ]
-    assert members_from_run_dirs([d1], split="val")[0].test_errors == (0.35, 0.2)
+    assert members_from_run_dirs([d1], split="val")[0].reported_errors == (0.35, 0.2)
     # n3's first exit (cost 30 + 40, val 0.35) does not beat n1's final (0.30); its final does
     assert eann_curve(members).costs == (10.0, 20.0, 30.0, 100.0)
 

@@ -79,8 +79,7 @@ def test_bad_members_are_refused(runs, tmp_path):
 
 
 def test_plot_curves_sit_on_the_chain_cost_axis():
-    from adaptive_weights.eann import Member, eann_curve
-    from adaptive_weights.report import EannAnalysis, eann_plot_curves
+    from adaptive_weights.eann import EannAnalysis, Member, eann_curve, eann_plot_curves
 
     a = Member("a", (1.0, 2.0), (0.5, 0.3), (0.5, 0.3))
     b = Member("b", (2.0, 4.0), (0.6, 0.1), (0.6, 0.1))

@@ -11,7 +11,9 @@ import pytest
 
 from adaptive_weights.config import RunConfig
 from adaptive_weights.opt import plan_opt_runs, run_opt_plan
-from adaptive_weights.report import Run, build_report, cli_main, load_runs, write_report
+from adaptive_weights.rendering import write_report
+from adaptive_weights.report import ZERO_OPT, build_report, cli_main
+from adaptive_weights.runs import Run, load_runs
 from adaptive_weights.train import train
 
 TINY = {
@@ -175,12 +177,123 @@ def test_missing_opt_is_reported_not_skipped(trained, tmp_path):
     assert (tmp_path / "report.md").read_text() == rep.markdown
 
 
-def test_each_warning_once():
-    """An OPT error of 0 makes the relative increase undefined for every method: one warning line."""
+def test_zero_opt_error_says_why_everywhere(tmp_path):
+    """An OPT error of 0 makes the relative increase undefined: the table cell, the pooled row, the
+    CSV's note and one warning line say so (never a bare n/a)."""
     runs = [r for r in _hand_runs() if r.name != "opt2-s0"]
     runs.append(_run("opt2-s0", "optimal@2", 0, [0.0], units=(2,)))
     rep = build_report(runs, group_by=["scheme.name", "strategy.name"])
-    zero = [w for w in rep.warnings if "is 0" in w]
+    zero = [w for w in rep.warnings if ZERO_OPT in w]
     assert len(zero) == 1 and "unit 2" in zero[0] and "seed 0" in zero[0]
     assert len(rep.warnings) == len(set(rep.warnings))
     assert rep.markdown.count(zero[0]) == 1
+    # q=1 is unit 2, whose seed-0 OPT has 0 errors; q=1/2 and 3/4 stay n/a (no OPT at unit 1 for seed 2)
+    assert _row(rep.markdown, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "n/a", "n/a", ZERO_OPT]
+    assert _row(rep.markdown, "| **all settings** | const+static |")[-1] == ZERO_OPT
+    write_report(rep, tmp_path)
+    rows = [r for r in csv.DictReader((tmp_path / "relative_increase.csv").open()) if r["q"] == "1"]
+    assert {(r["run"], r["relative_increase"], r["note"].startswith(ZERO_OPT)) for r in rows if r["seed"] == "0"} == {
+        ("a0", "", True), ("b0", "", True)}
+    assert all(r["relative_increase"] and not r["note"] for r in rows if r["seed"] != "0")
+
+
+def test_run_dir_without_summary_is_a_warning(trained, tmp_path, capsys):
+    """A run killed in its first epoch (config.json, no summary.json) is listed, not silently left out."""
+    import shutil
+
+    root = trained["root"][0]
+    killed = tmp_path / "runs" / "killed-in-epoch-1"
+    killed.mkdir(parents=True)
+    shutil.copy(trained["runs"][0] / "config.json", killed / "config.json")
+    for p in trained["runs"]:
+        shutil.copytree(p, tmp_path / "runs" / p.name)
+    out = tmp_path / "report"
+    assert cli_main([str(tmp_path / "runs"), str(root / "opt"), "--out", str(out)]) == 0
+    warning = next(w for w in (out / "report.md").read_text().splitlines() if "killed-in-epoch-1" in w)
+    assert warning.startswith("- ") and "no summary.json" in warning
+    assert "killed-in-epoch-1" in capsys.readouterr().out
+    # given by itself, such a directory is found (no "no such run directory"), and alone there is nothing to report
+    with pytest.raises(ValueError, match="no anytime run"):
+        cli_main([str(killed), "--out", str(out)])
+
+
+@pytest.mark.parametrize("summary", [
+    "[]",
+    '{"exit_units": [0], "exit_macs": [1], "errors": [], "num_units": 3, "config": {}}',
+    '{"exit_units": "ab", "exit_macs": [1], "errors": {}, "num_units": 3, "config": {}}',
+    '{"exit_units": [0, 1], "exit_macs": [1], "errors": {}, "num_units": 3, "config": {}}',
+    '{"exit_units": [0], "exit_macs": [1], "errors": {"test": [0.1, 0.2]}, "num_units": 3, "config": {}}',
+    '{"exit_units": [0], "exit_macs": [1], "errors": {"test": ["x"]}, "num_units": 3, "config": {}}',
+    '{"exit_units": [0], "exit_macs": [1], "errors": {"test": [0.1]}, "num_units": "3", "config": {}}',
+    '{"exit_units": [0], "exit_macs": [1], "errors": {"test": [0.1]}, "num_units": 3, "config": [1]}',
+    '{"exit_units": [0], "exit_macs": [1], "errors": {"test": [0.1]}, "num_units": 3, "config": {}, "epochs": null}',
+    '{"exit_units": [0], "exit_macs": [1]',
+])
+def test_malformed_summary_is_refused_naming_the_file(tmp_path, summary):
+    from adaptive_weights.errors import RefusedError
+
+    (tmp_path / "summary.json").write_text(summary)
+    with pytest.raises(RefusedError, match=f"{tmp_path}/summary.json"):
+        load_runs([tmp_path])
+
+
+@pytest.mark.parametrize("config", ['{"config": ', "[1, 2]", '{"config": {"model.n": "three"}}'])
+def test_malformed_config_json_is_refused_naming_the_file(tmp_path, config):
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.runs import load_run_config
+
+    (tmp_path / "config.json").write_text(config)
+    with pytest.raises(RefusedError, match="config.json"):
+        load_run_config(tmp_path)
+    # a summary without its own config falls back to config.json, with the same refusal
+    (tmp_path / "summary.json").write_text('{"exit_units": [0], "exit_macs": [1], "errors": {}, "num_units": 3}')
+    with pytest.raises(RefusedError, match="config.json"):
+        load_runs([tmp_path])
+
+
+@pytest.mark.parametrize("row", ['{"epoch": 1', "[1, 2]"])
+def test_malformed_metrics_row_is_refused_naming_the_file(tmp_path, row):
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.logging import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n' + row + "\n")
+    with pytest.raises(RefusedError, match=f"{tmp_path}/metrics.jsonl:2"):
+        read_metrics(tmp_path / "metrics.jsonl")
+
+
+def test_is_completed_is_the_one_rule(tmp_path):
+    from adaptive_weights.runs import is_completed
+
+    assert not is_completed(tmp_path)  # no summary yet
+    (tmp_path / "summary.json").write_text('{"completed": false}')
+    assert not is_completed(tmp_path)
+    (tmp_path / "summary.json").write_text('{"completed": true}')
+    assert is_completed(tmp_path)
+
+
+def test_one_exit_numbering_in_every_output(trained):
+    """Exits and units count from 0 in the exit table (evaluate, the demo), the report and the EANN output."""
+    from adaptive_weights.conventions import EXIT_NUMBERING, MACS_CONVENTION
+    from adaptive_weights.eann_cli import eann_report
+    from adaptive_weights.evaluate import format_exit_table
+
+    text = format_exit_table([2, 5], [100, 200], {"val": None, "test": [0.5, 0.4]})
+    assert [ln.split()[:2] for ln in text.splitlines()[2:4]] == [["0", "2"], ["1", "5"]]
+    assert EXIT_NUMBERING in text and MACS_CONVENTION in text
+    md = build_report(_hand_runs()).markdown
+    assert EXIT_NUMBERING in md and MACS_CONVENTION in md and "| method | seeds | u0 (0.0001M) |" in md
+    eann_md = eann_report(trained["eann"]).markdown
+    assert EXIT_NUMBERING in eann_md and f"{trained['eann'][0].name} exit 0 |" in eann_md
+
+
+def test_opt_points_group_by_model_and_unit_mean_over_seeds():
+    from adaptive_weights.runs import opt_points
+
+    runs = _hand_runs()  # OPT at units 0, 1, 2 for seeds 0-2, except (seed 2, unit 1)
+    p2 = _run("opt2-p2", "optimal@2", 3, [0.4], units=(2,))
+    p2.config["model.period"] = 2  # a single exit is the same net whatever the period
+    points = opt_points(runs + [p2], "test")  # anytime runs among them are no OPT points
+    assert [(p.unit, len(p.runs)) for p in points] == [(0, 3), (1, 2), (2, 4)]
+    assert points[2].error == pytest.approx((0.1 * 3 + 0.4) / 4) and points[2].model == "synthetic/resnet n1 c4"
+    a2 = next(r for r in runs if r.name == "a2")
+    assert [p.unit for p in opt_points(runs, "test", like=a2, seed=2)] == [0, 2]

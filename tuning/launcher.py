@@ -175,9 +175,9 @@ def run_sweep(
 
 
 def _completed(run_dirs: Sequence[Path]) -> set[str]:
-    from adaptive_weights._io import read_json
+    from adaptive_weights.runs import is_completed
 
-    return {p.name for p in run_dirs if (p / "summary.json").exists() and read_json(p / "summary.json").get("completed")}
+    return {p.name for p in run_dirs if is_completed(p)}
 
 
 def _progress_callback(total: int):
@@ -279,7 +279,8 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     ``baselines`` are OPT run directories (single-exit schemes) for the relative-increase table;
     they take no part in the selection."""
     from adaptive_weights._io import atomic_write_text
-    from adaptive_weights.report import build_report, write_report
+    from adaptive_weights.rendering import write_report
+    from adaptive_weights.report import build_report
     from adaptive_weights.runs import load_runs
 
     from .selection import select_settings, selection_csv, selection_markdown
@@ -300,14 +301,14 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
 
 def _complete_runs(local_dir: Path, spec: SweepSpec) -> list[Path] | None:
     """The exported run directories if every trial of ``spec`` finished, else None."""
-    from adaptive_weights._io import read_json
+    from adaptive_weights.runs import is_completed
 
     dirs = []
     for t in spec.trials:
-        summary = local_dir / _RUNS_DIR / t["name"] / "summary.json"
-        if not summary.exists() or not read_json(summary).get("completed"):
+        run_dir = local_dir / _RUNS_DIR / t["name"]
+        if not is_completed(run_dir):
             return None
-        dirs.append(summary.parent)
+        dirs.append(run_dir)
     return dirs
 
 

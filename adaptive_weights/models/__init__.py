@@ -1,14 +1,12 @@
 """Anytime ResNets with exact per-exit MACs and budgeted anytime inference (spec 4.1-4.3)."""
 
 from ._base import AnytimeNet, exit_positions
-from ._macs import MACS_CONVENTION
 from ._registry import MODELS, count_units, create_model, list_models, model_class, register_model
 from .imagenet import IMAGENET_DEPTHS, AnytimeImageNetResNet
 from .resnet import AnytimeResNet
 
 __all__ = [
     "IMAGENET_DEPTHS",
-    "MACS_CONVENTION",
     "MODELS",
     "AnytimeImageNetResNet",
     "AnytimeNet",

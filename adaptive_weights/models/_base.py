@@ -16,7 +16,8 @@ from collections.abc import Generator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._macs import MACS_CONVENTION, Size, as_size, module_macs
+from ..conventions import MACS_CONVENTION
+from ._macs import Size, as_size, module_macs
 from ._units import Head
 
 __all__ = ["AnytimeNet", "check_positive_int", "exit_positions", "resolve_exits"]

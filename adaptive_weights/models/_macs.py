@@ -12,15 +12,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["MACS_CONVENTION", "Size", "as_size", "conv_macs", "module_macs"]
+__all__ = ["Size", "as_size", "conv_macs", "module_macs"]
 
 Size = tuple[int, int]
-
-MACS_CONVENTION = (
-    "MACs per input image: multiply-accumulates of Conv2d (Cin*Cout*k*k*Hout*Wout/groups) and Linear "
-    "(in*out) layers; BN, ReLU, pooling and additions are not counted. Per exit: trunk up to that "
-    "exit's unit plus every head evaluated so far in anytime use."
-)
 
 # Modules that neither change the spatial size nor count MACs.
 _FREE = (nn.BatchNorm2d, nn.ReLU, nn.Identity, nn.Flatten)

@@ -1,0 +1,113 @@
+"""Which runs a report compares with which: methods, settings, milestones, comparability.
+
+Anytime runs are grouped into *methods* by config keys (``sieve+aann``); a *setting* is (data set,
+model, seed), what two methods must share to be compared; OPT runs (single-exit schemes) are matched
+by data set, model and seed (:func:`adaptive_weights.runs.opt_points`). :class:`GroupedRuns` is this
+grouping, done once and read by every section of a report; :func:`grouping_warnings` lists what
+makes a comparison not like for like.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+from .config import EXECUTION_KEYS, MODEL_KEYS
+from .runs import Run
+
+__all__ = ["QUANTILES", "Q_LABEL", "GroupedRuns", "group_runs", "grouping_warnings", "setting_text"]
+
+QUANTILES = (Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), Fraction(1))
+Q_LABEL = {Fraction(1, 4): "1/4", Fraction(1, 2): "1/2", Fraction(3, 4): "3/4", Fraction(1): "1"}
+
+
+def setting_text(run: Run) -> str:
+    return f"{run.model_label} seed {run.seed}"
+
+
+def _protocol_mismatches(runs: Sequence[Run]) -> list[str]:
+    """Config keys (other than method, setting and execution keys) on which runs of one data set
+    disagree: their comparison (win rates, OPT, EANN) would not be like for like."""
+    skip = set(EXECUTION_KEYS) | set(MODEL_KEYS) | {"train.seed"}
+    by_data: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        by_data[str(r.config.get("data.name"))].append(r)
+    out = []
+    for data_name, group in sorted(by_data.items()):
+        keys = sorted({k for r in group for k in r.config if k not in skip and not k.startswith(("scheme.", "strategy."))})
+        for key in keys:
+            by_value: dict[str, list[str]] = defaultdict(list)
+            for r in group:
+                by_value[repr(r.config.get(key))].append(r.name)
+            if len(by_value) > 1:
+                parts = "; ".join(f"{v} in {len(names)} run(s) ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                                  for v, names in sorted(by_value.items(), key=lambda kv: -len(kv[1])))
+                out.append(f"mismatched setting `{key}` among the {data_name} runs: {parts}")
+    return out
+
+
+@dataclass(frozen=True)
+class GroupedRuns:
+    """The runs of a report grouped once (read-only): anytime runs by method, the OPT runs, and the
+    split whose errors are compared."""
+
+    split: str
+    methods: dict[str, list[Run]]
+    opt_runs: list[Run]
+
+    @property
+    def method_names(self) -> list[str]:
+        return sorted(self.methods)
+
+    @cached_property
+    def model_keys(self) -> list[tuple]:
+        return sorted({r.model_key for rs in self.methods.values() for r in rs}, key=str)
+
+    def label_of(self, model_key: tuple) -> str:
+        return next(r.model_label for rs in self.methods.values() for r in rs if r.model_key == model_key)
+
+    def runs_of(self, name: str, model_key: tuple) -> list[Run]:
+        return [r for r in self.methods[name] if r.model_key == model_key]
+
+    def milestone_errors(self, run: Run) -> list[tuple[Fraction, int, float | None]]:
+        """``(q, idx_q, error at idx_q or None when no exit covers it)`` for every milestone."""
+        from .metrics import error_at_depth, milestone_indices
+
+        errs = run.split_errors(self.split)
+        out = []
+        for q, idx in zip(QUANTILES, milestone_indices(run.num_units, QUANTILES), strict=True):
+            try:
+                out.append((q, idx, error_at_depth(run.exit_units, errs, idx)))
+            except ValueError:
+                out.append((q, idx, None))
+        return out
+
+
+
+
+def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> GroupedRuns:
+    """Anytime runs by method label (the values of ``group_by`` joined with ``+``), OPT runs apart."""
+    methods: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        if not r.is_opt:
+            methods[r.label(group_by)].append(r)
+    return GroupedRuns(split, dict(methods), [r for r in runs if r.is_opt])
+
+
+def grouping_warnings(g: GroupedRuns, runs: Sequence[Run]) -> list[str]:
+    """Unfinished runs, config keys on which the runs of a data set disagree (``runs`` may include
+    EANN members that are no method), and methods with several runs of one setting."""
+    out = [f"run {r.name} is unfinished (its summary is of epoch {r.epochs} of "
+           f"{r.config.get('train.epochs')}); its numbers are provisional" for r in runs if not r.completed]
+    out += _protocol_mismatches(runs)
+    for name in g.method_names:
+        seen: dict[tuple, str] = {}
+        for r in g.methods[name]:
+            if r.setting in seen:
+                out.append(f"method {name} has several runs for setting {setting_text(r)} "
+                           f"({seen[r.setting]}, {r.name}); tables and win rates use their mean")
+            seen.setdefault(r.setting, r.name)
+    return out
