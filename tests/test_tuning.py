@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,150 @@ def test_a_registered_plugin_strategy_gets_its_grid_for_free() -> None:
         assert sorted(t["strategy.ratio"] for t in spec.trials) == [0.25, 0.25, 4.0, 4.0, 8.0, 8.0]
     finally:
         STRATEGIES.unregister("tuning_test_plugin")
+
+
+# ----------------------------------------------------------------------------- searchers and schedulers
+def test_searcher_sweep_holds_the_space_and_validates_both_ends(tmp_path: Path) -> None:
+    path = _write(tmp_path, "data.name: synthetic\nmodel.n: 1\nstrategy.name: eg\n"
+                            "strategy.gamma: {loguniform: [0.01, 0.5]}\ntrain.seed: [0, 1]\n"
+                            "sweep: {search: random, num_samples: 3, scheduler: asha, paper_grid: false}\n")
+    spec = load_sweep(path)
+    assert (spec.search, spec.num_samples, spec.scheduler, spec.trials) == ("random", 3, "asha", [])
+    assert spec.space["strategy.gamma"] == {"loguniform": [0.01, 0.5]}
+    assert spec.space["train.seed"] == [0, 1] and spec.space["model.n"] == 1
+    assert "strategy.gamma ~ loguniform(0.01, 0.5)" in spec.describe()
+
+
+@pytest.mark.parametrize("text, key", [
+    ("sweep.search: bayes\n", "sweep.search"),
+    ("sweep.scheduler: hyperband\n", "sweep.scheduler"),
+    ("sweep.num_samples: 0\n", "sweep.num_samples"),
+    ("sweep.num_samples: 3\n", "sweep.num_samples"),  # a grid runs each trial once
+    ("strategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n", "strategy.gamma"),  # a range needs a searcher
+    ("sweep.search: random\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 2.0]}\n", "strategy.gamma"),
+    ("sweep.search: random\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.0, 0.5]}\n", "strategy.gamma"),
+    ("sweep.search: random\nstrategy.name: eg\nstrategy.gamma: {logunif: [0.01, 0.5]}\n", "strategy.gamma"),
+    ("sweep.search: random\nstrategy.name: eg\nstrategy.gamma: {uniform: [0.5, 0.1]}\n", "strategy.gamma"),
+    ("sweep.search: random\nmodel.n: {uniform: [1, 3]}\n", "model.n"),  # an int key takes randint
+    ("sweep.search: random\ndata.name: {uniform: [1, 3]}\n", "data.name"),
+    ("sweep.search: random\ntrain.seed: [0, 1]\n", "sweep.search"),  # random search needs a range
+    ("sweep.search: optuna\nstrategy.name: [eg, rwm]\nstrategy.gamma: {uniform: [0.1, 0.3]}\n", "strategy.name"),
+    ("sweep.search: random\nmodel.n: {randint: [0, 3]}\n", "model.n"),  # model.n 0 is refused by a run
+])
+def test_bad_searcher_options_are_rejected_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_sweep(_write(tmp_path, "data.name: synthetic\nsweep.paper_grid: false\n" + text))
+
+
+def test_a_missing_searcher_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from adaptive_weights.errors import RefusedError
+    from tuning.space import check_search_available
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hyperopt" else real(name, *a))
+    with pytest.raises(RefusedError, match=r"pip install 'adaptive-weights\[hyperopt\]'"):
+        check_search_available("hyperopt")
+
+
+def test_grid_param_space_gives_every_trial_its_real_keys() -> None:
+    """Ray's variant generator, fed the grid's param_space, yields exactly the sweep's trials (each
+    strategy with its own hyper-parameters) and reports the varying keys as evaluated parameters."""
+    from ray.tune.search.variant_generator import generate_variants
+
+    from tuning.space import grid_param_space
+
+    spec = parse_sweep({**TINY, "strategy.name": ["static", "eg"], "strategy.gamma": [0.1, 0.2], "train.seed": [0, 1],
+                        "sweep.paper_grid": False})
+    variants = list(generate_variants({"config": grid_param_space(spec.trials)}))
+    configs = [{k: v for k, v in c["config"].items() if not (k.startswith("strategy.") and v is None)}
+               for _, c in variants]
+    assert sorted(configs, key=lambda c: c["name"]) == sorted(spec.trials, key=lambda t: t["name"])
+    evaluated = {path[-1] for path in variants[0][0]}
+    assert {"name", "strategy.name", "strategy.gamma", "train.seed"} <= evaluated
+
+
+def test_a_relative_data_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = parse_sweep({**TINY, "data.root": "some/data"})
+    assert {t["data.root"] for t in spec.trials} == {str(tmp_path / "some" / "data")}
+
+
+# ----------------------------------------------------------------------------- resuming from plain JSON
+def _fake_sweep(out: Path, spec, done: dict[str, bool], threads: int = 1) -> Path:
+    """A sweep folder as a sweep leaves it: sweep.json and, per started trial, a Ray checkpoint
+    holding the run's summary.json (completed or not)."""
+    from tuning.launcher import _spec_record, _with_threads
+    from tuning.sweepdir import SweepDir
+
+    exp = out / spec.name
+    SweepDir(str(exp)).write_spec(_spec_record(_with_threads(spec, threads)))
+    for trial in _with_threads(spec, threads).trials:
+        if trial["name"] in done:
+            ckpt = exp / trial["name"] / "checkpoint_000001"
+            ckpt.mkdir(parents=True)
+            (ckpt / "summary.json").write_text(json.dumps({
+                "name": trial["name"], "completed": done[trial["name"]], "epochs": 2 if done[trial["name"]] else 1,
+                "config": trial, "errors": {"val": [0.5, 0.4], "test": [0.5, 0.4]}}))
+    return exp
+
+
+def test_resume_with_another_cpus_per_trial_is_not_a_changed_grid(tmp_path: Path) -> None:
+    """Execution-only changes (threads, via --cpus-per-trial) are taken on --resume: a finished sweep
+    resumed with other CPUs per trial only exports its runs again (nothing runs, Ray is not needed)."""
+    from tuning.launcher import run_sweep
+
+    spec = parse_sweep({**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}, name="cpus")
+    _fake_sweep(tmp_path, spec, {t["name"]: True for t in spec.trials}, threads=1)
+    outcome = run_sweep(spec, out=tmp_path, cpus_per_trial=2, resume=True, verbose=0)
+    assert outcome.errored == [] and outcome.unfinished == []
+    assert sorted(p.name for p in outcome.run_dirs) == sorted(t["name"] for t in spec.trials)
+
+
+def test_resume_takes_a_fix_in_the_sweep_file_for_unfinished_trials_only(tmp_path: Path) -> None:
+    """The way a failed trial's advice offers works: a sweep file that changes only a trial that did
+    not finish resumes (that trial starts again); one that changes a finished trial is refused,
+    naming the trial and the key."""
+    from adaptive_weights.errors import RefusedError
+    from tuning.launcher import plan_sweep
+    from tuning.sweepdir import SweepDir
+
+    base = {**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}
+    spec = parse_sweep(base, name="fix")
+    static, aann = (t["name"] for t in spec.trials)
+    exp = _fake_sweep(tmp_path, spec, {static: True, aann: False})
+    fixed = parse_sweep({**base, "sweep.per_strategy.aann.ratio": 1.5}, name="fix")  # aann failed: fix it
+    fixed_name = next(t["name"] for t in fixed.trials if t["strategy.name"] == "aann")
+    plan = plan_sweep(SweepDir(str(exp)), fixed, resume=True)
+    assert [t["name"] for t in plan.trials] == [fixed_name] and plan.resume_from == {}
+
+    same = plan_sweep(SweepDir(str(exp)), spec, resume=True)  # unchanged: aann continues from its checkpoint
+    assert [t["name"] for t in same.trials] == [aann] and set(same.resume_from) == {aann}
+
+    changed = parse_sweep({**base, "train.batch_size": 16}, name="fix")
+    with pytest.raises(RefusedError, match=rf"changes finished trial\(s\): {static} \(train\.batch_size: 32 -> 16"):
+        plan_sweep(SweepDir(str(exp)), changed, resume=True)
+
+
+def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
+    from adaptive_weights.errors import RefusedError
+    from tuning.launcher import plan_sweep
+    from tuning.sweepdir import SweepDir
+
+    spec = parse_sweep(TINY, name="none")
+    with pytest.raises(RefusedError, match="no sweep to resume"):
+        plan_sweep(SweepDir(str(tmp_path / "none")), spec, resume=True)
+
+
+def test_cluster_auth_is_token_by_default_and_needs_a_token(tmp_path: Path) -> None:
+    from adaptive_weights.errors import RefusedError
+    from tuning.launcher import ensure_cluster_auth
+
+    with pytest.raises(RefusedError, match="RAY_AUTH_TOKEN_PATH"):
+        ensure_cluster_auth({"HOME": str(tmp_path)})
+    assert ensure_cluster_auth({"HOME": str(tmp_path), "RAY_AUTH_TOKEN": "x" * 32}) == "token"
+    token = tmp_path / "token"
+    token.write_text("y" * 32)
+    assert ensure_cluster_auth({"HOME": str(tmp_path), "RAY_AUTH_TOKEN_PATH": str(token)}) == "token"
+    assert ensure_cluster_auth({"HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}) == "disabled"

@@ -1,5 +1,6 @@
 """Sweeps under real Ray, on loopback only: an undisturbed 4-trial sweep (the reference), a sweep
-killed mid-way and resumed, and a two-node cluster that loses its worker node mid-trial.
+killed mid-way and resumed (from a sweep folder whose Ray pickles an attacker replaced), and a
+two-node cluster with token authentication that loses its worker node mid-trial.
 
 Every Ray process these tests start lives under a private ``RAY_TMPDIR`` (so nothing touches the
 machine's ``/tmp/ray`` or another developer's cluster) and is stopped by process id.
@@ -195,7 +196,13 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
     done_before = {d.name: (d / "result.json").read_text() for d in finished()}
     assert 1 <= len(done_before) < 4
 
+    # anyone who can write to the sweep folder replaces every pickle Ray left there
+    marker = tmp_path / "pwned"
+    crafted = _plant_pickles(exp, marker)
+    assert any(p.name == "tuner.pkl" for p in crafted) and any(p.name == "params.pkl" for p in crafted)
+
     _finish(_cli(str(sweep_file), "--out", str(out), "--resume"), 150)
+    assert not marker.exists(), "--resume unpickled a file from the sweep folder"
     for name, text in done_before.items():  # finished trials were not run again
         assert (exp / name / "result.json").read_text() == text, name
     assert _results(exp / "runs") == reference
@@ -205,6 +212,31 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(
     report = (exp / "report" / "report.md").read_text()
     assert "## Chosen hyper-parameters" in report and "| strategy.name=eg |" in report
     assert (exp / "report" / "win_rates.csv").exists()
+
+
+class _Payload:
+    """Unpickling this writes the marker file: what a crafted pickle in a shared folder would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('code ran')",))
+
+
+def _plant_pickles(exp: Path, marker: Path) -> list[Path]:
+    """Overwrite every pickle Ray keeps outside the trials' checkpoints (tuner.pkl, params.pkl, the
+    searcher's and variant generator's state, which Ray pickles even under a .json name)."""
+    import pickle
+
+    payload = pickle.dumps(_Payload(marker))
+    planted = []
+    for path in exp.rglob("*"):
+        if path.is_file() and "checkpoint_" not in str(path.relative_to(exp)) and (
+                path.suffix == ".pkl" or path.name.startswith(("basic-variant-state", "search_gen_state"))):
+            path.write_bytes(payload)
+            planted.append(path)
+    return planted
 
 
 # Starts a head node and a worker node (each with its own resources) in a helper process, prints
@@ -226,14 +258,17 @@ sys.stdin.read()
 
 def test_two_node_cluster_survives_losing_its_worker(
         sweep_file: Path, reference: dict[str, dict], ray_tmp: str, tmp_path: Path) -> None:
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # the cluster and the sweep share a token (Ray's token authentication, as the README sets it up)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **auth}
     helper = subprocess.Popen([sys.executable, "-c", _CLUSTER_HELPER], env=env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         info = json.loads(helper.stdout.readline())
         out = tmp_path / "sweeps"
         exp = out / "tiny"
-        proc = _cli(str(sweep_file), "--out", str(out), "--address", info["address"], "--max-failures", "3")
+        proc = _cli(str(sweep_file), "--out", str(out), "--address", info["address"], "--max-failures", "3",
+                    env_extra=auth)
 
         def victim() -> str | None:
             """A trial running on the worker node with a checkpoint in storage and epochs to go."""

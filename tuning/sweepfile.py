@@ -12,6 +12,15 @@ A sweep file is a YAML (or JSON) mapping, nested or flat::
       paper_grid: true                # start from each strategy's search_space() (false: defaults)
       per_strategy:                   # axes or values for one strategy only
         eg: {ratio: [1.0, 2.0]}
+      search: grid                    # grid | random | optuna | hyperopt
+      num_samples: 1                  # searchers: how many settings to sample
+      scheduler: fifo                 # fifo | asha | pbt
+
+With ``sweep.search: random | optuna | hyperopt`` a key may also be a range, e.g.
+``strategy.gamma: {loguniform: [0.01, 0.5]}`` (``uniform``, ``loguniform``, ``randint`` [low, high),
+``choice``); random search samples ``num_samples`` settings and runs each over the grid of the
+file's lists (seeds, data sets), Optuna and HyperOpt suggest ``num_samples`` trials and read a list
+as a categorical choice. A searcher sweeps one strategy.
 
 Each strategy's hyper-parameters start from its ``search_space()`` (the paper's grid), so plugin
 strategies get sweeps for free; ``strategy.<hparam>`` keys override an axis for every strategy of
@@ -20,7 +29,8 @@ the sweep that declares it, ``sweep.per_strategy`` for one strategy. A key of a 
 
 :func:`expand_sweep` turns the file into the list of concrete trial configs, and validates every
 one of them with :meth:`RunConfig.resolve` before Ray starts, so a typo, an empty grid or a value
-of the wrong type fails in a second with the key's name rather than in a trial an hour later.
+of the wrong type fails in a second with the key's name rather than in a trial an hour later; a
+searcher sweep's ranges are validated at both ends.
 """
 
 from __future__ import annotations
@@ -35,7 +45,13 @@ from typing import Any
 
 from adaptive_weights.config import NAMING_PREFIXES
 
-__all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep"]
+__all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
+           "is_range"]
+
+SEARCHES = ("grid", "random", "optuna", "hyperopt")
+SCHEDULERS = ("fifo", "asha", "pbt")
+# A range is a one-entry mapping {kind: arguments}; ``randint``'s high end is excluded, as in Ray.
+RANGE_KINDS = ("uniform", "loguniform", "randint", "choice")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Keys the default run name already shows: the config's NAMING role (``strategy.``: every hyper-parameter).
@@ -44,37 +60,53 @@ _NAMED_PREFIXES = NAMING_PREFIXES
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """A validated sweep: its name, the resolved flat config of every trial (in grid order) and
-    the shared axes with more than one value (plus ``strategy.name``)."""
+    """A validated sweep: its name, the resolved flat config of every trial (a grid, in grid
+    order; empty for a searcher), the axes with more than one value (plus ``strategy.name``), and
+    for a searcher its ``space``: dotted key -> a fixed value, a list (grid axis for ``random``, a
+    choice for ``optuna``/``hyperopt``) or a range ``{kind: [low, high]}``, all plain JSON."""
 
     name: str
     trials: list[dict[str, Any]]
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    search: str = "grid"
+    num_samples: int = 1
+    scheduler: str = "fifo"
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line: what the sweep runs (``--dry-run`` and the launcher print it)."""
+        if self.search == "grid":
+            return f"sweep {self.name}: {len(self.trials)} trials"
+        searched = ", ".join(f"{k} ~ {_range_text(v)}" for k, v in self.space.items() if isinstance(v, (list, Mapping)))
+        per = "x the grid of its lists " if self.search == "random" and any(
+            isinstance(v, list) for v in self.space.values()) else ""
+        return f"sweep {self.name}: {self.search} search, {self.num_samples} samples {per}over {searched}"
 
 
 
 def load_sweep(path: str | Path, *, name: str | None = None) -> SweepSpec:
     """Read and validate a sweep file (see the module docstring); ``name`` overrides ``sweep.name``."""
-    import json
-
-    import yaml
-
     from adaptive_weights.config import load_config_file
 
-    try:
-        data = load_config_file(path)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ValueError(f"sweep file {str(path)!r} is not valid YAML/JSON: {err}") from None
-    return parse_sweep(data, name=name, default_name=Path(path).stem)
+    return parse_sweep(load_config_file(path), name=name, default_name=Path(path).stem)
 
 
 def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_name: str = "sweep") -> SweepSpec:
     """Validate a sweep mapping (nested or dotted keys) and expand it into trials."""
     from adaptive_weights.config import flatten
 
-    flat = {}
+    flat: dict[str, Any] = {}
     for key, value in flatten(data).items():
-        flat[str(key).replace("-", "_")] = value
+        key = str(key).replace("-", "_")
+        head, _, kind = key.rpartition(".")
+        if key.count(".") >= 2 and not key.startswith("sweep.") and kind not in RANGE_KINDS:
+            raise ValueError(f"{head}: {{{kind}: ...}} is not a range; a range is one of "
+                             f"{', '.join(RANGE_KINDS)}, e.g. {{loguniform: [0.01, 0.5]}}")
+        if kind in RANGE_KINDS and head:  # a range, flattened by the nested form: key.kind -> {kind: ...}
+            if head in flat:
+                raise ValueError(f"{head}: give one range ({', '.join(RANGE_KINDS)}), got several")
+            key, value = head, {kind: value}
+        flat[key] = value
     options = {k[len("sweep."):]: v for k, v in flat.items() if k.startswith("sweep.")}
     keys = {k: v for k, v in flat.items() if not k.startswith("sweep.")}
     sweep_name = name or options.pop("name", None) or default_name
@@ -84,15 +116,28 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
     paper_grid = options.pop("paper_grid", True)
     if not isinstance(paper_grid, bool):
         raise ValueError(f"sweep.paper_grid: expected true or false, got {paper_grid!r}")
+    search = _option("search", options.pop("search", "grid"), SEARCHES)
+    scheduler = _option("scheduler", options.pop("scheduler", "fifo"), SCHEDULERS)
+    num_samples = options.pop("num_samples", 1)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"sweep.num_samples: expected a positive integer, got {num_samples!r}")
     per_strategy: dict[str, dict[str, Any]] = {}
     for key, value in options.items():
         head, _, rest = key.partition(".")
         if head != "per_strategy" or "." not in rest:
             raise ValueError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
+                             "sweep.search, sweep.num_samples, sweep.scheduler, "
                              "sweep.per_strategy.<strategy>.<hyper-parameter>")
         strategy, _, hparam = rest.partition(".")
         per_strategy.setdefault(strategy, {})[hparam] = value
-    return expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy)
+    return expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
+                        search=search, num_samples=num_samples, scheduler=scheduler)
+
+
+def _option(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"sweep.{key}: got {value!r}; allowed: {', '.join(allowed)}")
+    return str(value)
 
 
 def expand_sweep(
@@ -101,14 +146,18 @@ def expand_sweep(
     name: str,
     paper_grid: bool = True,
     per_strategy: Mapping[str, Mapping[str, Any]] | None = None,
+    search: str = "grid",
+    num_samples: int = 1,
+    scheduler: str = "fifo",
 ) -> SweepSpec:
-    """Expand dotted ``keys`` (lists are axes) into resolved trial configs; raises ``ValueError``
-    naming the key on an unknown key, an empty grid or a value of the wrong type."""
+    """Expand dotted ``keys`` (lists are axes, ranges are sampled) into resolved trial configs (a
+    grid) or a validated search space (a searcher); raises ``ValueError`` naming the key on an
+    unknown key, an empty grid, a range a grid cannot sample or a value of the wrong type."""
     from adaptive_weights.config import RunConfig
     from strategies import get_strategy_class, list_strategies
 
     per_strategy = {k: dict(v) for k, v in (per_strategy or {}).items()}
-    shared: dict[str, list[Any]] = {}
+    shared: dict[str, Any] = {}
     hparam_keys: dict[str, Any] = {}
     for key, value in keys.items():
         if key == "name":
@@ -116,7 +165,9 @@ def expand_sweep(
         if key.startswith("strategy.") and key != "strategy.name":
             hparam_keys[key.split(".", 1)[1]] = value
             continue
-        shared[key] = _axis(key, value, _annotation(key))
+        shared[key] = _axis(key, value, _annotation(key), search)
+    if is_range(shared.get("strategy.name")):
+        raise ValueError("strategy.name: a list of strategies, not a range")
     strategy_names = shared.pop("strategy.name", [RunConfig().strategy.name])
     known = list_strategies()
     for strategy in list(strategy_names) + list(per_strategy):
@@ -125,28 +176,40 @@ def expand_sweep(
     unused = sorted(set(per_strategy) - set(strategy_names))
     if unused:
         raise ValueError(f"sweep.per_strategy.{unused[0]}: {unused[0]!r} is not in strategy.name {strategy_names}")
+    if search != "grid" and len(set(strategy_names)) > 1:
+        raise ValueError(f"strategy.name: sweep.search {search!r} samples the hyper-parameters of one strategy, got "
+                         f"{list(dict.fromkeys(strategy_names))}; write one sweep file per strategy, or use "
+                         "sweep.search: grid")
+    if search == "grid" and num_samples != 1:
+        raise ValueError(f"sweep.num_samples: {num_samples} with sweep.search: grid would repeat every trial; "
+                         "repeat runs with train.seed values, or sample with sweep.search: random")
+    shared["data.root"] = _absolute_roots(shared.get("data.root", [RunConfig().data.root]))
 
     # each strategy's own grid: paper grid (or defaults), then the shared overrides, then its own
-    grids: dict[str, dict[str, list[Any]]] = {}
+    grids: dict[str, dict[str, Any]] = {}
     claimed: set[str] = set()
     for strategy in dict.fromkeys(strategy_names):
         cls = get_strategy_class(strategy)
         grid = {k: list(v) for k, v in cls.search_space().items()} if paper_grid else {}
         for hparam, value in hparam_keys.items():
             if hparam in cls.hparams:
-                grid[hparam] = _axis(f"strategy.{hparam}", value, None)
+                grid[hparam] = _axis(f"strategy.{hparam}", value, None, search)
                 claimed.add(hparam)
         for hparam, value in per_strategy.get(strategy, {}).items():
             if hparam not in cls.hparams:
                 allowed = ", ".join(cls.hparams) or "none"
                 raise ValueError(f"sweep.per_strategy.{strategy}.{hparam}: strategy {strategy!r} has no "
                                  f"hyper-parameter {hparam!r}; allowed: {allowed}")
-            grid[hparam] = _axis(f"sweep.per_strategy.{strategy}.{hparam}", value, None)
+            grid[hparam] = _axis(f"sweep.per_strategy.{strategy}.{hparam}", value, None, search)
         grids[strategy] = grid
     stray = sorted(set(hparam_keys) - claimed)
     if stray:
         raise ValueError(f"strategy.{stray[0]}: no strategy of this sweep ({', '.join(dict.fromkeys(strategy_names))}) "
                          f"has a hyper-parameter {stray[0]!r}")
+    if search != "grid":
+        strategy = strategy_names[0]
+        return _search_spec(name, search, num_samples, scheduler, strategy, shared,
+                            {f"strategy.{k}": v for k, v in grids[strategy].items()})
 
     trials: list[dict[str, Any]] = []
     shared_items = list(shared.items())
@@ -169,7 +232,61 @@ def expand_sweep(
         raise ValueError(f"two trials of the sweep would both be the run {dup!r}; remove the duplicate values")
     axes_out = {k: v for k, v in shared.items() if len(v) > 1}
     axes_out["strategy.name"] = list(dict.fromkeys(strategy_names))
-    return SweepSpec(name=name, trials=trials, axes=axes_out)
+    return SweepSpec(name=name, trials=trials, axes=axes_out, scheduler=scheduler)
+
+
+def is_range(value: Any) -> bool:
+    """Whether a sweep value is a range ``{kind: arguments}`` rather than a value or an axis."""
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in RANGE_KINDS
+
+
+def _search_spec(name: str, search: str, num_samples: int, scheduler: str, strategy: str,
+                 shared: dict[str, Any], hparams: dict[str, Any]) -> SweepSpec:
+    """A searcher's space: one-point axes become fixed values; every value a sample can take is
+    resolved once here (each range at both ends), so a sampled trial never fails validation."""
+    space: dict[str, Any] = {"strategy.name": strategy}
+    for key, axis in list(shared.items()) + list(hparams.items()):
+        space[key] = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    searched = [k for k, v in space.items() if isinstance(v, (list, Mapping))]
+    if not searched:
+        raise ValueError(f"sweep.search: {search!r} has nothing to search; give a range (e.g. strategy.gamma: "
+                         "{loguniform: [0.01, 0.5]}) or a list, or use sweep.search: grid")
+    if search == "random" and not any(is_range(space[k]) for k in searched):
+        raise ValueError("sweep.search: random samples ranges and this file has none (its lists are grid axes); "
+                         "give a range, e.g. strategy.gamma: {loguniform: [0.01, 0.5]}, or use sweep.search: grid")
+    base = {k: _points(v)[0] if k in searched else v for k, v in space.items()}
+    for key in searched:
+        for point in _points(space[key]):
+            try:
+                _resolve_trial({**base, key: point})
+            except ValueError as err:
+                raise ValueError(f"{key}: {_range_text(space[key])} reaches {point!r}, which a run refuses: {err}") from None
+    axes = {k: space[k] for k in searched}
+    axes["strategy.name"] = [strategy]
+    return SweepSpec(name=name, trials=[], axes=axes, search=search, num_samples=num_samples,
+                     scheduler=scheduler, space=space)
+
+
+def _points(value: Any) -> list[Any]:
+    """The values a searched key can take at its ends: every list or choice value, a range's bounds."""
+    if isinstance(value, list):
+        return value
+    kind, args = next(iter(value.items()))
+    if kind == "choice":
+        return list(args)
+    return [args[0], args[1] - 1] if kind == "randint" else list(args)
+
+
+def _range_text(value: Any) -> str:
+    if isinstance(value, list):
+        return "{" + ", ".join(map(str, value)) + "}"
+    kind, args = next(iter(value.items()))
+    return f"{kind}({', '.join(map(str, args))})"
+
+
+def _absolute_roots(roots: list[Any]) -> list[Any]:
+    """A relative ``data.root`` is made absolute here: trial workers run in other directories."""
+    return [str(Path(r).expanduser().resolve()) if isinstance(r, str) and "://" not in r else r for r in roots]
 
 
 def _name_part(value: Any) -> str:
@@ -206,14 +323,15 @@ def _annotation(key: str) -> Any:
     return hints[sub]
 
 
-def _axis(key: str, value: Any, annotation: Any) -> list[Any]:
-    """A list is an axis (a list of lists for tuple-typed keys); a scalar is a one-point axis.
-    Values are type-checked here so the message names the sweep key."""
+def _axis(key: str, value: Any, annotation: Any, search: str = "grid") -> Any:
+    """A list is an axis (a list of lists for tuple-typed keys); a scalar is a one-point axis; a
+    range ``{kind: args}`` is kept as it is for a searcher. Values are type-checked here so the
+    message names the sweep key."""
     from adaptive_weights.config import coerce_value
 
     is_tuple = annotation is not None and _is_tuple_type(annotation)
     if isinstance(value, Mapping):
-        raise ValueError(f"{key}: expected a value or a list of values, got a mapping {dict(value)!r}")
+        return _range(key, value, annotation, search, is_tuple)
     if isinstance(value, (list, tuple)) and (not is_tuple or all(isinstance(v, (list, tuple)) for v in value)):
         values = list(value)
         if not values:
@@ -221,15 +339,55 @@ def _axis(key: str, value: Any, annotation: Any) -> list[Any]:
     else:
         values = [value]
     for v in values:
-        if annotation is not None:
-            coerce_value(key, v, annotation)
-        elif isinstance(v, (list, tuple, Mapping)) or v is None:
-            raise ValueError(f"{key}: expected a number or a string, got {v!r}")
+        _check_value(key, v, annotation, coerce_value)
     return values
+
+
+def _check_value(key: str, v: Any, annotation: Any, coerce_value: Any) -> None:
+    if annotation is not None:
+        coerce_value(key, v, annotation)
+    elif isinstance(v, (list, tuple, Mapping)) or v is None:
+        raise ValueError(f"{key}: expected a number or a string, got {v!r}")
+
+
+def _range(key: str, value: Mapping[str, Any], annotation: Any, search: str, is_tuple: bool) -> dict[str, Any]:
+    """Validate a range's form (its values are resolved against the config later)."""
+    from adaptive_weights.config import coerce_value
+
+    kinds = ", ".join(RANGE_KINDS)
+    if not is_range(value):
+        raise ValueError(f"{key}: expected a value, a list of values or a range {{kind: [low, high]}} with kind one "
+                         f"of {kinds}; got {dict(value)!r}")
+    if search == "grid":
+        raise ValueError(f"{key}: the range {dict(value)!r} needs a searcher (sweep.search: random, optuna or "
+                         "hyperopt); a grid takes a list of values")
+    if is_tuple:
+        raise ValueError(f"{key}: a tuple-valued key takes values or a list of them, not a range")
+    kind, args = next(iter(value.items()))
+    if kind == "choice":
+        if not isinstance(args, (list, tuple)) or not args:
+            raise ValueError(f"{key}: choice needs a non-empty list of values, got {args!r}")
+        for v in args:
+            _check_value(key, v, annotation, coerce_value)
+        return {kind: list(args)}
+    numbers = isinstance(args, (list, tuple)) and len(args) == 2 and all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    if not numbers or not args[0] < args[1]:
+        raise ValueError(f"{key}: {kind} needs [low, high] with low < high, got {args!r}")
+    if kind == "loguniform" and args[0] <= 0:
+        raise ValueError(f"{key}: loguniform needs low > 0, got {args!r}")
+    if kind == "randint" and not all(float(a).is_integer() for a in args):
+        raise ValueError(f"{key}: randint needs integer bounds [low, high), got {args!r}")
+    if annotation is not None:
+        base = {a for a in typing.get_args(annotation) if a is not type(None)} or {annotation}
+        if not base <= {int, float} or (kind != "randint" and int in base):
+            wanted = "randint or choice" if int in base else "choice"
+            raise ValueError(f"{key}: {kind} samples {'floats' if kind != 'randint' else 'integers'}, but the key "
+                             f"holds {'/'.join(t.__name__ for t in base)}; use {wanted}")
+    return {kind: [int(a) for a in args] if kind == "randint" else [float(a) for a in args]}
 
 
 def _is_tuple_type(tp: Any) -> bool:
     if typing.get_origin(tp) is tuple:
         return True
     return any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
-

@@ -1,11 +1,18 @@
 """The Ray Tune trainable: ``adaptive_weights.train.train`` with a report hook, nothing more.
 
+The trial's ``config`` *is* the run's flat config: the dotted keys of ``param_space``
+(``strategy.gamma``, ``train.seed``, ...), so any Tune search space, searcher or scheduler works
+on them, and Ray's tables and dataframes show them. A key a strategy does not have is ``None``
+(a grid of several strategies) and is left out.
+
 Every epoch the training loop writes its atomic checkpoint (``checkpoints/last.pt``), its metrics
 and summary into the run directory and then calls ``report``; the hook hands Ray the epoch's
 metrics and the *whole run directory* as the trial's checkpoint. Ray persists it to the storage
 path (a shared file system or a bucket on a cluster), so a trial restarted on another node copies
 it back and continues with ``train(..., resume=True)`` exactly where the checkpoint left off, and
 the last checkpoint of a finished trial is a complete run directory that reports read directly.
+A resumed sweep (``sweep --resume``) starts a trial from the checkpoint it names in ``resume_from``
+in the same way: a run directory, read with ``weights_only=True``.
 
 Ray is imported inside the function only: importing this module starts nothing.
 """
@@ -15,11 +22,11 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train_trial", "trial_metrics", "RUN_DIRNAME"]
+__all__ = ["train_trial", "trial_metrics", "run_config", "sampled_run_name", "write_hparams", "RUN_DIRNAME"]
 
 RUN_DIRNAME = "run"
 
@@ -36,57 +43,107 @@ def trial_metrics(row: dict[str, Any], *, resumed_from_epoch: int) -> dict[str, 
     return out
 
 
-def train_trial(config: dict[str, Any], runs: Mapping[str, dict[str, Any]] | None = None) -> None:
-    """Ray Tune function trainable. ``config["run"]``: a run name looked up in ``runs`` (bound with
-    ``tune.with_parameters``, so progress tables show names, not whole configs) or a resolved flat
-    run config itself; ``config["tensorboard"]``: whether the run writes TensorBoard events too.
+def sampled_run_name(config: Mapping[str, Any], trial_id: str) -> str:
+    """The run name of a trial whose config has no ``name`` (a sampled one): the default run name,
+    with sampled floats shown to 3 significant digits, and the trial's number, so two samples never
+    share a directory (``synthetic-resnet1c4-sieve-eg-gamma0.0316-s0-00002``)."""
+    from adaptive_weights.config import RunConfig
 
-    The run directory is always rebuilt from Ray's checkpoint (or started empty), never reused
-    from the local disk: a worker killed between writing ``last.pt`` and reporting it would
-    otherwise resume from an epoch that Ray never recorded, and the trial's results would differ
-    from an undisturbed run's.
+    shown = {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in _config_keys(config).items()}
+    base = RunConfig.from_flat(shown).resolve().name
+    return f"{base}-{trial_id.rsplit('_', 1)[-1]}"
+
+
+def run_config(config: Mapping[str, Any], trial_id: str = "trial"):
+    """The resolved :class:`RunConfig` of a trial's ``config`` (named by :func:`sampled_run_name`
+    when it has no ``name``)."""
+    from adaptive_weights.config import RunConfig
+
+    flat = _config_keys(config)
+    if not flat.get("name"):
+        flat["name"] = sampled_run_name(config, trial_id)
+    return RunConfig.from_flat(flat).resolve()
+
+
+def _config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's keys: everything but a strategy key the trial's strategy does not have (None)."""
+    return {k: v for k, v in config.items() if not (k.startswith("strategy.") and v is None)}
+
+
+def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from: Mapping[str, str] | None = None,
+                hparam_keys: Sequence[str] = ()) -> None:
+    """Ray Tune function trainable: train the run whose flat config is ``config``.
+
+    ``tensorboard``: the run writes TensorBoard events, plus an HParams summary of ``hparam_keys``
+    (the keys the sweep varies). ``resume_from``: run name -> the path or URI of a run directory
+    (an earlier trial's checkpoint) this trial continues from when Ray gives it no checkpoint.
+
+    The run directory is always rebuilt from a checkpoint (or started empty), never reused from the
+    local disk: a worker killed between writing ``last.pt`` and reporting it would otherwise resume
+    from an epoch that Ray never recorded, and the trial's results would differ from an undisturbed
+    run's.
     """
     from ray import tune
 
-    from adaptive_weights.config import RunConfig
     from adaptive_weights.train import train
 
-    run = config["run"]
-    if isinstance(run, str):
-        if runs is None or run not in runs:
-            raise ValueError(f"trial {run!r} is not in this sweep's grid (was the sweep file changed?)")
-        run = runs[run]
-    if run.get("train.device", "auto") == "auto":
+    ctx = tune.get_context()
+    cfg = run_config(config, ctx.get_trial_id())
+    if cfg.train.device == "auto":
         # the GPUs Ray gave this trial (CUDA_VISIBLE_DEVICES is set to them), else the CPU: a trial
         # asked for 0 GPUs must not crowd onto a GPU that Ray lends to others
+        import dataclasses
+
         import ray
 
-        run = {**run, "train.device": "cuda" if ray.get_gpu_ids() else "cpu"}
-    cfg = RunConfig.from_flat(run)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, device="cuda" if ray.get_gpu_ids() else "cpu"))
     # The run trains in a scratch folder outside the trial directory: Ray copies trial directories
     # to the storage path while trials write, and would trip over the atomic writes' temp files.
     # Every epoch's checkpoint (the whole run directory) is what Ray keeps.
-    ctx = tune.get_context()
     run_dir = (Path(tempfile.gettempdir()) / "adaptive-weights-trials"
                / f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}" / RUN_DIRNAME).resolve()
     if run_dir.exists():
         shutil.rmtree(run_dir)
     checkpoint = tune.get_checkpoint()
+    if checkpoint is None and resume_from and cfg.name in resume_from:
+        checkpoint = tune.Checkpoint(resume_from[cfg.name])
     resumed_from = 0
     if checkpoint is not None:
-        with checkpoint.as_directory() as saved:
-            shutil.copytree(saved, run_dir)
+        checkpoint.to_directory(str(run_dir))
         resumed_from = _checkpoint_epoch(run_dir)
+    if tensorboard and hparam_keys:
+        write_hparams(run_dir / "tb", cfg.to_flat(), hparam_keys)
 
     def report(row: dict[str, Any], checkpoint_path: Path) -> None:
         tune.report(trial_metrics(row, resumed_from_epoch=resumed_from),
                     checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
 
     try:
-        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=report,
-              tensorboard=bool(config.get("tensorboard", True)))
+        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=report, tensorboard=tensorboard)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
+
+
+def write_hparams(tb_dir: Path, flat: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """An HParams summary in the run's own TensorBoard folder: the values of ``keys`` and the
+    validation metrics the run logs, so TensorBoard's HParams view lists every trial of a sweep."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    values = {k: _hparam_value(flat.get(k)) for k in keys}
+    metrics = {"val/err/mean": math.nan, "val/err/final": math.nan}
+    writer = SummaryWriter(str(tb_dir), filename_suffix=".hparams")
+    try:
+        for summary in hparams(values, metrics):
+            writer.file_writer.add_summary(summary)
+    finally:
+        writer.close()
+
+
+def _hparam_value(value: Any) -> Any:
+    """HParams takes numbers, strings and booleans."""
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _checkpoint_epoch(run_dir: Path) -> int:

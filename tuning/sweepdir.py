@@ -1,0 +1,132 @@
+"""A sweep's directory on storage (a local path or a URI such as ``s3://bucket/sweeps/NAME``), read
+without ever unpickling.
+
+What a resume needs is written by this library as plain JSON: ``sweep.json`` (the validated sweep:
+its trials or search space, written before Ray starts), ``stopped.json`` (trials a scheduler stopped
+early, so a resume does not run them on), and in every trial directory Ray's checkpoints, each a
+complete run directory (``summary.json``, ``config.json``, ``checkpoints/last.pt``, read by
+``train(resume=True)`` with ``weights_only=True``). Ray's own files (``tuner.pkl``, ``params.pkl``,
+the searcher and experiment state) are pickles and are never read.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE"]
+
+SPEC_FILE = "sweep.json"
+STOPPED_FILE = "stopped.json"
+_CHECKPOINT_PREFIX = "checkpoint_"
+
+
+@dataclass(frozen=True)
+class TrialCheckpoint:
+    """The furthest checkpoint of one run found in the sweep directory."""
+
+    name: str
+    path: str              # a local path or a URI, as Ray's storage path is
+    epochs: int
+    completed: bool
+    config: dict[str, Any]  # the run's flat config (summary.json)
+    val_errors: list[float] | None
+
+
+class SweepDir:
+    """Reads and writes the files above under ``experiment`` (a path or URI)."""
+
+    def __init__(self, experiment: str) -> None:
+        import pyarrow.fs
+
+        self.experiment = experiment
+        self.is_uri = "://" in experiment
+        self._fs, self._root = pyarrow.fs.FileSystem.from_uri(experiment)
+
+    # ------------------------------------------------------------------ plain JSON files
+    def _path(self, *parts: str) -> str:
+        return posixpath.join(self._root, *parts)
+
+    def uri(self, *parts: str) -> str:
+        """A child as a path or URI of the same kind as ``experiment``."""
+        return "/".join([self.experiment.rstrip("/"), *parts])
+
+    def exists(self, *parts: str) -> bool:
+        import pyarrow.fs
+
+        return self._fs.get_file_info(self._path(*parts)).type != pyarrow.fs.FileType.NotFound
+
+    def read_json(self, *parts: str) -> Any:
+        path = self._path(*parts)
+        try:
+            with self._fs.open_input_stream(path) as f:
+                return json.loads(f.read().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{self.uri(*parts)}: not readable JSON ({err})") from None
+
+    def write_json(self, obj: Any, *parts: str) -> None:
+        if not self.is_uri:
+            from adaptive_weights._io import atomic_write_json
+
+            atomic_write_json(Path(self._path(*parts)), obj)
+            return
+        with self._fs.open_output_stream(self._path(*parts)) as f:  # an object store writes whole objects
+            f.write((json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+    def spec(self) -> dict[str, Any]:
+        return self.read_json(SPEC_FILE)
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        self.write_json(spec, SPEC_FILE)
+
+    def stopped(self) -> set[str]:
+        return set(self.read_json(STOPPED_FILE)) if self.exists(STOPPED_FILE) else set()
+
+    def record_stopped(self, name: str) -> None:
+        self.write_json(sorted(self.stopped() | {name}), STOPPED_FILE)
+
+    # ------------------------------------------------------------------ trial directories
+    def _children(self, path: str) -> list[str]:
+        import pyarrow.fs
+
+        infos = self._fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+        return sorted(posixpath.basename(i.path) for i in infos if i.type == pyarrow.fs.FileType.Directory)
+
+    def trial_dirs(self) -> list[str]:
+        """Names of the directories that hold Ray checkpoints (the trials of every attempt)."""
+        return [d for d in self._children(self._root)
+                if any(c.startswith(_CHECKPOINT_PREFIX) for c in self._children(self._path(d)))]
+
+    def checkpoints(self) -> dict[str, TrialCheckpoint]:
+        """Run name -> its furthest checkpoint over every trial directory (a run resumed in a later
+        attempt has checkpoints in two directories)."""
+        best: dict[str, TrialCheckpoint] = {}
+        for trial in self.trial_dirs():
+            for ckpt in self._children(self._path(trial)):
+                if not ckpt.startswith(_CHECKPOINT_PREFIX) or not self.exists(trial, ckpt, "summary.json"):
+                    continue
+                summary = self.read_json(trial, ckpt, "summary.json")
+                found = TrialCheckpoint(
+                    name=str(summary["name"]), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
+                    completed=bool(summary.get("completed")), config=dict(summary.get("config") or {}),
+                    val_errors=(summary.get("errors") or {}).get("val"))
+                if found.name not in best or found.epochs > best[found.name].epochs:
+                    best[found.name] = found
+        return best
+
+    def download(self, checkpoint: TrialCheckpoint, dest: Path) -> Path:
+        """Copy a checkpoint (a run directory) to the local ``dest``, replacing what was there."""
+        import shutil
+
+        import pyarrow.fs
+
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        _, src = pyarrow.fs.FileSystem.from_uri(checkpoint.path)
+        pyarrow.fs.copy_files(src, str(dest), source_filesystem=self._fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        return dest
