@@ -3,6 +3,11 @@
 Every config key is a dotted flag (``--model.n 9``, ``--strategy.gamma 0.3``; dashes or
 underscores), exactly the keys of YAML files and Ray Tune param spaces (see ``config.py``). Bad
 values fail before any work starts, naming the key, the value and what is allowed.
+
+Every command reports a refusal (:class:`~adaptive_weights.errors.RefusedError`: a bad value, a
+run that exists, a corrupt or unsafe file, a bad label, a diverged run, a busy run directory; also
+a missing file) as one line ``error: ...`` on stderr and exit status 2; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ import argparse
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from .errors import RefusedError
 
 __all__ = ["main", "parse_overrides"]
 
@@ -104,7 +111,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, load_model_state
     from .evaluate import evaluate_exits, format_exit_table
     from .runs import load_run_config
     from .train import build_run, resolve_device
@@ -114,8 +121,9 @@ def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     data, model, _, _ = build_run(cfg, device)
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=device)
-    model.load_state_dict(state["model"])
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(ckpt_path, map_location=device)
+    load_model_state(model, state["model"], ckpt_path)
     if args.split not in data.eval:
         raise ValueError(f"--split {args.split!r}: this run's data has splits {sorted(data.eval)}")
     ev = evaluate_exits(model, data.eval[args.split])
@@ -184,11 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": ("tuning.launcher", "cli_main"),
     }
     if argv and argv[0] in delegated:
-        try:
-            return int(_optional(*delegated[argv[0]])(argv[1:]) or 0)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        return _reporting_refusals(lambda: _optional(*delegated[argv[0]])(argv[1:]))
 
     parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
                                      "evaluate, compare strategies, sweep and report.")
@@ -225,9 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return _reporting_refusals(lambda: args.func(args, extra))
+
+
+# RefusedError is a ValueError; the library's older refusals are plain ValueErrors, so both print.
+_REFUSALS = (RefusedError, ValueError, FileNotFoundError)
+
+
+def _reporting_refusals(command: Callable[[], int | None]) -> int:
+    """Run one command: its exit status, or 2 with ``error: <message>`` for a refusal."""
     try:
-        return int(args.func(args, extra) or 0)
-    except (ValueError, FileNotFoundError) as err:
+        return int(command() or 0)
+    except _REFUSALS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

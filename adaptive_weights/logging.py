@@ -1,9 +1,10 @@
 """The run's writer: one set of flat keys, two sinks (TensorBoard and ``metrics.jsonl``).
 
 Keys look like ``train/loss/exit_03``, ``train/prob/exit_03``, ``val/err/exit_03``,
-``time/step_ms``. ``metrics.jsonl`` holds one row per epoch and is rewritten atomically, so a run
-killed at any moment leaves a file that a resumed run (or a report) can trust; on resume the rows
-of epochs that will be replayed are dropped, and TensorBoard purges their events.
+``time/step_ms``. ``metrics.jsonl`` holds one row per epoch (strict JSON: a non-finite value is
+``null``) and is rewritten atomically. The trainer logs an epoch *before* checkpointing it, so a run
+killed at any moment leaves every checkpointed epoch's row; on resume the rows past the checkpoint
+(epochs that will be replayed) are dropped, and TensorBoard purges their events.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
+from ._io import atomic_write_text, json_dumps
 from .errors import RefusedError
 from .plots import figure_to_array, plot_error_vs_macs, plot_probability_stack, save_figure
 
@@ -61,7 +62,7 @@ class RunLogger:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_epoch + 1)
 
     def _flush_rows(self) -> None:
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.rows))
+        atomic_write_text(self.metrics_path, "".join(json_dumps(r) + "\n" for r in self.rows))
 
     def log_epoch(self, row: Mapping[str, Any], *, exit_macs: Sequence[float] | None = None,
                   eval_split: str | None = None) -> None:

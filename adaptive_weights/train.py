@@ -5,10 +5,18 @@ vectorised cross-entropy gives the ``[K]`` loss vector, the weighted sum is back
 the detached loss vector goes back to the strategy. Nothing in the step reads a value back to the
 host. Every epoch: evaluate all exits, log, write an atomic checkpoint, call ``report`` (the only
 hook Ray Tune needs). A run killed at any moment resumes exactly from its last checkpoint.
+
+The epoch's metrics row is written before its checkpoint (a resume drops rows past the checkpoint
+and rewrites ``summary.json`` from the checkpointed epoch's row), so the record and the checkpoint
+always agree. A run whose state or loss turns non-finite stops (:class:`DivergedError`) before the
+bad state reaches a checkpoint; the check reads one flag per epoch and per mid-epoch checkpoint,
+never per step. One process at a time trains into a run directory (:class:`RunDirLock`).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,22 +26,35 @@ from typing import Any
 import torch
 
 from ._io import atomic_write_json, read_json
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ._lock import RunDirLock
+from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from .config import ARCHITECTURE_KEYS, RunConfig
 from .data._shard import local_batch_size
 from .distributed import Distributed, setup_distributed
+from .errors import RefusedError
 from .evaluate import autocast_for, evaluate_exits, per_exit_losses
 from .logging import Progress, RunLogger, exit_key
 from .schemes import scheme_weights
 
-__all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError",
-           "library_version", "git_revision"]
+__all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "DivergedError",
+           "library_version", "git_revision", "run_directory"]
 
 ReportFn = Callable[[dict[str, Any], Path], None]
 
 
-class RunExistsError(RuntimeError):
+class RunExistsError(RefusedError):
     """The run directory already holds a run and ``resume`` was not asked for."""
+
+
+class DivergedError(RefusedError):
+    """Training stopped because its state or loss stayed non-finite; ``summary.json`` says so
+    (``"status": "diverged"``) and the last finite checkpoint is kept."""
+
+
+def run_directory(cfg: RunConfig, out_dir: str | Path | None) -> Path:
+    """The absolute run directory of ``cfg``: ``out_dir``, by default ``results/runs/<name>``."""
+    run_dir = Path(out_dir) if out_dir is not None else Path("results") / "runs" / cfg.name
+    return run_dir.resolve()
 
 
 def library_version() -> str:
@@ -136,6 +157,32 @@ def _check_same_architecture(stored: dict[str, Any], new: dict[str, Any], where:
         raise ValueError(f"cannot resume {where}: the config changes {detail}; start a new run instead")
 
 
+def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run ``train_fn`` holding the run directory's lock (taken before anything there is read or
+    written); a second process training into the same directory is refused. In a distributed run
+    only rank 0 writes the directory, so only rank 0 locks it."""
+
+    @functools.wraps(train_fn)
+    def locked(config: RunConfig, *, out_dir: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
+        run_dir = run_directory(config.resolve(), out_dir)
+        if not _writes_run_dir():
+            return train_fn(config, out_dir=run_dir, **kwargs)
+        with RunDirLock(run_dir):
+            return train_fn(config, out_dir=run_dir, **kwargs)
+
+    return locked
+
+
+def _writes_run_dir() -> bool:
+    """Rank 0 or a single process: :func:`setup_distributed`'s rule, asked before it runs."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0"
+
+
+@_one_writer_per_run_dir
 def train(
     config: RunConfig,
     *,
@@ -149,10 +196,11 @@ def train(
     ``resume=True`` continues from ``out_dir/checkpoints/last.pt`` (refusing an architecture
     change); without it an existing run directory is an error, so nothing is overwritten.
     ``report(metrics, checkpoint_path)`` is called after every epoch's checkpoint is written.
+    A run that diverges raises :class:`DivergedError`; another process training into ``out_dir``
+    at the same time is refused (:class:`~adaptive_weights._lock.RunDirBusyError`).
     """
     cfg = config.resolve()
-    run_dir = Path(out_dir) if out_dir is not None else Path("results") / "runs" / cfg.name
-    run_dir = run_dir.resolve()
+    run_dir = run_directory(cfg, out_dir)
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     ddp, device = setup_distributed(resolve_device(cfg.train.device))
     local_batch_size(cfg.train.batch_size, ddp.world_size)  # refused before anything is written
@@ -197,21 +245,31 @@ def train(
     start_epoch, start_batch, step = 0, 0, 0
     acc = _new_accumulators(num_exits, device)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        load_model_state(model, checkpoint["model"], ckpt_path)
         optimizer.load_state_dict(checkpoint["optimizer"])
         strategy.load_state_dict(checkpoint["strategy"])
         set_rng_state(checkpoint["rng"], device)
         start_epoch, start_batch, step = checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]
-        acc = {k: v.to(device) for k, v in checkpoint["accumulators"].items()}
+        acc.update({k: v.to(device) for k, v in checkpoint["accumulators"].items()})
         if not ddp.is_main:  # the checkpoint holds rank 0's share of the per-rank counts
             acc.update({k: torch.zeros_like(acc[k]) for k in _PER_RANK})
 
     logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard) if ddp.is_main else None
+    summary = None
+    if logger is not None and checkpoint is not None and logger.rows and logger.rows[-1]["epoch"] == start_epoch:
+        # a kill between the epoch's checkpoint and its summary.json: rewrite it from the row
+        summary = _summary(cfg, model, exit_macs, logger.rows[-1], data, start_epoch, logger.rows[-1]["step"],
+                           completed=start_epoch == cfg.train.epochs)
+        summary.update(ddp.describe())
+        atomic_write_json(run_dir / "summary.json", summary)
     progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress and ddp.is_main)
     progress.line(f"run {cfg.name}: {num_exits} exits at units {model.exit_units}, "
                   f"{exit_macs[-1] / 1e6:.2f}M MACs (conv+linear), {steps_per_epoch} steps/epoch on {device}")
 
+    last_checkpoint = (start_epoch, start_batch) if checkpoint is not None else None
+
     def checkpoint_now(epoch: int, batch: int) -> None:
+        nonlocal last_checkpoint
         if not ddp.is_main:
             return
         save_checkpoint(ckpt_path, {
@@ -221,6 +279,25 @@ def train(
             "accumulators": {k: v.detach().cpu() for k, v in acc.items()},
             "config": cfg.to_flat(), "version": library_version(),
         })
+        last_checkpoint = (epoch, batch)
+
+    def stop_diverged(epoch: int, reason: str) -> None:
+        """Record the divergence in summary.json (the last good epoch's errors, if any) and stop."""
+        kept = (f"the last good checkpoint {ckpt_path} (epoch {last_checkpoint[0]}, batch {last_checkpoint[1]}) "
+                "is kept" if last_checkpoint else "no checkpoint was written")
+        if logger is not None:
+            good = logger.rows[-1] if logger.rows else {}
+            record = _summary(cfg, model, exit_macs, good, data, int(good.get("epoch", 0)),
+                              int(good.get("step", 0)), completed=False)
+            record.update(ddp.describe())
+            record.update(status="diverged", diverged={
+                "epoch": epoch + 1, "step": step, "reason": reason,
+                "checkpoint": list(last_checkpoint) if last_checkpoint else None})
+            atomic_write_json(run_dir / "summary.json", record)
+            logger.close()
+        raise DivergedError(f"training diverged in epoch {epoch + 1} (step {step}) of {run_dir}: {reason}; "
+                            f"stopped, {kept}; summary.json records the divergence (status 'diverged'). "
+                            "Lower train.lr_values (or check the data) and start a new run")
 
     # ---------------------------------------------------------------- the loop
     last_ckpt_time = time.monotonic()
@@ -250,6 +327,7 @@ def train(
             acc["wrong"] += (logits.detach().argmax(-1) != y).sum(1)
             acc["count"] += y.shape[0]
             acc["steps"] += 1
+            acc["nonfinite"] += ~torch.isfinite(losses).all()  # averaged over ranks: the same on every rank
             batch += 1
             step += 1
             images += y.shape[0]
@@ -257,6 +335,8 @@ def train(
                 elapsed = time.perf_counter() - t_epoch
                 progress.update(epoch, batch, float(loss.detach()), images / max(elapsed, 1e-9))
             if cfg.train.checkpoint_minutes and time.monotonic() - last_ckpt_time > 60 * cfg.train.checkpoint_minutes:
+                if ddp.is_main and (reason := _divergence(model, acc, epoch_end=False)):
+                    stop_diverged(epoch, reason)  # the other ranks end with the process group
                 checkpoint_now(epoch, batch)
                 last_ckpt_time = time.monotonic()
         train_time = time.perf_counter() - t_epoch
@@ -265,6 +345,8 @@ def train(
         row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr}
         acc.update({k: ddp.sum(acc[k]) for k in _PER_RANK})
         ddp.sync_buffers(model)  # rank 0's BN statistics: evaluated and checkpointed alike
+        if reason := _divergence(model, acc, epoch_end=True):  # the same answer on every rank
+            stop_diverged(epoch, reason)
         row.update(_epoch_train_metrics(acc, strategy, num_exits))
         steps_done = max(1, batch - first)
         row["time/epoch_s"] = train_time
@@ -280,14 +362,15 @@ def train(
                 row[f"{split}/err/mean"] = sum(ev.errors) / num_exits
                 row[f"{split}/err/final"] = ev.errors[-1]
         acc = _new_accumulators(num_exits, device)
+        eval_split = next((s for s in ("test", "val") if s in data.eval and s in cfg.train.eval_splits), None)
+        if logger is not None:
+            logger.log_epoch(row, exit_macs=exit_macs, eval_split=eval_split)  # before the checkpoint: see above
         checkpoint_now(epoch + 1, 0)
         last_ckpt_time = time.monotonic()
-        eval_split = next((s for s in ("test", "val") if s in data.eval and s in cfg.train.eval_splits), None)
         summary = _summary(cfg, model, exit_macs, row, data, epoch + 1, step,
                            completed=epoch + 1 == cfg.train.epochs)
         summary.update(ddp.describe())
         if logger is not None:
-            logger.log_epoch(row, exit_macs=exit_macs, eval_split=eval_split)
             atomic_write_json(run_dir / "summary.json", summary)
         progress.line(_epoch_line(row, cfg.train.epochs, eval_split, num_exits))
         if report is not None:
@@ -295,7 +378,7 @@ def train(
 
     if logger is not None:
         logger.close()
-    if checkpoint is not None and start_epoch >= cfg.train.epochs:
+    if summary is None:  # resumed past the end from a run without its row (older versions)
         return read_json(run_dir / "summary.json")
     return summary
 
@@ -309,7 +392,23 @@ def _new_accumulators(num_exits: int, device: torch.device) -> dict[str, torch.T
     z = torch.zeros(num_exits, device=device)
     return {"loss": z.clone(), "weight": z.clone(), "wrong": torch.zeros(num_exits, device=device, dtype=torch.long),
             "count": torch.zeros((), device=device, dtype=torch.long),
-            "steps": torch.zeros((), device=device, dtype=torch.long)}
+            "steps": torch.zeros((), device=device, dtype=torch.long),
+            "nonfinite": torch.zeros((), device=device, dtype=torch.long)}
+
+
+def _divergence(model: torch.nn.Module, acc: dict[str, torch.Tensor], *, epoch_end: bool) -> str | None:
+    """Why training cannot go on, or None: the model's parameters or buffers are non-finite (SGD
+    never recovers from that), or, at an epoch's end, the loss was non-finite in every step of the
+    epoch. One read from the device."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    state_ok = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+    ok, nonfinite, steps = torch.stack([state_ok.long(), acc["nonfinite"], acc["steps"]]).tolist()
+    if not ok:
+        bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        return f"the model's parameters/buffers became non-finite (NaN or inf), e.g. {', '.join(bad[:3])}"
+    if epoch_end and steps and nonfinite == steps:
+        return f"the training loss was non-finite (NaN or inf) in all {steps} steps of the epoch"
+    return None
 
 
 def _epoch_train_metrics(acc: dict[str, torch.Tensor], strategy, num_exits: int) -> dict[str, float]:
@@ -350,6 +449,7 @@ def _summary(cfg: RunConfig, model, exit_macs: list[int], row: dict[str, Any], d
     return {
         "name": cfg.name,
         "completed": completed,
+        "status": "completed" if completed else "unfinished",
         "epochs": epochs,
         "steps": step,
         "num_units": model.num_units,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RefusedError
+from ._labels import check_labels
 from ._safe_pickle import safe_pickle_load
 
 __all__ = ["CIFAR_LAYOUTS", "CifarLayout", "find_cifar", "read_cifar"]
@@ -32,6 +34,7 @@ class CifarLayout:
     test_files: tuple[str, ...]
     label_bytes: int  # binary format: label bytes per record (the last one is the label we use)
     label_key: bytes  # python format: the dict key of the labels we use
+    num_classes: int  # of the labels we use (CIFAR-100: the fine labels)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -42,17 +45,17 @@ _C10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 CIFAR_LAYOUTS: dict[tuple[str, str], CifarLayout] = {
     ("cifar10", "python"): CifarLayout(
-        "cifar10", "python", "cifar-10-batches-py", _C10_TRAIN, ("test_batch",), 1, b"labels"
+        "cifar10", "python", "cifar-10-batches-py", _C10_TRAIN, ("test_batch",), 1, b"labels", 10
     ),
     ("cifar10", "binary"): CifarLayout(
         "cifar10", "binary", "cifar-10-batches-bin",
-        tuple(f + ".bin" for f in _C10_TRAIN), ("test_batch.bin",), 1, b"labels",
+        tuple(f + ".bin" for f in _C10_TRAIN), ("test_batch.bin",), 1, b"labels", 10,
     ),
     ("cifar100", "python"): CifarLayout(
-        "cifar100", "python", "cifar-100-python", ("train",), ("test",), 2, b"fine_labels"
+        "cifar100", "python", "cifar-100-python", ("train",), ("test",), 2, b"fine_labels", 100
     ),
     ("cifar100", "binary"): CifarLayout(
-        "cifar100", "binary", "cifar-100-binary", ("train.bin",), ("test.bin",), 2, b"fine_labels"
+        "cifar100", "binary", "cifar-100-binary", ("train.bin",), ("test.bin",), 2, b"fine_labels", 100
     ),
 }
 
@@ -76,11 +79,11 @@ def find_cifar(root: str | os.PathLike[str], name: str) -> CifarLayout | None:
 def _read_python_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     batch = safe_pickle_load(path)
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        raise ValueError(f"{path}: not a CIFAR python batch (expected a dict with b'data' and {label_key!r})")
+        raise RefusedError(f"{path}: not a CIFAR python batch (expected a dict with b'data' and {label_key!r})")
     data = np.asarray(batch[b"data"], dtype=np.uint8)
     labels = np.asarray(batch[label_key], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != _PIXELS or data.shape[0] != labels.shape[0]:
-        raise ValueError(f"{path}: data has shape {data.shape}, labels {labels.shape}; expected [N, 3072] and [N]")
+        raise RefusedError(f"{path}: data has shape {data.shape}, labels {labels.shape}; expected [N, 3072] and [N]")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -88,7 +91,7 @@ def _read_binary_batch(path: Path, label_bytes: int) -> tuple[np.ndarray, np.nda
     raw = np.fromfile(path, dtype=np.uint8)
     record = label_bytes + _PIXELS
     if raw.size == 0 or raw.size % record:
-        raise ValueError(f"{path}: size {raw.size} bytes is not a positive multiple of the {record}-byte record")
+        raise RefusedError(f"{path}: size {raw.size} bytes is not a positive multiple of the {record}-byte record")
     raw = raw.reshape(-1, record)
     labels = raw[:, label_bytes - 1].astype(np.int64)  # CIFAR-100: byte 0 coarse, byte 1 fine
     return raw[:, label_bytes:].reshape(-1, 3, 32, 32).copy(), labels
@@ -101,6 +104,7 @@ def _read_files(folder: Path, files: tuple[str, ...], layout: CifarLayout) -> tu
             x, y = _read_python_batch(folder / f, layout.label_key)
         else:
             x, y = _read_binary_batch(folder / f, layout.label_bytes)
+        check_labels(y, 0, layout.num_classes - 1, folder / f, f"{layout.name} classes")
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..errors import RefusedError
 from ._rng import derive_seed, make_generator
 from ._shard import local_batch_size, shard_range
 
@@ -41,7 +42,8 @@ def find_image_folder(folder: str | os.PathLike[str], classes: Sequence[str] | N
                       ) -> tuple[list[tuple[str, int]], list[str]]:
     """``(path, label)`` for every image under ``folder/<class>/``, labels by sorted class name.
 
-    ``classes`` fixes the class list (use the train folder's for val); a class folder outside it is an error.
+    ``classes`` fixes the class list (use the train folder's for val); a class folder outside it is
+    refused (its images would have no label in ``0..len(classes)-1``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -51,14 +53,15 @@ def find_image_folder(folder: str | os.PathLike[str], classes: Sequence[str] | N
         classes = found
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise ValueError(f"{folder}: class folders {unknown[:5]} are not among the {len(classes)} training classes")
+        raise RefusedError(f"{folder}: class folders {unknown[:5]} are not among the {len(classes)} training classes "
+                           f"(labels 0..{len(classes) - 1} come from the class folders of the training split)")
     samples = []
     for label, name in enumerate(classes):
         d = folder / name
         if d.is_dir():
             samples += [(str(p), label) for p in sorted(d.iterdir()) if p.suffix.lower() in _EXTENSIONS]
     if not samples:
-        raise ValueError(f"{folder}: no images ({', '.join(_EXTENSIONS)}) in any class folder")
+        raise RefusedError(f"{folder}: no images ({', '.join(_EXTENSIONS)}) in any class folder")
     return samples, list(classes)
 
 
@@ -118,6 +121,14 @@ class _FolderDataset(Dataset):
 
         index, epoch_key, position = key
         path, label = self.samples[index]
+        try:
+            return self._decode(path, label, epoch_key, position)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL: unreadable or truncated
+            raise RefusedError(f"{path}: cannot decode the image ({type(err).__name__}: {err})") from None
+
+    def _decode(self, path: str, label: int, epoch_key: int, position: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
         with Image.open(path) as im:
             im = im.convert("RGB")
             s = self.image_size

@@ -3,7 +3,8 @@
 ``pickle.load`` on a downloaded file runs whatever callable the file names, so a crafted "data batch"
 can execute code. The CIFAR batches only ever contain dicts, lists, strings, bytes, ints and numpy
 arrays; the unpickler below resolves just the few numpy globals those arrays need and refuses every
-other global with an error that names it.
+other global with an error that names it and the file. A truncated or garbled file is refused the
+same way (:class:`~adaptive_weights.errors.RefusedError`, naming the file), never a bare traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 import pickle
 from typing import Any
+
+from ..errors import RefusedError
 
 __all__ = ["RestrictedUnpickler", "UnsafePickleError", "safe_pickle_load"]
 
@@ -31,7 +34,7 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(RefusedError, pickle.UnpicklingError):
     """A pickle referenced a global outside the allow-list (it could have run code)."""
 
 
@@ -54,4 +57,11 @@ def safe_pickle_load(path: str | os.PathLike[str], *, encoding: str = "bytes") -
     keys are ``b"data"``, ``b"labels"``), which is what the readers expect.
     """
     with open(path, "rb") as f:
-        return RestrictedUnpickler(f, encoding=encoding).load()
+        try:
+            return RestrictedUnpickler(f, encoding=encoding).load()
+        except UnsafePickleError as err:
+            raise UnsafePickleError(f"{os.fspath(path)}: {err}") from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
+                AttributeError, UnicodeDecodeError, MemoryError) as err:  # what a garbled pickle raises
+            raise RefusedError(f"{os.fspath(path)}: not a readable pickle, truncated or corrupt "
+                               f"({type(err).__name__}: {err})") from None

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RefusedError
+from ._labels import check_labels
+
 __all__ = ["SVHN_FILES", "find_svhn_dir", "read_svhn", "read_svhn_file"]
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -27,14 +30,17 @@ def read_svhn_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     """
     from scipy.io import loadmat  # scipy is slow to import; only the SVHN path needs it
 
-    mat = loadmat(path)
+    try:
+        mat = loadmat(path)
+    except (ValueError, TypeError, OSError, EOFError, NotImplementedError) as err:  # truncated or not MATLAB v5
+        raise RefusedError(f"{os.fspath(path)}: not a readable MATLAB file, truncated or corrupt "
+                           f"({type(err).__name__}: {err})") from None
     if "X" not in mat or "y" not in mat:
-        raise ValueError(f"{path}: not an SVHN file (expected variables 'X' and 'y')")
+        raise RefusedError(f"{path}: not an SVHN file (expected variables 'X' and 'y')")
     x, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
-        raise ValueError(f"{path}: X has shape {x.shape}, y {mat['y'].shape}; expected [32, 32, 3, N] and [N, 1]")
-    if y.size and (y.min() < 0 or y.max() > 10):
-        raise ValueError(f"{path}: labels must lie in 0..10, got {y.min()}..{y.max()}")
+        raise RefusedError(f"{path}: X has shape {x.shape}, y {mat['y'].shape}; expected [32, 32, 3, N] and [N, 1]")
+    check_labels(y, 0, 10, path, "SVHN digits (10 stands for 0)")
     y[y == 10] = 0
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1), dtype=np.uint8), y
 

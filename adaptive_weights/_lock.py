@@ -1,0 +1,68 @@
+"""One writer per run directory: an exclusive ``flock`` on ``RUN_DIR/.lock`` for as long as a run trains.
+
+Two ``train`` processes started into one ``--out`` at the same moment (two shells, a duplicated job,
+``torchrun`` without distributed support) would otherwise both train and overwrite each other's
+files. The lock is taken before anything is read or written in the directory, and a second process
+is refused at once with a message naming the directory and the holder's pid. The kernel drops the
+lock when its holder exits, however it exits (a kill included), so a stale lock never blocks a
+resume; the lock file itself stays (removing it would race with the next locker).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+from .errors import RefusedError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, no lock
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LOCK_NAME", "RunDirLock", "RunDirBusyError"]
+
+LOCK_NAME = ".lock"
+
+
+class RunDirBusyError(RefusedError):
+    """Another process holds the run directory's lock."""
+
+
+class RunDirLock:
+    """``with RunDirLock(run_dir):`` holds the directory's exclusive lock (creating the directory)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunDirLock:
+        if fcntl is None or self._fd is not None:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirBusyError(f"{self.run_dir} is in use: another training process (pid {holder}) holds "
+                                  f"{self.path}; wait for it to finish (or stop it), or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunDirLock:
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

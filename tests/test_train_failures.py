@@ -1,0 +1,141 @@
+"""Training under failure: divergence, a kill between the epoch's record and its checkpoint, two
+trainers into one run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import adaptive_weights.train as train_module
+from adaptive_weights._lock import RunDirBusyError, RunDirLock
+from adaptive_weights.cli import main
+from adaptive_weights.config import RunConfig
+from adaptive_weights.train import _divergence, train
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _rows(run_dir) -> list[dict]:
+    return [_strict_json(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _without_timings(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "throughput/"))} for r in rows]
+
+
+def test_a_diverging_run_stops_with_an_error_and_keeps_the_last_good_checkpoint(tmp_path, tiny_flat, capsys):
+    """Epoch 1 trains at lr 0.05, epoch 2 at 1e6: the weights turn NaN in epoch 2."""
+    out = tmp_path / "r"
+    flags = [a for k, v in {**tiny_flat, "train.lr_values": "0.05,1e6"}.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: training diverged in epoch 2") and "non-finite" in err
+    assert "Traceback" not in err
+    summary = _strict_json((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and not summary["completed"]
+    assert summary["diverged"]["epoch"] == 2 and "non-finite" in summary["diverged"]["reason"]
+    assert summary["epochs"] == 1 and all(0 <= e <= 1 for e in summary["errors"]["test"])  # epoch 1's errors
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"]) == (1, 0)
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+    assert [r["epoch"] for r in _rows(out)] == [1]  # the record matches the checkpoint
+
+
+def test_divergence_check_reads_state_and_whole_epoch_losses():
+    model = torch.nn.Linear(2, 2)
+    acc = {"nonfinite": torch.tensor(3), "steps": torch.tensor(3)}
+    assert "all 3 steps" in _divergence(model, acc, epoch_end=True)
+    assert _divergence(model, acc, epoch_end=False) is None  # mid-epoch: a few bad steps may pass
+    assert _divergence(model, {"nonfinite": torch.tensor(2), "steps": torch.tensor(3)}, epoch_end=True) is None
+    with torch.no_grad():
+        model.bias[0] = float("inf")
+    assert "bias" in _divergence(model, {"nonfinite": torch.tensor(0), "steps": torch.tensor(3)}, epoch_end=False)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_kill_next_to_the_epochs_checkpoint_loses_no_record(tmp_path, tiny_flat, monkeypatch, when):
+    """A crash injected right after (or right before) epoch 2's checkpoint is written; the resumed
+    run's metrics.jsonl, TensorBoard scalars and summary.json equal an uninterrupted run's."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = RunConfig.from_flat(tiny_flat)
+    straight = train(cfg, out_dir=tmp_path / "a", tensorboard=False)
+    real_save = train_module.save_checkpoint
+
+    def crashing_save(path, state):
+        if when == "before" and state["epoch"] == 2:
+            raise Killed
+        real_save(path, state)
+        if when == "after" and state["epoch"] == 2:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "save_checkpoint", crashing_save)
+        with pytest.raises(Killed):
+            train(cfg, out_dir=tmp_path / "b")
+    resumed = train(cfg, out_dir=tmp_path / "b", resume=True)
+    assert _without_timings(_rows(tmp_path / "b")) == _without_timings(_rows(tmp_path / "a"))
+    on_disk = _strict_json((tmp_path / "b" / "summary.json").read_text())
+    for summary in (resumed, on_disk):
+        assert summary["completed"] and summary["epochs"] == 2 and summary["errors"] == straight["errors"]
+    events = EventAccumulator(str(tmp_path / "b" / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("test/err/final")] == [1, 2]
+
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from adaptive_weights._lock import RunDirLock
+    lock = RunDirLock(sys.argv[1]).acquire()
+    print("locked", flush=True)
+    sys.stdin.read()
+""")
+
+
+def test_a_second_trainer_into_the_same_run_directory_is_refused(tmp_path, tiny_flat):
+    out = tmp_path / "r"
+    cfg = RunConfig.from_flat({**tiny_flat, "train.epochs": 1})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirBusyError, match=rf"{out} is in use: another training process \(pid {holder.pid}\)"):
+            train(cfg, out_dir=out, tensorboard=False)
+        assert [p.name for p in out.iterdir()] == [".lock"]  # nothing read or written
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    # the holder is gone (however it ended): its lock went with it
+    assert train(cfg, out_dir=out, tensorboard=False)["completed"]
+
+
+def test_the_lock_is_held_while_training_and_released_after(tmp_path, tiny_flat):
+    out = tmp_path / "r"
+    cfg = RunConfig.from_flat({**tiny_flat, "train.epochs": 1})
+    seen = []
+
+    def try_second_trainer(row, ckpt):
+        with pytest.raises(RunDirBusyError, match=f"pid {os.getpid()}"):
+            train(cfg, out_dir=out, resume=True, tensorboard=False)
+        seen.append(row["epoch"])
+
+    train(cfg, out_dir=out, report=try_second_trainer, tensorboard=False)
+    assert seen == [1]
+    with RunDirLock(out):  # released: free to take
+        pass
