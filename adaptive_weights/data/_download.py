@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import atomic_write
 from ._cifar import CIFAR_LAYOUTS, find_cifar
 from ._svhn import SVHN_FILES, find_svhn_dir
 
@@ -96,13 +97,13 @@ def _md5_of(path: Path) -> str:
 
 
 def _fetch_verified(url: str, target: Path, md5: str, progress: bool) -> None:
-    """Stream ``url`` into a temp file beside ``target``, check length and MD5, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
+    """Stream ``url`` into a temp file beside ``target``, check length and MD5, then rename it into place
+    (:func:`~adaptive_weights._io.atomic_write`: the temp file of a killed download goes at the next try)."""
+
+    def stream(out) -> None:
         digest = hashlib.md5()
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            with urllib.request.urlopen(url, timeout=60) as resp:
                 length = resp.headers.get("Content-Length")
                 bar = _Progress(target.name, int(length) if length else None, progress)
                 try:
@@ -123,10 +124,8 @@ def _fetch_verified(url: str, target: Path, md5: str, progress: bool) -> None:
                 f"checksum mismatch for {url}: MD5 {digest.hexdigest()}, expected {md5.lower()} "
                 "(the file is corrupt, truncated or not the published one)"
             )
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(target, stream)
 
 
 def _extract_folder(archive: Path, root: Path, folder: str, files: tuple[str, ...]) -> None:
