@@ -165,8 +165,8 @@ def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable
     @functools.wraps(train_fn)
     def locked(config: RunConfig, *, out_dir: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
         run_dir = run_directory(config.resolve(), out_dir)
-        if not _writes_run_dir():
-            return train_fn(config, out_dir=run_dir, **kwargs)
+        if not _writes_run_dir() or (kwargs.get("resume") and not run_dir.is_dir()):
+            return train_fn(config, out_dir=run_dir, **kwargs)  # nothing to lock (a resume is refused)
         with RunDirLock(run_dir):
             return train_fn(config, out_dir=run_dir, **kwargs)
 

@@ -139,3 +139,9 @@ def test_the_lock_is_held_while_training_and_released_after(tmp_path, tiny_flat)
     assert seen == [1]
     with RunDirLock(out):  # released: free to take
         pass
+
+
+def test_resuming_a_missing_run_directory_creates_nothing(tmp_path, tiny_flat):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(RunConfig.from_flat(tiny_flat), out_dir=tmp_path / "missing", resume=True, tensorboard=False)
+    assert not (tmp_path / "missing").exists()
