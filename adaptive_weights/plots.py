@@ -52,7 +52,7 @@ def plot_probability_stack(rows: Sequence[Mapping[str, Any]], title: str = ""):
     else:
         cmap = plt.get_cmap("viridis")
         k = len(series)
-        colors = [cmap(0.1 + 0.85 * i / max(1, k - 1)) for i in range(k)]
+        colors = [cmap(0.95 - 0.85 * i / max(1, k - 1)) for i in range(k)]  # viridis: high = light
         if len(epochs) == 1:  # a single epoch still shows as a band
             epochs = [epochs[0] - 0.5, epochs[0] + 0.5]
             series = [s * 2 for s in series]

@@ -81,7 +81,8 @@ def build_report(
     if not g.methods and not eann_chains:
         raise ValueError("no anytime run among the run directories (only OPT runs); nothing to report")
     warnings = [f"{_display_path(p)} has no summary.json (killed before its first epoch finished?), so it is "
-                "left out; resume it with `adaptive-weights train --resume` or remove it" for p in without_summary]
+                "left out; resume it (`adaptive-weights train --resume DIR`, if it has a checkpoint) or remove it"
+                for p in without_summary]
     given = {r.path for r in runs}
     warnings += grouping_warnings(g, list(runs) + [m for c in eann_chains for m in c if m.path not in given])
 
@@ -197,7 +198,7 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
                     missing.add(note)
                 elif e_opt <= 0:
                     value = ZERO_OPT
-                    note = f"{ZERO_OPT} at unit {idx} for {setting_text(r)}: the relative increase is undefined"
+                    note = f"{ZERO_OPT} (unit {idx}, {setting_text(r)}), so (e_ANN - e_OPT) / e_OPT divides by 0"
                     warnings.append(note)
                 else:
                     value = (e_ann - e_opt) / e_opt
