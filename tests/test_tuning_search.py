@@ -1,6 +1,7 @@
 """Searchers on the in-process Ray (loopback only): every socket Ray listens on is bound to
 127.0.0.1; a random search and an Optuna search over a ``loguniform`` range, each followed by
-``--report``. One Ray for the module, three tiny 1-epoch trials per sweep.
+``--report``; the varying keys in Ray's table, its dataframe and TensorBoard's HParams. One Ray for
+the module, three tiny 1-epoch trials per sweep.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def test_in_process_ray_listens_on_loopback_only(local_ray: None) -> None:
 
 
 @pytest.mark.parametrize("search", ["random", "optuna"])
-def test_search_sweep_samples_the_range_and_reports(local_ray: None, search: str, tmp_path: Path) -> None:
+def test_search_sweep_samples_the_range_and_reports(local_ray: None, search: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     if search == "optuna":
         pytest.importorskip("optuna")
     from adaptive_weights._io import read_json
@@ -147,8 +149,12 @@ def test_search_sweep_samples_the_range_and_reports(local_ray: None, search: str
     path = tmp_path / f"{search}.yaml"
     path.write_text(SEARCH_YAML.format(name=f"s-{search}", search=search))
     out = tmp_path / "sweeps"
-    outcome = run_sweep(load_sweep(path), out=out, verbose=0)
+    outcome = run_sweep(load_sweep(path), out=out, verbose=2 if search == "random" else 0)
     assert outcome.errored == [] and outcome.unfinished == []
+    if search == "random":  # Ray's own progress table shows the sampled key, and no hint at Ray's folder
+        printed = capsys.readouterr().out
+        assert any("Trial name" in line and "strategy.gamma" in line for line in printed.splitlines()), printed
+        assert "To visualize your results with TensorBoard" not in printed
     assert len(outcome.run_dirs) == 3 and len({p.name for p in outcome.run_dirs}) == 3
     gammas = []
     for run in outcome.run_dirs:

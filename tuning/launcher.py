@@ -134,9 +134,12 @@ def _local_results_dir(out: str, name: str) -> Path:
 
 
 def _trial_name(trial: Any) -> str:
-    """A trial's run name: the grid's ``name``, or the sampled run's name (trainable.run_config)."""
+    """A trial's run name (and Ray trial name): the grid's ``name``, or for a sampled trial the
+    name of its first config, kept when a scheduler (PBT) mutates the config later."""
     from .trainable import sampled_run_name
 
+    if getattr(trial, "custom_trial_name", None):
+        return str(trial.custom_trial_name)
     return str(trial.config.get("name") or sampled_run_name(trial.config, trial.trial_id))
 
 
@@ -274,7 +277,8 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
         param_space, search_alg, num_samples = grid_param_space(trials), None, 1
     else:
         warm_points = [p for p, _ in plan.warm]
-        search_alg = search_algorithm(spec.search, points=warm_points, rewards=[r for _, r in plan.warm])
+        search_alg = search_algorithm(spec.search, points=warm_points, rewards=[r for _, r in plan.warm],
+                                      max_concurrent=max_concurrent)
         param_space, num_samples = search_param_space(spec), samples
     max_epochs = max([_epochs(t) for t in trials] or [_epochs(spec.space)])
     taken = set(plan.taken_dirs)
@@ -301,7 +305,8 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
             num_samples=num_samples,
-            max_concurrent_trials=max_concurrent,
+            # the random search's generator takes the limit itself (Tune would warn and ignore it)
+            max_concurrent_trials=None if (not trials and spec.search == "random") else max_concurrent,
             scheduler=make_scheduler(spec.scheduler, max_epochs=max_epochs, mutations=pbt_mutations(spec)),
             trial_name_creator=_trial_name,
             trial_dirname_creator=dirname,
@@ -311,7 +316,8 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
             name=spec.name,
             storage_path=root,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # PBT continues a trial from another's checkpoint of any age: it keeps them all
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None if spec.scheduler == "pbt" else 2),
             verbose=max(0, verbose - 1),
             callbacks=callbacks,
         ),
@@ -353,7 +359,7 @@ class _StoppedRecorder:
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 from .trainable import run_config
 
-                epochs = run_config(trial.config, trial.trial_id).train.epochs
+                epochs = run_config(trial.config).train.epochs
                 if int((trial.last_result or {}).get("epoch", 0)) < epochs:
                     sweep_dir.record_stopped(_trial_name(trial))
 

@@ -73,7 +73,7 @@ def search_param_space(spec: SweepSpec) -> dict[str, Any]:
 
 
 def search_algorithm(search: str, *, points: Sequence[Mapping[str, Any]] = (),
-                     rewards: Sequence[float] = ()) -> Any:
+                     rewards: Sequence[float] = (), max_concurrent: int | None = None) -> Any:
     """The Tune search algorithm of ``search`` (``None``: Tune's grid/random variant generator).
     ``points`` and ``rewards`` warm-start Optuna with finished trials on a resume."""
     if search == "grid":
@@ -81,7 +81,8 @@ def search_algorithm(search: str, *, points: Sequence[Mapping[str, Any]] = (),
     if search == "random":
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(constant_grid_search=True)  # one sample, every grid point
+        # one sample over every grid point; Tune's max_concurrent_trials does not reach this generator
+        return BasicVariantGenerator(constant_grid_search=True, max_concurrent=max_concurrent or 0)
     package, module, cls_name = _EXTRAS[search]
     try:
         import importlib

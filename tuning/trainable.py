@@ -54,14 +54,15 @@ def sampled_run_name(config: Mapping[str, Any], trial_id: str) -> str:
     return f"{base}-{trial_id.rsplit('_', 1)[-1]}"
 
 
-def run_config(config: Mapping[str, Any], trial_id: str = "trial"):
-    """The resolved :class:`RunConfig` of a trial's ``config`` (named by :func:`sampled_run_name`
-    when it has no ``name``)."""
+def run_config(config: Mapping[str, Any], name: str = "trial"):
+    """The resolved :class:`RunConfig` of a trial's ``config``, named ``name`` when it has no
+    ``name`` of its own (a sampled trial: its Ray trial name, :func:`sampled_run_name` of its first
+    config, which stays its name when a PBT scheduler mutates the config later)."""
     from adaptive_weights.config import RunConfig
 
     flat = _config_keys(config)
     if not flat.get("name"):
-        flat["name"] = sampled_run_name(config, trial_id)
+        flat["name"] = name
     return RunConfig.from_flat(flat).resolve()
 
 
@@ -88,7 +89,7 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     from adaptive_weights.train import train
 
     ctx = tune.get_context()
-    cfg = run_config(config, ctx.get_trial_id())
+    cfg = run_config(config, ctx.get_trial_name())
     if cfg.train.device == "auto":
         # the GPUs Ray gave this trial (CUDA_VISIBLE_DEVICES is set to them), else the CPU: a trial
         # asked for 0 GPUs must not crowd onto a GPU that Ray lends to others
