@@ -157,6 +157,17 @@ def test_shipped_sweep_files_are_valid_and_the_demo_file_is_the_demo() -> None:
     demo = load_sweep(sweeps / "digits-demo.yaml")
     assert demo.trials == demo_spec().trials and demo.name == demo_spec().name
     assert len(demo.trials) == 18
+    searcher = load_sweep(sweeps / "digits-eg-random.yaml")
+    assert (searcher.search, searcher.num_samples, searcher.scheduler) == ("random", 8, "asha")
+
+
+def test_dry_run_of_a_searcher_describes_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tuning.launcher import cli_main
+
+    path = _write(tmp_path, "data.name: synthetic\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n"
+                            "sweep: {search: random, num_samples: 3, paper_grid: false}\n")
+    assert cli_main([str(path), "--dry-run"]) == 0
+    assert "random search, 3 samples over strategy.gamma ~ loguniform(0.01, 0.5)" in capsys.readouterr().out
 
 
 def test_a_registered_plugin_strategy_gets_its_grid_for_free() -> None:

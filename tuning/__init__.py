@@ -3,8 +3,9 @@
 Importing this package imports neither Ray nor torch; Ray is imported when a sweep starts
 (:func:`run_sweep`), after the loopback setting is in place.
 
-Public API: :func:`load_sweep` / :func:`parse_sweep` (sweep file -> :class:`SweepSpec` of validated
-trial configs), :func:`run_sweep` (Ray Tune, in-process or on a cluster), :func:`write_sweep_report`
+Public API: :func:`load_sweep` / :func:`parse_sweep` (sweep file -> :class:`SweepSpec`: validated
+trial configs or a searcher's space), :func:`run_sweep` (Ray Tune, in-process or on a cluster;
+``--resume`` rebuilt from plain JSON, :mod:`tuning.sweepdir`), :func:`write_sweep_report`
 (selection + report), :func:`select_settings` / :func:`rank_first_common` (the rule),
 :func:`train_trial` (the trainable), :func:`run_demo_sweep` (``make demo``), :func:`cli_main`
 (``adaptive-weights sweep``).

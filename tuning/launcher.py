@@ -48,7 +48,8 @@ class SweepOutcome:
     runs_dir: Path              # local copies of every trial's final run directory
     run_dirs: list[Path]
     errored: list[str]          # names of trials that failed for good
-    unfinished: list[str]       # names of trials that were interrupted (not those a scheduler stopped)
+    unfinished: list[str]       # trials that were interrupted (not those a scheduler stopped); for a searcher
+                                # also "N sample(s) without a checkpoint"
     dataframe: Any = None       # Ray's ResultGrid.get_dataframe() of the trials this call ran (config/<key> columns)
 
 
@@ -440,7 +441,7 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
                            f"(format {stored.get('format')!r}, expected {_SPEC_FORMAT}); start a new sweep")
     found = sweep_dir.checkpoints()
     stopped = sweep_dir.stopped()
-    taken = frozenset(sweep_dir._children(sweep_dir._root))
+    taken = frozenset(sweep_dir.entries())
     if spec.search == "grid":
         _check_grid_change(stored, spec, found, sweep_dir)
         current = _matching(found, spec)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptive_weights.config import EXECUTION_KEYS
+from adaptive_weights.errors import RefusedError
 
 __all__ = ["rank_first_common", "SettingScore", "Choice", "score_settings", "select_settings",
            "selection_markdown", "selection_rows", "selection_csv"]
@@ -33,7 +34,7 @@ def rank_first_common(scores: Mapping[Hashable, tuple[float, float]]) -> tuple[H
     """The paper's rule on ``{setting: (mean_error, final_error)}``: the first setting in the top k
     of both rankings as k grows, and that k. Ties as in the module docstring."""
     if not scores:
-        raise ValueError("no settings to choose from")
+        raise RefusedError("no settings to choose from")
     keys = list(scores)
 
     def order(i: int) -> list[Hashable]:
@@ -82,13 +83,13 @@ def score_settings(runs: Sequence[Any]) -> list[SettingScore]:
     """Group runs (``adaptive_weights.report.Run``-like: ``.path``, ``.config``, ``.errors``) into
     settings and average their last-epoch validation errors over seeds."""
     if not runs:
-        raise ValueError("no runs to select from")
+        raise RefusedError("no runs to select from")
     varying = _varying_keys([r.config for r in runs])
     buckets: dict[tuple, list[Any]] = defaultdict(list)
     for run in runs:
         errs = run.errors.get("val")
         if not errs:
-            raise ValueError(f"{run.path}: no validation errors in summary.json; selection ranks the validation "
+            raise RefusedError(f"{run.path}: no validation errors in summary.json; selection ranks the validation "
                              "split (train.eval_splits must include 'val')")
         cfg = run.config
         group = tuple((k, cfg.get(k)) for k in varying if not k.startswith("strategy.") or k == "strategy.name")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adaptive_weights.errors import RefusedError
+
 __all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE"]
 
 SPEC_FILE = "sweep.json"
@@ -65,7 +67,7 @@ class SweepDir:
             with self._fs.open_input_stream(path) as f:
                 return json.loads(f.read().decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{self.uri(*parts)}: not readable JSON ({err})") from None
+            raise RefusedError(f"{self.uri(*parts)}: not readable JSON ({err})") from None
 
     def write_json(self, obj: Any, *parts: str) -> None:
         if not self.is_uri:
@@ -94,6 +96,10 @@ class SweepDir:
 
         infos = self._fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
         return sorted(posixpath.basename(i.path) for i in infos if i.type == pyarrow.fs.FileType.Directory)
+
+    def entries(self) -> list[str]:
+        """Names of every directory in the sweep directory (trial directories, ``runs``, ...)."""
+        return self._children(self._root)
 
     def trial_dirs(self) -> list[str]:
         """Names of the directories that hold Ray checkpoints (the trials of every attempt)."""

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptive_weights.config import NAMING_PREFIXES
+from adaptive_weights.errors import RefusedError
 
 __all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
            "is_range"]
@@ -100,11 +101,11 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         key = str(key).replace("-", "_")
         head, _, kind = key.rpartition(".")
         if key.count(".") >= 2 and not key.startswith("sweep.") and kind not in RANGE_KINDS:
-            raise ValueError(f"{head}: {{{kind}: ...}} is not a range; a range is one of "
+            raise RefusedError(f"{head}: {{{kind}: ...}} is not a range; a range is one of "
                              f"{', '.join(RANGE_KINDS)}, e.g. {{loguniform: [0.01, 0.5]}}")
         if kind in RANGE_KINDS and head:  # a range, flattened by the nested form: key.kind -> {kind: ...}
             if head in flat:
-                raise ValueError(f"{head}: give one range ({', '.join(RANGE_KINDS)}), got several")
+                raise RefusedError(f"{head}: give one range ({', '.join(RANGE_KINDS)}), got several")
             key, value = head, {kind: value}
         flat[key] = value
     options = {k[len("sweep."):]: v for k, v in flat.items() if k.startswith("sweep.")}
@@ -112,20 +113,20 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
     sweep_name = name or options.pop("name", None) or default_name
     options.pop("name", None)
     if not isinstance(sweep_name, str) or not _NAME_RE.match(sweep_name):
-        raise ValueError(f"sweep.name: {sweep_name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
+        raise RefusedError(f"sweep.name: {sweep_name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
     paper_grid = options.pop("paper_grid", True)
     if not isinstance(paper_grid, bool):
-        raise ValueError(f"sweep.paper_grid: expected true or false, got {paper_grid!r}")
+        raise RefusedError(f"sweep.paper_grid: expected true or false, got {paper_grid!r}")
     search = _option("search", options.pop("search", "grid"), SEARCHES)
     scheduler = _option("scheduler", options.pop("scheduler", "fifo"), SCHEDULERS)
     num_samples = options.pop("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"sweep.num_samples: expected a positive integer, got {num_samples!r}")
+        raise RefusedError(f"sweep.num_samples: expected a positive integer, got {num_samples!r}")
     per_strategy: dict[str, dict[str, Any]] = {}
     for key, value in options.items():
         head, _, rest = key.partition(".")
         if head != "per_strategy" or "." not in rest:
-            raise ValueError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
+            raise RefusedError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
                              "sweep.search, sweep.num_samples, sweep.scheduler, "
                              "sweep.per_strategy.<strategy>.<hyper-parameter>")
         strategy, _, hparam = rest.partition(".")
@@ -136,7 +137,7 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
 
 def _option(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"sweep.{key}: got {value!r}; allowed: {', '.join(allowed)}")
+        raise RefusedError(f"sweep.{key}: got {value!r}; allowed: {', '.join(allowed)}")
     return str(value)
 
 
@@ -151,7 +152,7 @@ def expand_sweep(
     scheduler: str = "fifo",
 ) -> SweepSpec:
     """Expand dotted ``keys`` (lists are axes, ranges are sampled) into resolved trial configs (a
-    grid) or a validated search space (a searcher); raises ``ValueError`` naming the key on an
+    grid) or a validated search space (a searcher); raises ``RefusedError`` naming the key on an
     unknown key, an empty grid, a range a grid cannot sample or a value of the wrong type."""
     from adaptive_weights.config import RunConfig
     from strategies import get_strategy_class, list_strategies
@@ -161,27 +162,27 @@ def expand_sweep(
     hparam_keys: dict[str, Any] = {}
     for key, value in keys.items():
         if key == "name":
-            raise ValueError("name: a sweep names its runs itself; use sweep.name to name the sweep")
+            raise RefusedError("name: a sweep names its runs itself; use sweep.name to name the sweep")
         if key.startswith("strategy.") and key != "strategy.name":
             hparam_keys[key.split(".", 1)[1]] = value
             continue
         shared[key] = _axis(key, value, _annotation(key), search)
     if is_range(shared.get("strategy.name")):
-        raise ValueError("strategy.name: a list of strategies, not a range")
+        raise RefusedError("strategy.name: a list of strategies, not a range")
     strategy_names = shared.pop("strategy.name", [RunConfig().strategy.name])
     known = list_strategies()
     for strategy in list(strategy_names) + list(per_strategy):
         if strategy not in known:
-            raise ValueError(f"strategy.name: unknown strategy {strategy!r}; registered: {', '.join(known)}")
+            raise RefusedError(f"strategy.name: unknown strategy {strategy!r}; registered: {', '.join(known)}")
     unused = sorted(set(per_strategy) - set(strategy_names))
     if unused:
-        raise ValueError(f"sweep.per_strategy.{unused[0]}: {unused[0]!r} is not in strategy.name {strategy_names}")
+        raise RefusedError(f"sweep.per_strategy.{unused[0]}: {unused[0]!r} is not in strategy.name {strategy_names}")
     if search != "grid" and len(set(strategy_names)) > 1:
-        raise ValueError(f"strategy.name: sweep.search {search!r} samples the hyper-parameters of one strategy, got "
+        raise RefusedError(f"strategy.name: sweep.search {search!r} samples the hyper-parameters of one strategy, got "
                          f"{list(dict.fromkeys(strategy_names))}; write one sweep file per strategy, or use "
                          "sweep.search: grid")
     if search == "grid" and num_samples != 1:
-        raise ValueError(f"sweep.num_samples: {num_samples} with sweep.search: grid would repeat every trial; "
+        raise RefusedError(f"sweep.num_samples: {num_samples} with sweep.search: grid would repeat every trial; "
                          "repeat runs with train.seed values, or sample with sweep.search: random")
     shared["data.root"] = _absolute_roots(shared.get("data.root", [RunConfig().data.root]))
 
@@ -198,13 +199,13 @@ def expand_sweep(
         for hparam, value in per_strategy.get(strategy, {}).items():
             if hparam not in cls.hparams:
                 allowed = ", ".join(cls.hparams) or "none"
-                raise ValueError(f"sweep.per_strategy.{strategy}.{hparam}: strategy {strategy!r} has no "
+                raise RefusedError(f"sweep.per_strategy.{strategy}.{hparam}: strategy {strategy!r} has no "
                                  f"hyper-parameter {hparam!r}; allowed: {allowed}")
             grid[hparam] = _axis(f"sweep.per_strategy.{strategy}.{hparam}", value, None, search)
         grids[strategy] = grid
     stray = sorted(set(hparam_keys) - claimed)
     if stray:
-        raise ValueError(f"strategy.{stray[0]}: no strategy of this sweep ({', '.join(dict.fromkeys(strategy_names))}) "
+        raise RefusedError(f"strategy.{stray[0]}: no strategy of this sweep ({', '.join(dict.fromkeys(strategy_names))}) "
                          f"has a hyper-parameter {stray[0]!r}")
     if search != "grid":
         strategy = strategy_names[0]
@@ -229,7 +230,7 @@ def expand_sweep(
     names = [t["name"] for t in trials]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
-        raise ValueError(f"two trials of the sweep would both be the run {dup!r}; remove the duplicate values")
+        raise RefusedError(f"two trials of the sweep would both be the run {dup!r}; remove the duplicate values")
     axes_out = {k: v for k, v in shared.items() if len(v) > 1}
     axes_out["strategy.name"] = list(dict.fromkeys(strategy_names))
     return SweepSpec(name=name, trials=trials, axes=axes_out, scheduler=scheduler)
@@ -249,10 +250,10 @@ def _search_spec(name: str, search: str, num_samples: int, scheduler: str, strat
         space[key] = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
     searched = [k for k, v in space.items() if isinstance(v, (list, Mapping))]
     if not searched:
-        raise ValueError(f"sweep.search: {search!r} has nothing to search; give a range (e.g. strategy.gamma: "
+        raise RefusedError(f"sweep.search: {search!r} has nothing to search; give a range (e.g. strategy.gamma: "
                          "{loguniform: [0.01, 0.5]}) or a list, or use sweep.search: grid")
     if search == "random" and not any(is_range(space[k]) for k in searched):
-        raise ValueError("sweep.search: random samples ranges and this file has none (its lists are grid axes); "
+        raise RefusedError("sweep.search: random samples ranges and this file has none (its lists are grid axes); "
                          "give a range, e.g. strategy.gamma: {loguniform: [0.01, 0.5]}, or use sweep.search: grid")
     base = {k: _points(v)[0] if k in searched else v for k, v in space.items()}
     for key in searched:
@@ -260,7 +261,7 @@ def _search_spec(name: str, search: str, num_samples: int, scheduler: str, strat
             try:
                 _resolve_trial({**base, key: point})
             except ValueError as err:
-                raise ValueError(f"{key}: {_range_text(space[key])} reaches {point!r}, which a run refuses: {err}") from None
+                raise RefusedError(f"{key}: {_range_text(space[key])} reaches {point!r}, which a run refuses: {err}") from None
     axes = {k: space[k] for k in searched}
     axes["strategy.name"] = [strategy]
     return SweepSpec(name=name, trials=[], axes=axes, search=search, num_samples=num_samples,
@@ -305,10 +306,10 @@ def _resolve_trial(flat: dict[str, Any]) -> dict[str, Any]:
 def _require_validation_split(cfg: Any) -> None:
     """Selection ranks validation errors: a sweep without a validation split cannot choose."""
     if "val" not in cfg.train.eval_splits:
-        raise ValueError(f"train.eval_splits: a sweep selects on the validation split; got "
+        raise RefusedError(f"train.eval_splits: a sweep selects on the validation split; got "
                          f"{list(cfg.train.eval_splits)}, add 'val'")
     if cfg.data.val_split == 0:
-        raise ValueError("data.val_split: a sweep selects on the validation split; 0 removes it")
+        raise RefusedError("data.val_split: a sweep selects on the validation split; 0 removes it")
 
 
 def _annotation(key: str) -> Any:
@@ -319,7 +320,7 @@ def _annotation(key: str) -> Any:
     tp = _SECTIONS.get(section)
     hints = typing.get_type_hints(tp) if tp is not None else {}
     if not sub or sub not in hints or (section == "strategy" and sub == "params"):
-        raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(RunConfig.valid_keys())}")
+        raise RefusedError(f"unknown config key {key!r}; valid keys: {', '.join(RunConfig.valid_keys())}")
     return hints[sub]
 
 
@@ -335,7 +336,7 @@ def _axis(key: str, value: Any, annotation: Any, search: str = "grid") -> Any:
     if isinstance(value, (list, tuple)) and (not is_tuple or all(isinstance(v, (list, tuple)) for v in value)):
         values = list(value)
         if not values:
-            raise ValueError(f"{key}: empty grid; give at least one value")
+            raise RefusedError(f"{key}: empty grid; give at least one value")
     else:
         values = [value]
     for v in values:
@@ -347,7 +348,7 @@ def _check_value(key: str, v: Any, annotation: Any, coerce_value: Any) -> None:
     if annotation is not None:
         coerce_value(key, v, annotation)
     elif isinstance(v, (list, tuple, Mapping)) or v is None:
-        raise ValueError(f"{key}: expected a number or a string, got {v!r}")
+        raise RefusedError(f"{key}: expected a number or a string, got {v!r}")
 
 
 def _range(key: str, value: Mapping[str, Any], annotation: Any, search: str, is_tuple: bool) -> dict[str, Any]:
@@ -356,33 +357,33 @@ def _range(key: str, value: Mapping[str, Any], annotation: Any, search: str, is_
 
     kinds = ", ".join(RANGE_KINDS)
     if not is_range(value):
-        raise ValueError(f"{key}: expected a value, a list of values or a range {{kind: [low, high]}} with kind one "
+        raise RefusedError(f"{key}: expected a value, a list of values or a range {{kind: [low, high]}} with kind one "
                          f"of {kinds}; got {dict(value)!r}")
     if search == "grid":
-        raise ValueError(f"{key}: the range {dict(value)!r} needs a searcher (sweep.search: random, optuna or "
+        raise RefusedError(f"{key}: the range {dict(value)!r} needs a searcher (sweep.search: random, optuna or "
                          "hyperopt); a grid takes a list of values")
     if is_tuple:
-        raise ValueError(f"{key}: a tuple-valued key takes values or a list of them, not a range")
+        raise RefusedError(f"{key}: a tuple-valued key takes values or a list of them, not a range")
     kind, args = next(iter(value.items()))
     if kind == "choice":
         if not isinstance(args, (list, tuple)) or not args:
-            raise ValueError(f"{key}: choice needs a non-empty list of values, got {args!r}")
+            raise RefusedError(f"{key}: choice needs a non-empty list of values, got {args!r}")
         for v in args:
             _check_value(key, v, annotation, coerce_value)
         return {kind: list(args)}
     numbers = isinstance(args, (list, tuple)) and len(args) == 2 and all(
         isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
     if not numbers or not args[0] < args[1]:
-        raise ValueError(f"{key}: {kind} needs [low, high] with low < high, got {args!r}")
+        raise RefusedError(f"{key}: {kind} needs [low, high] with low < high, got {args!r}")
     if kind == "loguniform" and args[0] <= 0:
-        raise ValueError(f"{key}: loguniform needs low > 0, got {args!r}")
+        raise RefusedError(f"{key}: loguniform needs low > 0, got {args!r}")
     if kind == "randint" and not all(float(a).is_integer() for a in args):
-        raise ValueError(f"{key}: randint needs integer bounds [low, high), got {args!r}")
+        raise RefusedError(f"{key}: randint needs integer bounds [low, high), got {args!r}")
     if annotation is not None:
         base = {a for a in typing.get_args(annotation) if a is not type(None)} or {annotation}
         if not base <= {int, float} or (kind != "randint" and int in base):
             wanted = "randint or choice" if int in base else "choice"
-            raise ValueError(f"{key}: {kind} samples {'floats' if kind != 'randint' else 'integers'}, but the key "
+            raise RefusedError(f"{key}: {kind} samples {'floats' if kind != 'randint' else 'integers'}, but the key "
                              f"holds {'/'.join(t.__name__ for t in base)}; use {wanted}")
     return {kind: [int(a) for a in args] if kind == "randint" else [float(a) for a in args]}
 
