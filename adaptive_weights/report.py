@@ -61,6 +61,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
 
 
+def _divergence_text(run: Run) -> str:
+    d = dict(run.diverged or {})
+    where = f"epoch {d['epoch']}" if "epoch" in d else "epoch unknown"
+    return f"{where}: {d['reason']}" if d.get("reason") else where
+
+
 def build_report(
     runs: Sequence[Run],
     *,
@@ -77,12 +83,16 @@ def build_report(
     group_by = tuple(group_by)
     if not group_by:
         raise ValueError("--group-by needs at least one config key (e.g. strategy.name)")
+    diverged = [r for r in runs if r.status == "diverged"]
+    runs = [r for r in runs if r.status != "diverged"]
     g = group_runs(runs, group_by, split)
     if not g.methods and not eann_chains:
         raise ValueError("no anytime run among the run directories (only OPT runs); nothing to report")
     warnings = [f"{_display_path(p)} has no summary.json (killed before its first epoch finished?), so it is "
                 "left out; resume it (`adaptive-weights train --resume DIR`, if it has a checkpoint) or remove it"
                 for p in without_summary]
+    warnings += [f"run {r.name} diverged ({_divergence_text(r)}), so it is left out of every table; its method "
+                 "has no result in that setting" for r in diverged]
     given = {r.path for r in runs}
     warnings += grouping_warnings(g, list(runs) + [m for c in eann_chains for m in c if m.path not in given])
 

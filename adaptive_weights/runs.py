@@ -42,6 +42,8 @@ class Run:
     errors: dict[str, list[float] | None]
     completed: bool
     epochs: int
+    status: str = "completed"               # summary.json's status: completed | unfinished | diverged
+    diverged: Mapping[str, Any] | None = None  # where and why it diverged (epoch, step, reason)
 
     @property
     def is_opt(self) -> bool:
@@ -115,6 +117,15 @@ def _completed(summary: Mapping[str, Any]) -> bool:
     return summary.get("completed") is True
 
 
+def _status(summary: Mapping[str, Any], path: Path) -> str:
+    """``completed`` / ``unfinished`` / ``diverged`` (summaries written before ``status`` existed
+    say only ``completed``)."""
+    status = summary.get("status", "completed" if _completed(summary) else "unfinished")
+    if status not in ("completed", "unfinished", "diverged"):
+        raise RefusedError(f"{path}: status={status!r}; expected completed, unfinished or diverged")
+    return status
+
+
 def is_completed(run_dir: str | Path) -> bool:
     """Whether the run in ``run_dir`` trained every epoch of its schedule (``summary.json`` says
     ``completed: true``). No summary yet (killed in its first epoch, or never started) is not completed."""
@@ -185,7 +196,7 @@ def load_run(path: str | Path) -> Run:
     return Run(
         path=path, name=path.name, config=config, num_units=num_units, exit_units=exit_units,
         exit_macs=exit_macs, errors=_errors(summary, len(exit_units), where), completed=_completed(summary),
-        epochs=epochs,
+        epochs=epochs, status=_status(summary, where), diverged=summary.get("diverged"),
     )
 
 
