@@ -2,7 +2,8 @@
 
 Public API: `create_strategy(name, base_weights, *, seed=0, **hparams)`, `register_strategy(name)`,
 `list_strategies(pattern)`, `get_strategy_class(name)`, `validate_hparams(name, hparams)`,
-`describe_strategies()`, and the bases `Strategy`, `SamplingStrategy`, `RewardLearner`, `HParam`.
+`describe_strategies()`, `capture_check(strategy)` (may a compiled step trust it?), and the bases
+`Strategy`, `SamplingStrategy`, `RewardLearner`, `HParam`.
 Third-party strategies are found through the entry-point group `adaptive_weights.strategies`.
 """
 
@@ -18,6 +19,7 @@ from ._api import (
     register_strategy,
     validate_hparams,
 )
+from ._capture import capture_check, compile_step
 from ._base import FEEDBACK, RewardLearner, SamplingStrategy, Strategy, mix_uniform
 from ._hparams import HParam
 from ._rewards import relative_rewards
@@ -31,6 +33,8 @@ __all__ = [
     "RewardLearner",
     "SamplingStrategy",
     "Strategy",
+    "capture_check",
+    "compile_step",
     "create_strategy",
     "describe_strategies",
     "get_strategy_class",

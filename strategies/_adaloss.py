@@ -35,6 +35,7 @@ class AdaLossStrategy(Strategy):
         "warmup_epochs": HParam(0, int, 0, None, (), "epochs with learning frozen"),
     }
     state_tensors = ("ema", "seen", "a")
+    capture_safe: ClassVar[bool] = True
 
     def setup(self) -> None:
         self.ema = torch.zeros(self.K, device=self.device)
@@ -49,12 +50,12 @@ class AdaLossStrategy(Strategy):
     def update(self, losses: Tensor) -> None:
         self.ema = torch.where(self.seen > 0, self.momentum * self.ema + (1.0 - self.momentum) * losses, losses)
         self.seen = torch.ones_like(self.seen)
-        if self.steps % self.period == 0:
-            a = 1.0 / self.ema.clamp_min(1e-12) + 1e-8
-            a = a / a.max()
-            a = a + self.final_extra * self._last
-            a = a / a.max()
-            self.a = (1.0 - self.gamma) * a + self.gamma
+        # every step computes the new a and keeps it on the period's steps: one graph for every step
+        a = 1.0 / self.ema.clamp_min(1e-12) + 1e-8
+        a = a / a.max()
+        a = a + self.final_extra * self._last
+        a = a / a.max()
+        self.a = torch.where(self.steps % self.period == 0, (1.0 - self.gamma) * a + self.gamma, self.a)
 
     def probabilities(self) -> Tensor:
         w = self.step_weights()

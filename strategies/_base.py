@@ -1,10 +1,17 @@
 """The `Strategy` interface and the two small bases most strategies build on.
 
 A strategy sees only tensors: it turns the scheme's weights into this step's loss weights and learns
-from the detached per-exit losses. All state lives in float32 tensors on `base_weights.device`;
-sampling uses the strategy's own seeded `torch.Generator` and an inverse-CDF draw, so no step forces
-a host-device synchronisation. Python-side state (epoch, step counter) changes only on calls the
-trainer makes anyway, never from tensor values.
+from the detached per-exit losses. All state lives in tensors on `base_weights.device` that are
+allocated once and then updated in place; sampling uses the strategy's own seeded counter-based
+generator (`strategies._rng`, a 0-d tensor) and an inverse-CDF draw, so no step forces a host-device
+synchronisation. Python-side state (epoch, whether learning is on) changes only in `start_epoch` and
+`load_state_dict`, never per step and never from tensor values.
+
+Capture safety: `step_weights()` and `observe()` of a strategy with `capture_safe = True` are plain
+tensor code that `torch.compile(fullgraph=True)` traces as one graph and a CUDA graph can replay:
+no `.item()`/`bool(tensor)`/`.tolist()`, no `torch.Generator`, no Python value that changes per step,
+and state kept in the tensors allocated at setup (the base class writes `update()`'s new tensors back
+into them). `strategies.capture_check` verifies this on a copy before a compiled run trusts it.
 
 Writing a new strategy (see `strategies.builtin` for the built-ins):
 
@@ -18,7 +25,7 @@ Writing a new strategy (see `strategies.builtin` for the built-ins):
             super().setup()
             self.score = torch.zeros(self.K, device=self.device)
 
-        def learn(self, rewards):  # assign a new tensor: observe() reverts it if not finite
+        def learn(self, rewards):  # assign a new tensor: observe() keeps it only if finite
             self.score = self.decay * self.score + rewards
 
         def probabilities(self):
@@ -35,6 +42,7 @@ from torch import Tensor
 
 from ._hparams import HParam, grid_of, resolve_hparams
 from ._rewards import relative_rewards
+from ._rng import next_uniform, seed_state
 
 __all__ = ["FEEDBACK", "Feedback", "RewardLearner", "SamplingStrategy", "Strategy", "mix_uniform"]
 
@@ -57,7 +65,10 @@ class Strategy:
 
     Subclasses declare `feedback`, `hparams` and `state_tensors` (the learnt tensors: `observe`
     reverts them when a loss or the update is not finite), create them in `setup()` and implement
-    `update(losses)`, which must assign new tensors rather than modify them in place.
+    `update(losses)`, which must assign new tensors rather than modify them in place. A subclass
+    whose `step_weights`/`update` follow the capture-safety rules of this module declares
+    `capture_safe = True` (the library's bases and built-ins do); otherwise a compiled run steps it
+    eagerly, with a warning.
     """
 
     name: ClassVar[str] = ""
@@ -67,6 +78,8 @@ class Strategy:
     state_tensors: ClassVar[tuple[str, ...]] = ()
     #: learning starts at this epoch; a class without a `warmup_epochs` hyper-parameter learns from 0.
     warmup_epochs: int = 0
+    #: the author's declaration that the step is capture-safe (verified by `capture_check` before use).
+    capture_safe: ClassVar[bool] = False
 
     def __init__(self, base_weights: Tensor, *, seed: int = 0, **hparams: Any) -> None:
         self._hparams = self.validate_hparams(hparams)
@@ -76,10 +89,10 @@ class Strategy:
         self.device = self.base.device
         self.K = int(self.base.shape[0])
         self.seed = int(seed)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(self.seed)
+        self.rng_state = torch.tensor(seed_state(self.seed), dtype=torch.int64, device=self.device)
         self.epoch = 0
-        self.steps = 0
+        self._learning = self.epoch >= self.warmup_epochs
+        self.steps = torch.zeros((), dtype=torch.int64, device=self.device)
         self.skipped = torch.zeros((), dtype=torch.int64, device=self.device)
         self.setup()
 
@@ -117,8 +130,13 @@ class Strategy:
 
     @property
     def active(self) -> bool:
-        """Whether learning is on (it is frozen while `epoch < warmup_epochs`)."""
-        return self.epoch >= self.warmup_epochs
+        """Whether learning is on (it is frozen while `epoch < warmup_epochs`). A plain bool set by
+        `start_epoch`, so a compiled step is traced at most twice (frozen and learning), not per epoch."""
+        return self._learning
+
+    def uniform(self) -> Tensor:
+        """One 0-d float32 uniform number in [0, 1) from the strategy's own stream (in place, no sync)."""
+        return next_uniform(self.rng_state)
 
     def start_epoch(self, epoch: int) -> None:
         """Tell the strategy that epoch `epoch` (from 0) begins; a new epoch resets the per-epoch
@@ -128,33 +146,38 @@ class Strategy:
         if epoch != self.epoch:
             self.reset_stats()
         self.epoch = epoch
+        self._learning = epoch >= self.warmup_epochs
 
     def observe(self, losses: Tensor) -> None:
         """Learn from the step's detached per-exit mean losses `[K]`.
 
         A step whose losses or resulting state are not finite is skipped for learning and counted in
-        `stats()["skipped"]`; this is decided on the device with `torch.where`, without a sync.
+        `stats()["skipped"]`; this is decided on the device with `torch.where`, without a sync. The
+        kept values are written back into the state tensors in place, so their storage never changes.
         """
         losses = losses.detach().to(device=self.device, dtype=torch.float32)
         if losses.shape != (self.K,):
             raise ValueError(f"losses must have shape ({self.K},), got {tuple(losses.shape)}")
-        self.steps += 1
+        self.steps.add_(1)
         if not self.active:
-            self.skipped = self.skipped + ~_all_finite(losses)
+            self.skipped.add_(~_all_finite(losses))
             return
         learnt = (*self.state_tensors, *self._learnt_stat_tensors())
         old = {name: getattr(self, name) for name in learnt}
-        versions = {name: t._version for name, t in old.items()}
+        eager = not torch.compiler.is_compiling()  # the in-place check reads versions: eager only
+        versions = {name: t._version for name, t in old.items()} if eager else {}
         self.update(losses)
         new = [getattr(self, name) for name in learnt]
         for name, t in zip(learnt, new, strict=True):
-            if t is old[name] and t._version != versions[name]:
+            if eager and t is old[name] and t._version != versions[name]:
                 raise RuntimeError(f"{type(self).__name__}.update modified {name!r} in place; assign a new tensor")
         # one check for the losses and every learnt tensor: the step counts only if all are finite
         ok = _all_finite(torch.cat([losses, *(t.reshape(-1).float() for t in new)]))
         for name, t in zip(learnt, new, strict=True):
-            setattr(self, name, torch.where(ok, t, old[name]))
-        self.skipped = self.skipped + ~ok
+            kept = old[name]
+            kept.copy_(torch.where(ok, t, kept))
+            setattr(self, name, kept)
+        self.skipped.add_(~ok)
 
     def reset_stats(self) -> None:
         """Clear the per-epoch statistics (called by `start_epoch`)."""
@@ -176,9 +199,8 @@ class Strategy:
             "K": self.K,
             "seed": self.seed,
             "epoch": self.epoch,
-            "steps": self.steps,
+            "steps": int(self.steps),
             "extra": self._extra_state(),
-            "generator": self.generator.get_state(),
             "tensors": tensors,
         }
 
@@ -190,14 +212,18 @@ class Strategy:
         names = set(self._all_tensor_names())
         if set(state["tensors"]) != names:
             raise ValueError(f"state_dict tensors {sorted(state['tensors'])} != expected {sorted(names)}")
-        for name, value in state["tensors"].items():
-            setattr(self, name, value.to(device=self.device, dtype=getattr(self, name).dtype).clone())
-        self.seed, self.epoch, self.steps = int(state["seed"]), int(state["epoch"]), int(state["steps"])
+        for name, value in state["tensors"].items():  # in place: the state keeps its storage
+            mine = getattr(self, name)
+            if tuple(value.shape) != tuple(mine.shape):
+                raise ValueError(f"state_dict tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(mine.shape)}")
+            mine.copy_(value)
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+        self.steps.fill_(int(state["steps"]))
+        self._learning = self.epoch >= self.warmup_epochs
         self._load_extra_state(state["extra"])
-        self.generator.set_state(state["generator"].cpu())
 
     def _all_tensor_names(self) -> tuple[str, ...]:
-        return ("skipped", *self.state_tensors, *self._learnt_stat_tensors(), *self._stat_tensors())
+        return ("skipped", "rng_state", *self.state_tensors, *self._learnt_stat_tensors(), *self._stat_tensors())
 
     def _stat_tensors(self) -> tuple[str, ...]:
         """Statistics tensors saved with the state but not reverted on a bad step."""
@@ -225,8 +251,11 @@ class SamplingStrategy(Strategy):
     weights = onehot(sel) * 2*w_final             (ratio = 0: only the drawn exit trains)
 
     The first step uses the final exit (spec §2.3). The draw is an inverse-CDF lookup of one uniform
-    number from the strategy's generator, all on the device.
+    number from the strategy's generator, all on the device; every step, the first included, takes
+    one number from the stream, so the step is the same graph every time.
     """
+
+    capture_safe: ClassVar[bool] = True
 
     hparams: ClassVar[dict[str, HParam]] = {
         "ratio": HParam(2.0, float, 0.0, None, (0.5, 1.0, 2.0), "bonus divisor: drawn exit gets +2*w_final/ratio; 0 = drawn exit only"),
@@ -246,39 +275,31 @@ class SamplingStrategy(Strategy):
             self._hit = torch.full_like(self.base, 2.0) * w_final
         self.onehot = self._arange == self.sel
         self.drawn_p = torch.full((self.K,), 1.0 / self.K, device=self.device)
-        self._drawn_once = False
+        self.first_step = torch.ones((), dtype=torch.bool, device=self.device)
 
     def step_weights(self) -> Tensor:
-        self.drawn_p = self.probabilities()  # what `sel` is drawn from (a bandit update needs p_sel)
-        if self._drawn_once:
-            self.sel = self.draw(self.drawn_p)
-        self._drawn_once = True
-        self.onehot = self._arange == self.sel
-        self.draws = self.draws + self.onehot
+        p = self.probabilities()  # what `sel` is drawn from (a bandit update needs p_sel)
+        self.drawn_p.copy_(p)
+        self.sel.copy_(torch.where(self.first_step, self.K - 1, self.draw(p)))
+        self.first_step.zero_()
+        self.onehot.copy_(self._arange == self.sel)
+        self.draws.add_(self.onehot)
         return torch.where(self.onehot, self._hit, self._keep)
 
     def draw(self, p: Tensor) -> Tensor:
         """One index from `p` by inverse CDF, as a 0-d int64 tensor on the device (no sync)."""
         cdf = torch.cumsum(p, 0)
-        u = torch.rand((), generator=self.generator, device=self.device)
-        return (cdf < u * cdf[-1]).sum().clamp_max(self.K - 1)
+        return (cdf < self.uniform() * cdf[-1]).sum().clamp_max(self.K - 1)
 
     def reset_stats(self) -> None:
         super().reset_stats()
-        self.draws = torch.zeros_like(self.draws)
+        self.draws.zero_()
 
     def stats(self) -> dict[str, Tensor]:
         return {**super().stats(), "selected": self.sel, "draws": self.draws}
 
     def _stat_tensors(self) -> tuple[str, ...]:
-        return (*super()._stat_tensors(), "sel", "onehot", "drawn_p", "draws")
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {**super()._extra_state(), "drawn_once": self._drawn_once}
-
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        super()._load_extra_state(extra)
-        self._drawn_once = bool(extra["drawn_once"])
+        return (*super()._stat_tensors(), "sel", "onehot", "drawn_p", "draws", "first_step")
 
 
 class RewardLearner(SamplingStrategy):
@@ -318,8 +339,8 @@ class RewardLearner(SamplingStrategy):
 
     def reset_stats(self) -> None:
         super().reset_stats()
-        self.reward_sum = torch.zeros_like(self.reward_sum)
-        self.reward_count = torch.zeros_like(self.reward_count)
+        self.reward_sum.zero_()
+        self.reward_count.zero_()
 
     def stats(self) -> dict[str, Tensor]:
         return {**super().stats(), "mean_reward": self.reward_sum / self.reward_count.clamp_min(1.0)}

@@ -23,6 +23,7 @@ class StaticStrategy(Strategy):
 
     feedback = "none"
     hparams: ClassVar[dict[str, HParam]] = {}
+    capture_safe: ClassVar[bool] = True
 
     def step_weights(self) -> Tensor:
         return self.base

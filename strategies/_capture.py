@@ -1,0 +1,75 @@
+"""Is a strategy's step capture-safe? Checked once on a copy before a compiled run relies on it.
+
+A compiled or graph-captured training step must never give other numbers than the eager step. A
+strategy is trusted there only if it declares `capture_safe = True` *and* its `step_weights()` +
+`observe()` trace as one `torch.compile(fullgraph=True)` graph that is not traced again on later
+steps (a per-step retrace means Python state that changes every step) and gives exactly the eager
+numbers. The check runs on deep copies with the dynamo "eager" backend: no C compiler, about a
+second, and the strategy itself is not advanced.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ._base import Strategy
+
+__all__ = ["capture_check", "compile_step"]
+
+#: steps the check runs: the first (forced final exit) and enough later ones to see a retrace.
+CHECK_STEPS = 4
+
+
+def compile_step(strategy: Strategy):
+    """`fn(losses) -> weights` running `step_weights()` then `observe(losses)`, traced by dynamo as
+    one graph (`fullgraph=True`: a graph break raises) and run as traced (no code generation). Returns `(fn, traces)` where `traces[0]` counts
+    how often dynamo traced it (1 for a capture-safe strategy, whatever the number of steps)."""
+    traces = [0]
+
+    def count_traces(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        traces[0] += 1
+        return gm.forward  # dynamo's "eager" backend, counted
+
+    def step(losses: torch.Tensor) -> torch.Tensor:
+        weights = strategy.step_weights()
+        strategy.observe(losses)
+        return weights
+
+    # a fresh code object per strategy: dynamo's cache (and its recompile limit) is per code object
+    step.__code__ = step.__code__.replace()
+    return torch.compile(step, backend=count_traces, fullgraph=True), traces
+
+
+def capture_check(strategy: Strategy, steps: int = CHECK_STEPS) -> str | None:
+    """None when `strategy` is capture-safe, else why not (for the warning of a compiled run).
+
+    Runs `steps` steps with learning on, compiled and eager, on two copies of `strategy`, and
+    compares the weights and the complete state tensors exactly.
+    """
+    name = type(strategy).__name__
+    if not type(strategy).capture_safe:
+        return f"{name} does not declare capture_safe = True"
+    eager, traced = copy.deepcopy(strategy), copy.deepcopy(strategy)
+    for s in (eager, traced):
+        s.start_epoch(max(s.epoch, int(s.warmup_epochs)))  # learning on, so that update() is traced
+    fn, traces = compile_step(traced)
+    trend = torch.linspace(2.0, 0.5, strategy.K, device=strategy.device)
+    try:
+        for t in range(steps):
+            losses = trend * (1.0 + 0.1 * ((t * 7 + torch.arange(strategy.K, device=strategy.device)) % 5))
+            w_eager, w_traced = eager.step_weights(), fn(losses)
+            eager.observe(losses)
+            if not torch.equal(w_eager, w_traced):
+                return f"{name}: compiled weights differ from eager ones at step {t}"
+    except Exception as err:  # noqa: BLE001 - any failure to trace means: run it eagerly
+        first = (str(err).strip().splitlines() or [""])[0]
+        return f"{name}.step_weights/observe do not compile as one graph ({type(err).__name__}: {first})"
+    if traces[0] != 1:
+        return f"{name}: traced {traces[0]} times in {steps} steps (Python state that changes per step?)"
+    a, b = eager.state_dict(), traced.state_dict()
+    differ = sorted(k for k in a["tensors"] if not torch.equal(a["tensors"][k], b["tensors"][k]))
+    if differ or a["steps"] != b["steps"]:
+        return f"{name}: compiled state differs from eager state in {differ or ['steps']}"
+    return None
