@@ -282,7 +282,7 @@ class SamplingStrategy(Strategy):
         self.drawn_p.copy_(p)
         self.sel.copy_(torch.where(self.first_step, self.K - 1, self.draw(p)))
         self.first_step.zero_()
-        self.onehot.copy_(self._arange == self.sel)
+        torch.eq(self._arange, self.sel, out=self.onehot)
         self.draws.add_(self.onehot)
         return torch.where(self.onehot, self._hit, self._keep)
 

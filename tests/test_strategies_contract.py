@@ -277,6 +277,27 @@ def test_trains_in_the_step_loop(name: str) -> None:
     assert_simplex(s.probabilities(), s.probability_floor())
 
 
+def test_step_compiles_as_one_graph_and_matches_eager(name: str) -> None:
+    """Capture safety, checked on the CPU: `step_weights` + `observe` trace as one fullgraph graph,
+    are traced at most twice in 20 steps (learning frozen, then on) and give exactly the eager
+    weights, probabilities and state, across an epoch change that switches learning on."""
+    hp = {k: v for k, v in param_sets(name)[0].items() if k != "warmup_epochs"}  # the default warm-up
+    eager, traced = (create_strategy(name, BASE, seed=13, **hp) for _ in range(2))
+    assert type(eager).capture_safe, f"{name} must declare capture_safe = True"
+    fn, traces = strategies.compile_step(traced)
+    for t, losses in enumerate(loss_stream(20, seed=8)):
+        if t % 7 == 0:
+            eager.start_epoch(t // 7), traced.start_epoch(t // 7)
+        w_eager = eager.step_weights()
+        eager.observe(losses)
+        assert torch.equal(fn(losses), w_eager), t
+        assert torch.equal(traced.probabilities(), eager.probabilities()), t
+    assert 1 <= traces[0] <= 2, traces
+    a, b = eager.state_dict(), traced.state_dict()
+    assert a["steps"] == b["steps"] == 20
+    assert all(torch.equal(a["tensors"][k], b["tensors"][k]) for k in a["tensors"])
+
+
 def test_no_warning_on_normal_lookup() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")

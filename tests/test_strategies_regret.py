@@ -2,9 +2,10 @@
 
 Rewards are fed through the learners' `learn(rewards)` hook (rewards in [0, 1]). For the
 full-information learner (`rwm`) regret is computed exactly from the distribution (no sampling):
-R_T = max_k sum_t r_t[k] - sum_t <p_t, r_t>. A follow-the-leader control must FAIL the same check on
-the alternating sequence. For the bandit learner (`eg`) the pseudo-regret uses the expected reward of
-each step's distribution, averaged over a fixed list of seeds. The learners are online and do not know
+R_T = max_k sum_t r_t[k] - sum_t <p_t, r_t>. Two controls must FAIL the same checks: follow-the-leader
+on the alternating sequence, and the uniform sampler (which never learns) on every sequence. For the
+bandit learner (`eg`) the pseudo-regret uses the expected reward of each step's distribution,
+averaged over a fixed list of seeds. The learners are online and do not know
 T, so the regret of a prefix of a run is the regret of a run of that length.
 """
 
@@ -69,13 +70,21 @@ def follow_the_leader(rewards: torch.Tensor) -> torch.Tensor:
     return gains
 
 
-def hedge_bound(T: int, gamma: float) -> float:
-    """Hedge with eta = gamma/2 (Cesa-Bianchi & Lugosi 2006, Thm 2.2, via Hoeffding's lemma):
-    ln K / eta + eta T / 8, plus gamma T for the uniform mixing p = (1-gamma) w + gamma/K, plus
-    T ln(1/(1-a)) / eta for the floor w <- (1-a) w + a/K with a = 0.001 gamma (the best exit's share
-    shrinks by at most (1-a) per step)."""
+def uniform_regret(rewards: torch.Tensor) -> float:
+    """The uniform sampler's regret: it gains the mean reward of every step."""
+    return float(regret_curve(rewards.mean(1), rewards)[-1])
+
+
+def hedge_bound(rewards: torch.Tensor, gamma: float) -> float:
+    """Since p = (1-gamma) w + gamma/K, the regret of p is exactly (1-gamma) R(w) + gamma R(uniform).
+    R(w) is Hedge's with eta = gamma/2 (Cesa-Bianchi & Lugosi 2006, Thm 2.2, via Hoeffding's lemma):
+    ln K / eta + eta T / 8, plus T ln(1/(1-a)) / eta for the floor w <- (1-a) w + a/K with
+    a = 0.001 gamma (the best exit's share shrinks by at most (1-a) per step). Unlike the cruder
+    + gamma T for the mixing, this bound is below the uniform sampler's regret from T = 1000 on."""
+    T = rewards.shape[0]
     eta, a = gamma / 2, 0.001 * gamma
-    return math.log(K) / eta + eta * T / 8 + gamma * T + T * math.log(1 / (1 - a)) / eta
+    hedge = math.log(K) / eta + eta * T / 8 + T * math.log(1 / (1 - a)) / eta
+    return (1 - gamma) * hedge + gamma * uniform_regret(rewards)
 
 
 def exp3_bound(T: int, gamma: float, g_max: float) -> float:
@@ -93,9 +102,18 @@ def test_rwm_regret_under_hedge_bound_and_falling(sequence, gamma: float) -> Non
     for T in HORIZONS:
         rewards = sequence(T)
         regret = float(regret_curve(run_full_info(gamma, rewards), rewards)[-1])
-        assert regret <= hedge_bound(T, gamma), (sequence.__name__, T, regret, hedge_bound(T, gamma))
+        assert regret <= hedge_bound(rewards, gamma), (sequence.__name__, T, regret, hedge_bound(rewards, gamma))
         per_t.append(regret / T)
     assert per_t[0] > per_t[1] > per_t[2], per_t
+
+
+@pytest.mark.parametrize("sequence", [alternating, switching, iid])
+def test_uniform_sampler_fails_the_hedge_check(sequence) -> None:
+    """The control: a sampler that never learns breaks the bound from T = 1000 on, for both gammas."""
+    for T in HORIZONS[1:]:
+        rewards = sequence(T)
+        for gamma in (0.05, 0.3):
+            assert uniform_regret(rewards) > hedge_bound(rewards, gamma), (T, gamma)
 
 
 def test_follow_the_leader_fails_the_same_check() -> None:
@@ -106,7 +124,7 @@ def test_follow_the_leader_fails_the_same_check() -> None:
         regret = float(regret_curve(follow_the_leader(rewards), rewards)[-1])
         per_t.append(regret / T)
         if T >= 1000:
-            assert regret > hedge_bound(T, 0.05) and regret > hedge_bound(T, 0.3)
+            assert regret > hedge_bound(rewards, 0.05) and regret > hedge_bound(rewards, 0.3)
     assert per_t[2] >= per_t[1] >= 0.49  # linear regret: regret/T does not fall
     # and RWM with the same gamma stays far below FTL on it
     rwm = float(regret_curve(run_full_info(0.05, alternating(10000)), alternating(10000))[-1])
@@ -142,11 +160,19 @@ def test_eg_pseudo_regret_consistent_best_under_exp3_bound_and_falling(gamma: fl
     assert per_t[2] < gamma * 0.3 + 0.02
 
 
+def exp3_check(regret: float, rewards: torch.Tensor, gamma: float) -> bool:
+    """Under Exp3's bound and well inside it (unlike FTL's T/2)."""
+    T, g_max = rewards.shape[0], float(rewards.sum(0).max())
+    return regret <= exp3_bound(T, gamma, g_max) and regret / T < 0.5 * (math.e - 1) * gamma
+
+
 @pytest.mark.parametrize("sequence", [alternating, switching])
 def test_eg_pseudo_regret_adversarial_under_exp3_bound(sequence) -> None:
-    gamma, T = 0.3, 2000
+    """gamma = 0.1 (the paper's smallest grid value): there Exp3's bound is below the uniform
+    sampler's regret (at gamma = 0.3 it is not: K ln K / gamma is small but (e-1) gamma G_max is not),
+    so the check tells a learner from a sampler that never learns."""
+    gamma, T = 0.1, 2000
     rewards = sequence(T)
     curve = torch.stack([regret_curve(run_bandit(gamma, rewards, s), rewards) for s in SEEDS]).mean(0)
-    g_max = float(rewards.sum(0).max())
-    assert float(curve[-1]) <= exp3_bound(T, gamma, g_max)
-    assert float(curve[-1]) / T < 0.5 * (math.e - 1) * gamma  # well inside the bound, unlike FTL's T/2
+    assert exp3_check(float(curve[-1]), rewards, gamma), float(curve[-1])
+    assert not exp3_check(uniform_regret(rewards), rewards, gamma), uniform_regret(rewards)  # the control
