@@ -353,3 +353,56 @@ def test_count_units_matches_the_built_models():
         count_units("imagenet-resnet", depth=42)
     with pytest.raises(ValueError, match="did you mean resnet"):
         count_units("resnets", n=3)
+
+
+# -- the AnytimeNet contract, for every registered model (as timm parametrises over list_models) ---
+#: the smallest useful build of each registered model; a newly registered model needs an entry here
+TINY_BUILDS = {
+    "resnet": dict(n=1, c=4, period=1, num_classes=5, input_size=16),
+    "imagenet-resnet": dict(depth=14, period=2, num_classes=5, input_size=32),
+}
+
+
+@pytest.fixture(params=list_models())
+def tiny_model(request: pytest.FixtureRequest) -> AnytimeNet:
+    name = request.param
+    assert name in TINY_BUILDS, f"model {name!r} is registered: add its tiny build to TINY_BUILDS"
+    torch.manual_seed(0)
+    return create_model(name, **TINY_BUILDS[name])
+
+
+def test_every_model_forward_advance_and_anytime_agree(tiny_model: AnytimeNet) -> None:
+    m = tiny_model.eval()
+    x = torch.randn(3, m.in_channels, 32, 32)
+    out = m(x)
+    assert out.shape == (m.num_exits, 3, m.num_classes) and torch.isfinite(out).all()
+    assert len(m.exit_units) == m.num_exits and m.exit_units == sorted(set(m.exit_units))
+    h = m.stem_forward(x)
+    for k in range(m.num_exits):
+        h, logits = m.advance(h, k)
+        assert torch.allclose(logits, out[k], atol=1e-5), k
+    anytime = list(m.anytime(x))
+    macs = m.exit_macs(32)  # the MACs of this input size, which anytime() reports
+    assert [(k, cost) for k, cost, _ in anytime] == list(enumerate(macs))
+    assert len(macs) == m.num_exits and all(0 < a < b for a, b in zip(macs, macs[1:], strict=False))
+
+
+def test_every_model_trains_every_parameter(tiny_model: AnytimeNet) -> None:
+    """One weighted-sum backward reaches every parameter; the decay groups cover each exactly once."""
+    m = tiny_model.train()
+    weights = [1.0] * m.num_exits
+    groups = m.parameter_groups(1e-4, weights)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in m.parameters())
+    logits = m(torch.randn(4, m.in_channels, 32, 32))
+    y = torch.randint(0, m.num_classes, (4,))
+    loss = sum(torch.nn.functional.cross_entropy(logits[k], y) for k in range(m.num_exits))
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_every_model_counts_its_units_without_building(tiny_model: AnytimeNet) -> None:
+    from adaptive_weights.models import count_units
+
+    name = next(n for n in list_models() if isinstance(tiny_model, models.model_class(n)))
+    assert count_units(name, **TINY_BUILDS[name]) == tiny_model.num_units

@@ -125,12 +125,23 @@ def test_probabilities_valid_and_weights_finite(name: str, which: int) -> None:
         assert_simplex(p, s.probability_floor())
 
 
+#: the first step's weights of the built-in strategies that draw nothing (spec §2.3, §3.4)
+FIRST_WEIGHTS_NOT_SAMPLING = {"static": BASE, "adaloss": torch.ones(9)}
+
+
 def test_first_step_uses_final_exit(name: str) -> None:
-    s = create_strategy(name, BASE, seed=1)
-    w = s.step_weights()
-    if isinstance(s, SamplingStrategy):
-        assert int(s.stats()["selected"]) == 8
-        assert torch.allclose(w, BASE + torch.eye(9)[8] * 2 * 1.3 / s.ratio)
+    """A sampling strategy's first step is the final exit's bonus, whatever the seed; one that draws
+    nothing starts from its initial weights (the scheme's for static, all ones for AdaLoss), in
+    which the final exit has weight."""
+    for seed in (1, 2, 3):
+        s = create_strategy(name, BASE, seed=seed)
+        w = s.step_weights()
+        assert w.dtype == torch.float32 and w.shape == (9,) and float(w[8]) > 0
+        if isinstance(s, SamplingStrategy):
+            assert int(s.stats()["selected"]) == 8 and int(s.stats()["draws"][8]) == 1
+            assert torch.allclose(w, BASE + torch.eye(9)[8] * 2 * 1.3 / s.ratio), (seed, w)  # default ratio > 0
+        elif name in FIRST_WEIGHTS_NOT_SAMPLING:
+            assert torch.equal(w, FIRST_WEIGHTS_NOT_SAMPLING[name]), (name, w)
 
 
 @pytest.mark.parametrize("which", [0, 1])
