@@ -19,8 +19,8 @@ from ._api import (
     register_strategy,
     validate_hparams,
 )
-from ._capture import capture_check, compile_step
 from ._base import FEEDBACK, RewardLearner, SamplingStrategy, Strategy, mix_uniform
+from ._capture import capture_check, compile_step
 from ._hparams import HParam
 from ._rewards import relative_rewards
 

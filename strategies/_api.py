@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import torch
 from torch import Tensor
 
 from adaptive_weights.registry import Registry
@@ -26,7 +29,32 @@ ENTRY_POINT_GROUP = "adaptive_weights.strategies"
 S = TypeVar("S", bound=type[Strategy])
 
 
-_RESERVED = frozenset({"seed", "base", "K", "device", "generator", "epoch", "steps", "skipped", "sel", "onehot"})
+@functools.cache
+def _assigned_by(cls: type[Strategy]) -> frozenset[str]:
+    """The attribute names that building `cls` assigns besides its own hyper-parameters (`base`,
+    `K`, `epoch`, `steps`, `sel`, `draws`, `drawn_p`, `reward_sum`, `log_w`, ...), recorded while one
+    instance is built on a tiny base, so the list cannot fall behind the code."""
+    assigned: list[str] = []
+
+    def record(self: Strategy, key: str, value: Any) -> None:
+        assigned.append(key)
+        super(recorder, self).__setattr__(key, value)
+
+    recorder = type(f"_Recording{cls.__name__}", (cls,), {"__setattr__": record})
+    try:
+        recorder(torch.ones(4))
+    except NotImplementedError:  # an abstract base: its concrete subclasses are built instead
+        return frozenset()
+    counts = Counter(assigned)
+    return frozenset(key for key, n in counts.items() if key not in cls.hparams or n > 1)
+
+
+def _reserved_names(cls: type[Strategy]) -> frozenset[str]:
+    """Names a hyper-parameter of `cls` must not take: those that building any of the library's
+    classes it derives from assigns (`cls` itself is not built: its module may still be loading;
+    a name its own `setup` uses is its author's to keep apart)."""
+    ancestors = [c for c in cls.__mro__[1:] if issubclass(c, Strategy) and c.__module__.startswith("strategies.")]
+    return frozenset().union(*(_assigned_by(c) for c in ancestors))
 
 
 def _check_strategy_class(name: str, obj: Any) -> None:
@@ -35,7 +63,8 @@ def _check_strategy_class(name: str, obj: Any) -> None:
         raise ValueError(f"strategy {name!r} must be a subclass of strategies.Strategy, got {obj!r}")
     if obj.feedback not in FEEDBACK:
         raise ValueError(f"strategy {name!r}: feedback {obj.feedback!r} is not one of {FEEDBACK}")
-    clash = sorted(k for k in obj.hparams if k in _RESERVED or (k != "warmup_epochs" and hasattr(Strategy, k)))
+    reserved = _reserved_names(obj)
+    clash = sorted(k for k in obj.hparams if k in reserved or (k != "warmup_epochs" and hasattr(Strategy, k)))
     if clash:
         raise ValueError(f"strategy {name!r}: hyper-parameter name(s) {clash} shadow Strategy attributes")
     own = obj.__dict__.get("name")  # a subclass of a registered strategy may take a new name

@@ -15,6 +15,8 @@ from strategies import (
     STRATEGIES,
     HParam,
     Registry,
+    RewardLearner,
+    SamplingStrategy,
     Strategy,
     create_strategy,
     describe_strategies,
@@ -117,6 +119,13 @@ def test_register_strategy_decorator_and_duplicate_name_is_an_error() -> None:
         (type("BadFeedback", (Strategy,), {"feedback": "partial"}), "feedback 'partial'"),
         (type("Shadow", (Strategy,), {"hparams": {"observe": HParam(1.0)}}), "shadow Strategy attributes"),
         (type("Seeded", (Strategy,), {"hparams": {"seed": HParam(1.0)}}), r"\['seed'\] shadow"),
+        # the machinery's names come from built instances, so none is missing from a hand list
+        (type("Draws", (SamplingStrategy,), {"hparams": {"draws": HParam(1.0), "drawn_p": HParam(1.0)}}),
+         r"\['drawn_p', 'draws'\] shadow"),
+        (type("Sums", (RewardLearner,), {"hparams": {**RewardLearner.hparams, "reward_sum": HParam(1.0)}}),
+         r"\['reward_sum'\] shadow"),
+        (type("LogW", (EGStrategy,), {"hparams": {**RewardLearner.hparams, "log_w": HParam(1.0)}}),
+         r"\['log_w'\] shadow"),
     ],
 )
 def test_registration_rejects_bad_classes(obj, match: str) -> None:
