@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .compiled import COMPILE_MODES
+
 __all__ = [
     "ModelConfig",
     "DataConfig",
@@ -132,7 +134,7 @@ class TrainConfig:
     device: str = _f("auto", EXECUTION)
     amp: bool = _f(False, EXPERIMENT)
     channels_last: bool = _f(False, EXECUTION)
-    compile: bool = _f(False, EXECUTION)
+    compile: str = _f("none", EXECUTION)
     eval_splits: tuple[str, ...] = _f(("val", "test"), EXECUTION)
     checkpoint_minutes: float = _f(0.0, EXECUTION)
     max_steps_per_epoch: int | None = _f(None, EXPERIMENT)
@@ -424,6 +426,7 @@ class RunConfig:
                 raise ValueError(f"scheme.name: {err}") from None
         _choice("train.preset", t.preset, list(PRESETS))
         _choice("train.device", t.device.split(":")[0], _DEVICES)
+        _choice("train.compile", t.compile, COMPILE_MODES)
         for split in t.eval_splits:
             _choice("train.eval_splits", split, _EVAL_SPLITS)
         _positive("train.batch_size", t.batch_size)

@@ -28,6 +28,7 @@ import torch
 from ._io import atomic_write_json, read_json
 from ._lock import RunDirLock
 from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from .compiled import compile_training, mark_step_begin
 from .config import ARCHITECTURE_KEYS, RunConfig
 from .data._shard import local_batch_size
 from .distributed import Distributed, setup_distributed
@@ -235,7 +236,7 @@ def train(
         lr=cfg.train.lr_values[0], momentum=cfg.train.momentum,
     )
     forward = ddp.wrap_model(model, device)
-    forward = torch.compile(forward) if (cfg.train.compile and device.type == "cuda") else forward
+    forward, stepper = compile_training(forward, strategy, cfg.train.compile)  # `none`: both unchanged
     num_exits = model.num_exits
     exit_macs = model.exit_macs()
     steps_per_epoch = len(data.train)
@@ -318,7 +319,8 @@ def train(
                 break
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss, losses, weights, logits = training_step(forward, optimizer, strategy, x, y,
+            mark_step_begin(cfg.train.compile)
+            loss, losses, weights, logits = training_step(forward, optimizer, stepper, x, y,
                                                           amp=cfg.train.amp, device=device,
                                                           mean_over_ranks=ddp.mean)
             # epoch statistics stay on the device; read once at the epoch's end

@@ -20,11 +20,12 @@ from ._api import (
     validate_hparams,
 )
 from ._base import FEEDBACK, RewardLearner, SamplingStrategy, Strategy, mix_uniform
-from ._capture import capture_check, compile_step
+from ._capture import CompiledSteps, capture_check, compile_step
 from ._hparams import HParam
 from ._rewards import relative_rewards
 
 __all__ = [
+    "CompiledSteps",
     "ENTRY_POINT_GROUP",
     "FEEDBACK",
     "STRATEGIES",

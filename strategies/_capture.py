@@ -16,7 +16,7 @@ import torch
 
 from ._base import Strategy
 
-__all__ = ["capture_check", "compile_step"]
+__all__ = ["CompiledSteps", "capture_check", "compile_step"]
 
 #: steps the check runs: the first (forced final exit) and enough later ones to see a retrace.
 CHECK_STEPS = 4
@@ -73,3 +73,21 @@ def capture_check(strategy: Strategy, steps: int = CHECK_STEPS) -> str | None:
     if differ or a["steps"] != b["steps"]:
         return f"{name}: compiled state differs from eager state in {differ or ['steps']}"
     return None
+
+
+class CompiledSteps:
+    """The two per-step calls of `strategy`, each compiled as one graph (`fullgraph=True`), for a
+    compiled training step (`train.compile`); epochs, state and statistics stay on `strategy`.
+
+    Every state tensor keeps its storage for the strategy's life (updates are in place), so each is
+    marked as a static address: a CUDA graph (`mode="reduce-overhead"`) reads and writes it directly
+    instead of copying it in and out on every replay.
+    """
+
+    def __init__(self, strategy: Strategy, **compile_kwargs: object) -> None:
+        self.strategy = strategy
+        for value in vars(strategy).values():
+            if isinstance(value, torch.Tensor):
+                torch._dynamo.mark_static_address(value)
+        self.step_weights = torch.compile(strategy.step_weights, fullgraph=True, **compile_kwargs)
+        self.observe = torch.compile(strategy.observe, fullgraph=True, **compile_kwargs)

@@ -47,11 +47,12 @@ def test_training_step_never_syncs(strategy, amp):
     assert p.device.type == "cuda" and abs(float(p.sum()) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("amp,channels_last,compile_model", [(False, False, False), (True, True, False),
-                                                            (False, False, True)])
-def test_full_run_on_cuda(tmp_path, amp, channels_last, compile_model):
+@pytest.mark.parametrize("amp,channels_last,compile_mode", [(False, False, "none"), (True, True, "none"),
+                                                           (False, False, "default"),
+                                                           (False, False, "reduce-overhead")])
+def test_full_run_on_cuda(tmp_path, amp, channels_last, compile_mode):
     flat = {**CUDA_FLAT, "strategy.name": "eg", "train.amp": amp, "train.channels_last": channels_last,
-            "train.compile": compile_model}
+            "train.compile": compile_mode}
     summary = train(RunConfig.from_flat(flat), out_dir=tmp_path / "r", tensorboard=False)
     errs = summary["errors"]["test"]
     assert len(errs) == 6 and all(0 <= e <= 1 for e in errs)
@@ -59,3 +60,69 @@ def test_full_run_on_cuda(tmp_path, amp, channels_last, compile_model):
     more = train(RunConfig.from_flat({**flat, "train.epochs": 2}), out_dir=tmp_path / "r", resume=True,
                  tensorboard=False)
     assert more["epochs"] == 2
+
+
+BUILTINS = ["static", "aann", "eg", "rwm", "avgl", "adaloss", "uniform", "quartile"]
+
+
+@pytest.mark.parametrize("strategy", BUILTINS)
+def test_captured_strategy_step_matches_eager(strategy):
+    """The strategy's step as CUDA graphs (mode reduce-overhead) against eager, on the same 20 loss
+    vectors: the same exits drawn, the same weights and state (fp32, tight tolerance)."""
+    from strategies import CompiledSteps, create_strategy, get_strategy_class
+
+    dev = torch.device("cuda")
+    hp = {"warmup_epochs": 0} if "warmup_epochs" in get_strategy_class(strategy).hparams else {}
+    base = torch.linspace(0.2, 1.0, 27, device=dev)
+    eager, captured = (create_strategy(strategy, base, seed=3, **hp) for _ in range(2))
+    steps = CompiledSteps(captured, mode="reduce-overhead")
+    g = torch.Generator(device=dev).manual_seed(0)
+    for t in range(20):
+        losses = torch.linspace(2.0, 0.5, 27, device=dev) * torch.exp(0.3 * torch.randn(27, device=dev, generator=g))
+        torch.compiler.cudagraph_mark_step_begin()
+        w_captured = steps.step_weights().clone()
+        steps.observe(losses)
+        w_eager = eager.step_weights()
+        eager.observe(losses)
+        torch.testing.assert_close(w_captured, w_eager, rtol=1e-5, atol=1e-6, msg=f"step {t}")
+    a, b = eager.state_dict(), captured.state_dict()
+    assert a["steps"] == b["steps"] == 20
+    for key, value in a["tensors"].items():
+        torch.testing.assert_close(b["tensors"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("strategy", ["eg", "adaloss"])  # each run compiles the network: two strategies
+def test_compiled_run_matches_eager_run(tmp_path, strategy):
+    """train.compile=reduce-overhead against none: per-exit losses, weights and strategy state after
+    2 epochs (the learners frozen in the first), fp32; then an exact resume in the fast mode. (Every
+    built-in's captured step is compared with eager by test_captured_strategy_step_matches_eager.)"""
+    import json
+
+    flat = {**CUDA_FLAT, "strategy.name": strategy, "train.epochs": 2}
+    fast_flat = {**flat, "train.compile": "reduce-overhead"}
+    train(RunConfig.from_flat(flat), out_dir=tmp_path / "eager", tensorboard=False)
+    train(RunConfig.from_flat(fast_flat), out_dir=tmp_path / "fast", tensorboard=False)
+
+    def rows(d):
+        return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+    for ra, rb in zip(rows(tmp_path / "eager"), rows(tmp_path / "fast"), strict=True):
+        for key in ra:
+            if key.startswith(("train/loss/", "train/weight/", "train/prob/")):
+                assert rb[key] == pytest.approx(ra[key], rel=2e-3, abs=1e-4), key
+    # exact resume in the fast mode: interrupted after epoch 1, resumed, equals the straight run
+    class Stop(Exception):
+        pass
+
+    def stop(row, ckpt):
+        if row["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(RunConfig.from_flat(fast_flat), out_dir=tmp_path / "resumed", report=stop, tensorboard=False)
+    train(RunConfig.from_flat(fast_flat), out_dir=tmp_path / "resumed", resume=True, tensorboard=False)
+    sa = torch.load(tmp_path / "fast" / "checkpoints" / "last.pt", weights_only=True)["strategy"]
+    sb = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["strategy"]
+    assert sa["steps"] == sb["steps"]
+    for key, value in sa["tensors"].items():
+        torch.testing.assert_close(sb["tensors"][key], value, rtol=1e-5, atol=1e-6, msg=key)
