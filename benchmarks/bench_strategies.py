@@ -7,19 +7,25 @@ step with the strategy minus the step with constant weights, which is what a run
 the strategy's tiny kernels queue behind the network's. GPU times use CUDA events after warm-up;
 each number is the mean (and spread) over repetitions.
 
-    python benchmarks/bench_strategies.py [--device cuda] [--reps 5] [--steps 200]
+`--compile reduce-overhead` times each strategy's step through `strategies.CompiledSteps` (as
+`train.compile` runs it: one CUDA graph per call instead of about 20-40 small kernels).
+
+    python benchmarks/bench_strategies.py [--device cuda] [--reps 5] [--steps 200] [--ks 27 75]
+        [--compile none|default|reduce-overhead] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
-from strategies import create_strategy, get_strategy_class, list_strategies
+from adaptive_weights.compiled import mark_step_begin
+from strategies import CompiledSteps, create_strategy, get_strategy_class, list_strategies
 
 KS = (9, 27, 75)
 
@@ -81,12 +87,20 @@ def make_train_step(device: torch.device, batch: int, weights_fn: Callable[[], t
     return step
 
 
-def strategy_step(strategy, pool: list[torch.Tensor]) -> Callable[[], None]:
+def stepper_for(strategy, compile_mode: str):
+    """The strategy itself, or its step compiled as `train.compile=compile_mode` compiles it."""
+    if compile_mode == "none":
+        return strategy
+    return CompiledSteps(strategy, **({} if compile_mode == "default" else {"mode": compile_mode}))
+
+
+def strategy_step(strategy, pool: list[torch.Tensor], compile_mode: str = "none") -> Callable[[], None]:
     """One training step's worth of strategy calls, cycling through a pool of loss vectors."""
     i = 0
 
     def one() -> None:
         nonlocal i
+        mark_step_begin(compile_mode)
         strategy.step_weights()
         strategy.observe(pool[i % len(pool)])
         i += 1
@@ -101,7 +115,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="strategy steps per repetition")
     ap.add_argument("--train-steps", type=int, default=0, help="training steps per repetition (default: 20 GPU, 3 CPU)")
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--ks", type=int, nargs="+", default=list(KS), help="numbers of exits to time")
+    ap.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
+                    help="time the strategy step compiled as train.compile does")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
+    ks = tuple(args.ks)
+    results: dict = {"compile": args.compile, "ks": list(ks), "strategies": {}, "in_loop_k9": {}}
     device = torch.device(args.device)
     measure = timer(device)
     train_steps = args.train_steps or (20 if device.type == "cuda" else 3)
@@ -112,18 +132,21 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}")
     print(f"train step, AnytimeResNet(n=3, c=16), batch {args.batch}: {t_train * 1e3:.3f} ms (sd {sd_train * 1e3:.3f})")
-    print(f"{'strategy':<16}" + "".join(f"{'K=' + str(k) + ' us':>12}{'ratio':>9}" for k in KS))
+    print(f"strategy step: {'eager' if args.compile == 'none' else 'compiled, mode ' + args.compile}")
+    results.update(device=name, train_step_ms=t_train * 1e3)
+    print(f"{'strategy':<16}" + "".join(f"{'K=' + str(k) + ' us':>12}{'ratio':>9}" for k in ks))
     g = torch.Generator().manual_seed(0)
     worst = 0.0
     for sname in list_strategies():
         row = f"{sname:<16}"
-        for K in KS:
+        for K in ks:
             base = torch.rand(K, generator=g).to(device) + 0.1
             pool = [(torch.linspace(2.0, 0.5, K) * torch.exp(0.2 * torch.randn(K, generator=g))).to(device)
                     for _ in range(16)]
-            s = create_strategy(sname, base, seed=0, **learning_hparams(sname))
-            t, _ = repeat(measure, strategy_step(s, pool), args.steps, args.reps, warmup=20)
+            s = stepper_for(create_strategy(sname, base, seed=0, **learning_hparams(sname)), args.compile)
+            t, _ = repeat(measure, strategy_step(s, pool, args.compile), args.steps, args.reps, warmup=20)
             worst = max(worst, t / t_train)
+            results["strategies"].setdefault(sname, {})[f"K={K}"] = {"us": t * 1e6, "share": t / t_train}
             row += f"{t * 1e6:>12.1f}{100 * t / t_train:>8.2f}%"
         print(row)
     print(f"worst ratio: {100 * worst:.2f}% of a training step (goal < 1%)")
@@ -133,12 +156,22 @@ def main() -> None:
         print("interleaved per repetition (median difference over repetitions):")
         for sname in list_strategies():
             s = create_strategy(sname, torch.rand(9, generator=g).to(device) + 0.1, seed=0, **learning_hparams(sname))
-            step = make_train_step(device, args.batch, s.step_weights, s.observe)
+            s = stepper_for(s, args.compile)
+
+            def weights(s=s):
+                mark_step_begin(args.compile)
+                return s.step_weights()
+
+            step = make_train_step(device, args.batch, weights, s.observe)
             for _ in range(5):
                 step(), train()
             diffs = [measure(step, train_steps) - measure(train, train_steps) for _ in range(2 * args.reps)]
             d = statistics.median(diffs)
             print(f"  {sname:<16}{d * 1e6:>9.1f} us  ({100 * d / t_train:+.2f}%; spread {statistics.pstdev(diffs) * 1e6:.0f} us)")
+            results["in_loop_k9"][sname] = {"us": d * 1e6, "share": d / t_train}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
 
 if __name__ == "__main__":
     main()
