@@ -157,6 +157,7 @@ def run_sweep(
     max_failures: int = 3,
     tensorboard: bool = True,
     verbose: int = 1,
+    workers_per_trial: int = 1,
 ) -> SweepOutcome:
     """Run (or with ``resume`` continue) ``spec`` with Ray Tune; returns where its results are.
 
@@ -164,7 +165,8 @@ def run_sweep(
     as in the paper; ``asha``: early stopping on ``val/err/mean``; ``pbt``). Without ``address`` a
     loopback-only Ray is started in this process and shut down afterwards; an already initialised
     Ray is used as it is. ``verbose``: 0 silent, 1 a line per finished trial, 2 Ray's own progress
-    tables and results.
+    tables and results. ``workers_per_trial > 1``: every trial is one data-parallel run on that
+    many Ray Train workers (:mod:`tuning.ray_train`); the CPUs and GPUs per trial are then per worker.
     """
     from .space import check_search_available
 
@@ -185,6 +187,7 @@ def run_sweep(
         spec = replace(spec, scheduler=scheduler)
     if max_failures < 0:
         raise RefusedError(f"--max-failures must be >= 0, got {max_failures}")
+    _check_workers(workers_per_trial, gpus_per_trial, spec.scheduler)
     check_search_available(spec.search)
     root, experiment = _experiment_path(out, spec.name)
     local_dir = _local_results_dir(out, spec.name)
@@ -197,7 +200,7 @@ def run_sweep(
         errored, frames = _fit(spec, plan, root=root, sweep_dir=sweep_dir, address=address,
                                cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                                max_concurrent=max_concurrent, max_failures=max_failures, tensorboard=tensorboard,
-                               verbose=verbose)
+                               verbose=verbose, workers_per_trial=workers_per_trial)
     else:
         sweep_dir.write_spec(_spec_record(spec))
     found = _matching(sweep_dir.checkpoints(), spec)
@@ -259,7 +262,7 @@ def _result_name(result: Any) -> str:
 
 def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], samples: int, *, root: str,
            sweep_dir: SweepDir, cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int | None,
-           max_failures: int, tensorboard: bool, verbose: int) -> Any:
+           max_failures: int, tensorboard: bool, verbose: int, workers_per_trial: int = 1) -> Any:
     """One Tuner: explicit ``trials`` (a grid, or the trials a resume continues) or ``samples``
     new samples of the searcher."""
     from ray import tune
@@ -270,10 +273,16 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
 
     hparam_keys = ([k for k in spec.axes if k != "strategy.name"] if spec.search != "grid"
                    else _varying(spec.trials))
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
-                             hparam_keys=hparam_keys),
-        {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
+                                     hparam_keys=hparam_keys, workers=workers_per_trial,
+                                     cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial)
+    if workers_per_trial > 1:  # the trial is a driver; Ray Train's workers hold the resources
+        from .ray_train import DRIVER_RESOURCES
+
+        trainable = tune.with_resources(trainable, DRIVER_RESOURCES)
+        max_concurrent = max_concurrent or _trials_that_fit(workers_per_trial, cpus_per_trial, gpus_per_trial)
+    else:
+        trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     if trials:
         param_space, search_alg, num_samples = grid_param_space(trials), None, 1
     else:
@@ -323,6 +332,32 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
             callbacks=callbacks,
         ),
     )
+
+
+def _check_workers(workers: int, gpus_per_worker: float, scheduler: str) -> None:
+    """``--workers-per-trial``: a whole number of workers, whole GPUs each (NCCL runs one process per
+    GPU), and no PBT (it restarts trials from Tune's checkpoints; a multi-worker trial's checkpoints
+    are Ray Train's)."""
+    if workers < 1:
+        raise RefusedError(f"--workers-per-trial must be >= 1, got {workers}")
+    if workers > 1 and 0 < gpus_per_worker < 1:
+        raise RefusedError(f"--gpus-per-trial {gpus_per_worker} with --workers-per-trial {workers}: every worker "
+                           "needs a whole GPU (NCCL runs one process per GPU); use --gpus-per-trial 1")
+    if workers > 1 and scheduler == "pbt":
+        raise RefusedError(f"sweep.scheduler: 'pbt' with --workers-per-trial {workers}: PBT restarts trials from Tune "
+                           "checkpoints, and a multi-worker trial checkpoints through Ray Train; use fifo or asha")
+
+
+def _trials_that_fit(workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """How many multi-worker trials the cluster holds at once: their drivers reserve nothing, so
+    without this cap every trial would start and their worker groups would wait on each other."""
+    import ray
+
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 0.0) / (workers * cpus_per_worker)]
+    if gpus_per_worker:
+        fits.append(total.get("GPU", 0.0) / (workers * gpus_per_worker))
+    return max(1, int(min(fits)))
 
 
 def _epochs(flat: Mapping[str, Any]) -> int:
@@ -571,6 +606,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0,
                    help="GPUs per trial; a fraction (0.25) lets several small trials share one GPU")
+    p.add_argument("--workers-per-trial", type=int, default=1,
+                   help="train every trial data-parallel on N Ray Train workers (DDP); --cpus-per-trial and "
+                        "--gpus-per-trial are then per worker")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once (default: as resources allow)")
     p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial from its last checkpoint")
     p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
@@ -619,7 +657,7 @@ def cli_main(argv: Sequence[str]) -> int:
         outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                             resume=args.resume, max_failures=args.max_failures,
-                            tensorboard=not args.no_tensorboard,
+                            tensorboard=not args.no_tensorboard, workers_per_trial=args.workers_per_trial,
                             verbose=0 if args.quiet else (2 if args.verbose else 1))
         print(f"{len(outcome.run_dirs)} run directories in {outcome.runs_dir}")
         if args.no_tensorboard is False and outcome.run_dirs:

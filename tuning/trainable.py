@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train_trial", "trial_metrics", "run_config", "sampled_run_name", "write_hparams", "RUN_DIRNAME"]
+__all__ = ["train_trial", "train_in_scratch", "trial_metrics", "run_config", "sampled_run_name", "with_device",
+           "write_hparams", "RUN_DIRNAME"]
 
 RUN_DIRNAME = "run"
 
@@ -72,12 +73,15 @@ def _config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from: Mapping[str, str] | None = None,
-                hparam_keys: Sequence[str] = ()) -> None:
+                hparam_keys: Sequence[str] = (), workers: int = 1, cpus_per_worker: float = 1.0,
+                gpus_per_worker: float = 0.0) -> None:
     """Ray Tune function trainable: train the run whose flat config is ``config``.
 
     ``tensorboard``: the run writes TensorBoard events, plus an HParams summary of ``hparam_keys``
     (the keys the sweep varies). ``resume_from``: run name -> the path or URI of a run directory
     (an earlier trial's checkpoint) this trial continues from when Ray gives it no checkpoint.
+    ``workers > 1``: the trial trains data-parallel on that many Ray Train workers
+    (:mod:`tuning.ray_train`), each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs.
 
     The run directory is always rebuilt from a checkpoint (or started empty), never reused from the
     local disk: a worker killed between writing ``last.pt`` and reporting it would otherwise resume
@@ -86,29 +90,52 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     """
     from ray import tune
 
-    from adaptive_weights.train import train
-
     ctx = tune.get_context()
     cfg = run_config(config, ctx.get_trial_name())
-    if cfg.train.device == "auto":
-        # the GPUs Ray gave this trial (CUDA_VISIBLE_DEVICES is set to them), else the CPU: a trial
-        # asked for 0 GPUs must not crowd onto a GPU that Ray lends to others
-        import dataclasses
-
-        import ray
-
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, device="cuda" if ray.get_gpu_ids() else "cpu"))
-    # The run trains in a scratch folder outside the trial directory: Ray copies trial directories
-    # to the storage path while trials write, and would trip over the atomic writes' temp files.
-    # Every epoch's checkpoint (the whole run directory) is what Ray keeps.
-    run_dir = (Path(tempfile.gettempdir()) / "adaptive-weights-trials"
-               / f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}" / RUN_DIRNAME).resolve()
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None and resume_from and cfg.name in resume_from:
         checkpoint = tune.Checkpoint(resume_from[cfg.name])
+    if workers > 1:
+        from .ray_train import fit_on_workers
+
+        fit_on_workers(cfg, start=checkpoint, workers=workers, cpus_per_worker=cpus_per_worker,
+                       gpus_per_worker=gpus_per_worker, tensorboard=tensorboard, hparam_keys=hparam_keys)
+        return
+    if cfg.train.device == "auto":
+        # the GPUs Ray gave this trial (CUDA_VISIBLE_DEVICES is set to them), else the CPU: a trial
+        # asked for 0 GPUs must not crowd onto a GPU that Ray lends to others
+        import ray
+
+        cfg = with_device(cfg, "cuda" if ray.get_gpu_ids() else "cpu")
+
+    def report(metrics: dict[str, float], run_dir: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
+
+    train_in_scratch(cfg, f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}", checkpoint=checkpoint,
+                     report=report, tensorboard=tensorboard, hparam_keys=hparam_keys)
+
+
+def with_device(cfg, device: str):
+    """``cfg`` with ``train.device`` set (a trial's device is the one Ray gave it)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device))
+
+
+def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[dict[str, float], Path], None],
+                     tensorboard: bool, hparam_keys: Sequence[str]) -> None:
+    """Train ``cfg`` in the scratch run directory ``scratch`` (started from ``checkpoint``, a Ray
+    checkpoint of a run directory, when given); after every epoch ``report(metrics, run_dir)``.
+
+    The run trains in a scratch folder outside the trial directory: Ray copies trial directories
+    to the storage path while trials write, and would trip over the atomic writes' temp files.
+    Every epoch's checkpoint (the whole run directory) is what Ray keeps.
+    """
+    from adaptive_weights.train import train
+
+    run_dir = (Path(tempfile.gettempdir()) / "adaptive-weights-trials" / scratch / RUN_DIRNAME).resolve()
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
     resumed_from = 0
     if checkpoint is not None:
         checkpoint.to_directory(str(run_dir))
@@ -116,12 +143,11 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     if tensorboard and hparam_keys:
         write_hparams(run_dir / "tb", cfg.to_flat(), hparam_keys)
 
-    def report(row: dict[str, Any], checkpoint_path: Path) -> None:
-        tune.report(trial_metrics(row, resumed_from_epoch=resumed_from),
-                    checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
+    def on_epoch(row: dict[str, Any], checkpoint_path: Path) -> None:
+        report(trial_metrics(row, resumed_from_epoch=resumed_from), run_dir)
 
     try:
-        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=report, tensorboard=tensorboard)
+        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=on_epoch, tensorboard=tensorboard)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
 

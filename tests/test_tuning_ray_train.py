@@ -1,0 +1,63 @@
+"""A sweep whose trials are data-parallel runs: Ray Train's TorchTrainer (2 gloo workers) inside each
+of 2 Tune trials, on the in-process loopback Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+from test_tuning_ray import ray_tmp  # noqa: F401  (the private RAY_TMPDIR fixture)
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+pytestmark = [pytest.mark.ray, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="as test_tuning_ray")]
+
+SWEEP_YAML = """\
+data.name: synthetic
+data.synthetic_size: 128
+data.synthetic_image_size: 8
+data.synthetic_classes: 4
+model.n: 1
+model.c: 4
+train.preset: smoke
+train.epochs: 2
+train.batch_size: 32
+train.progress: false
+strategy.name: eg
+strategy.warmup_epochs: 0
+train.seed: [0, 1]
+sweep.paper_grid: false
+sweep.name: ddp
+"""
+
+
+def test_each_trial_trains_on_two_ray_train_workers(tmp_path, ray_tmp) -> None:  # noqa: F811
+    from adaptive_weights.config import RunConfig
+    from adaptive_weights.train import train
+    from tuning.launcher import run_sweep
+    from tuning.sweepfile import load_sweep
+
+    (tmp_path / "ddp.yaml").write_text(SWEEP_YAML)
+    spec = load_sweep(tmp_path / "ddp.yaml")
+    outcome = run_sweep(spec, out=tmp_path / "out", cpus_per_trial=0.5, workers_per_trial=2, tensorboard=False,
+                        verbose=0)
+    assert outcome.errored == [] and outcome.unfinished == []
+    assert sorted(p.name for p in outcome.run_dirs) == sorted(t["name"] for t in spec.trials)
+    for run_dir in outcome.run_dirs:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["completed"] and (summary["world_size"], summary["backend"]) == (2, "gloo")
+        rows = [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2]
+        # Tune saw rank 0's metrics of every epoch
+        trial_dir = tmp_path / "out" / "ddp" / run_dir.name
+        results = [json.loads(r) for r in (trial_dir / "result.json").read_text().splitlines()]
+        assert [r["epoch"] for r in results] == [1, 2] and results[-1]["val/err/mean"] == rows[-1]["val/err/mean"]
+    # the same run on one process: the same steps, errors close (BatchNorm sees each worker's slice)
+    trial = next(t for t in spec.trials if t["train.seed"] == 0)
+    one = train(RunConfig.from_flat({k: v for k, v in trial.items() if k != "train.num_threads"}),
+                out_dir=tmp_path / "single", tensorboard=False)
+    two = json.loads((outcome.runs_dir / trial["name"] / "summary.json").read_text())
+    assert two["steps"] == one["steps"]
+    assert all(abs(a - b) <= 0.08 for a, b in zip(two["errors"]["test"], one["errors"]["test"], strict=True))
