@@ -61,3 +61,19 @@ def test_each_trial_trains_on_two_ray_train_workers(tmp_path, ray_tmp) -> None: 
     two = json.loads((outcome.runs_dir / trial["name"] / "summary.json").read_text())
     assert two["steps"] == one["steps"]
     assert all(abs(a - b) <= 0.08 for a, b in zip(two["errors"]["test"], one["errors"]["test"], strict=True))
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"workers_per_trial": 0}, "--workers-per-trial must be >= 1"),
+    ({"workers_per_trial": 2, "gpus_per_trial": 0.5}, "every worker needs a whole GPU"),
+    ({"workers_per_trial": 2, "scheduler": "pbt"}, "sweep.scheduler: 'pbt' with --workers-per-trial 2"),
+])
+def test_bad_worker_options_are_refused_before_ray_starts(tmp_path, options, match) -> None:
+    from adaptive_weights.errors import RefusedError
+    from tuning.launcher import run_sweep
+    from tuning.sweepfile import load_sweep
+
+    (tmp_path / "ddp.yaml").write_text(SWEEP_YAML)
+    with pytest.raises(RefusedError, match=match):
+        run_sweep(load_sweep(tmp_path / "ddp.yaml"), out=tmp_path / "out", verbose=0, **options)
+    assert not (tmp_path / "out").exists()
