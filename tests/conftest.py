@@ -31,6 +31,23 @@ def tiny_flat() -> dict:
     return dict(TINY)
 
 
+def train_interrupted_then_resumed(cfg, out_dir, *, after_epoch: int = 1) -> dict:
+    """Train `cfg` into `out_dir`, stop it after epoch `after_epoch` (from its report hook, so the
+    epoch's checkpoint is written), resume it to the end; the resumed run's summary."""
+    from adaptive_weights.train import train
+
+    class Stop(Exception):
+        pass
+
+    def stop(row, ckpt):
+        if row["epoch"] == after_epoch:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, out_dir=out_dir, report=stop, tensorboard=False)
+    return train(cfg, out_dir=out_dir, resume=True, tensorboard=False)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     n = torch.get_num_threads()

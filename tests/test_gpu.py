@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import train_interrupted_then_resumed
 
 from adaptive_weights.config import RunConfig
 from adaptive_weights.train import build_run, train, training_step
@@ -111,16 +112,7 @@ def test_compiled_run_matches_eager_run(tmp_path, strategy):
             if key.startswith(("train/loss/", "train/weight/", "train/prob/")):
                 assert rb[key] == pytest.approx(ra[key], rel=2e-3, abs=1e-4), key
     # exact resume in the fast mode: interrupted after epoch 1, resumed, equals the straight run
-    class Stop(Exception):
-        pass
-
-    def stop(row, ckpt):
-        if row["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(RunConfig.from_flat(fast_flat), out_dir=tmp_path / "resumed", report=stop, tensorboard=False)
-    train(RunConfig.from_flat(fast_flat), out_dir=tmp_path / "resumed", resume=True, tensorboard=False)
+    train_interrupted_then_resumed(RunConfig.from_flat(fast_flat), tmp_path / "resumed")
     sa = torch.load(tmp_path / "fast" / "checkpoints" / "last.pt", weights_only=True)["strategy"]
     sb = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["strategy"]
     assert sa["steps"] == sb["steps"]

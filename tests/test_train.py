@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_interrupted_then_resumed
 
 from adaptive_weights.checkpoint import CheckpointError
 from adaptive_weights.config import RunConfig
@@ -65,17 +66,7 @@ def test_learning_happens(tmp_path, tiny_flat):
 def test_resume_after_interruption_is_bit_identical(tmp_path, tiny_flat):
     cfg = _cfg(tiny_flat, **{"strategy.name": "eg", "strategy.warmup_epochs": 0, "train.epochs": 3})
     straight = train(cfg, out_dir=tmp_path / "a", tensorboard=False)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_epoch(row, ckpt):
-        if row["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train(cfg, out_dir=tmp_path / "b", report=stop_after_first_epoch, tensorboard=False)
-    resumed = train(cfg, out_dir=tmp_path / "b", resume=True, tensorboard=False)
+    resumed = train_interrupted_then_resumed(cfg, tmp_path / "b")
     assert resumed["errors"] == straight["errors"]
     _assert_same_state(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
     sa = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["strategy"]
