@@ -114,3 +114,26 @@ def test_counter_generator_is_uniform_and_seeded() -> None:
     limit = 99 + 4.5 * math.sqrt(2 * 99)  # 99 degrees of freedom, 4.5 sigmas
     assert chi2 < limit and chi2_pairs < limit, (chi2, chi2_pairs)
     assert len({seed_state(s) for s in range(1000)}) == 1000  # nearby seeds start apart
+
+
+def test_eager_and_compiled_steps_mix_on_one_strategy() -> None:
+    """An eager strategy draws from a cached block of its stream; compiled steps in between (which
+    advance the stream in the graph) and a load_state_dict must not leave it reading stale numbers."""
+    from strategies import compile_step
+
+    mixed, reference = (create_strategy("eg", BASE, seed=5, warmup_epochs=0) for _ in range(2))
+    fn, _ = compile_step(mixed)
+    losses = [torch.tensor([1.0, 0.8, 0.7, 0.5]) * (1 + 0.1 * t) for t in range(12)]
+    for t, loss in enumerate(losses):
+        w = fn(loss) if 3 <= t < 6 else (mixed.step_weights(), mixed.observe(loss))[0]
+        if t == 8:  # a reload mid-stream (of the state it already has): the cache must follow the state
+            mixed.load_state_dict(mixed.state_dict())
+        w_ref = reference.step_weights()
+        reference.observe(loss)
+        assert torch.equal(w, w_ref), t
+    assert torch.equal(mixed.rng_state, reference.rng_state)
+    other = create_strategy("eg", BASE, seed=6, warmup_epochs=0)
+    other.step_weights()  # its cache now holds seed 6's numbers
+    other.load_state_dict(reference.state_dict())
+    assert torch.equal(other.step_weights(), reference.step_weights())
+    assert torch.equal(other.stats()["selected"], reference.stats()["selected"])
