@@ -82,6 +82,7 @@ def _build_config(args: argparse.Namespace, overrides: dict[str, Any]):
 
 
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    """Resolve the config once (bad values fail here, before any work) and train it."""
     from .config import RunConfig, load_config_file
     from .train import train
 
@@ -95,7 +96,7 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
         cfg = RunConfig.from_flat(stored).resolve()
         summary = train(cfg, out_dir=run_dir, resume=True)
     else:
-        cfg = _build_config(args, overrides).resolve()  # validate before any work
+        cfg = _build_config(args, overrides).resolve()
         summary = train(cfg, out_dir=args.out)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone prints the table
         _print_summary(summary)
@@ -108,7 +109,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print(format_exit_table(summary["exit_units"], summary["exit_macs"], summary["errors"]))
 
 
-def _cmd_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_checkpoint, load_model_state
@@ -157,14 +158,14 @@ def _print_budgeted(model, data, args: argparse.Namespace) -> None:
               f"{100 * (1 - r['accuracy']):>11.2f}  {r['exit_histogram']}")
 
 
-def _cmd_strategies(args: argparse.Namespace, extra: list[str]) -> int:
+def _cmd_strategies(args: argparse.Namespace) -> int:
     from strategies import describe_strategies
 
     print(describe_strategies())
     return 0
 
 
-def _cmd_plot(args: argparse.Namespace, extra: list[str]) -> int:
+def _cmd_plot(args: argparse.Namespace) -> int:
     from .logging import read_metrics
     from .plots import plot_probability_stack, save_figure
 
@@ -176,60 +177,73 @@ def _cmd_plot(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _optional(module: str, attr: str):
-    """Subcommands implemented in other modules register through a ``cli_main(argv)`` function."""
-    import importlib
-
-    return getattr(importlib.import_module(module), attr)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    delegated = {
-        "report": ("adaptive_weights.report", "cli_main"),
-        "opt": ("adaptive_weights.opt", "cli_main"),
-        "eann": ("adaptive_weights.eann_cli", "cli_main"),
-        "sweep": ("tuning.launcher", "cli_main"),
-    }
-    if argv and argv[0] in delegated:
-        return _reporting_refusals(lambda: _optional(*delegated[argv[0]])(argv[1:]))
-
-    parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
-                                     "evaluate, compare strategies, sweep and report.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train one run", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train an anytime network. Config keys are dotted flags.",
-                       epilog=_lazy_epilog() if {"-h", "--help"} & set(argv) else None)
+def _train_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="adaptive-weights train", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Train an anytime network. Config keys are dotted flags.",
+                                epilog=_lazy_epilog() if {"-h", "--help"} & set(argv) else None)
     p.add_argument("--config", help="YAML/JSON file of config keys (nested or dotted)")
     p.add_argument("--out", help="run directory (default results/runs/<name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    p.set_defaults(func=_cmd_train, takes_overrides=True)
+    args, extra = p.parse_known_args(argv)
+    return _cmd_train(args, extra)
 
-    p = sub.add_parser("evaluate", help="per-exit error table of a trained run")
+
+def _evaluate_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="adaptive-weights evaluate", description="per-exit error table of a trained run")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.add_argument("--device", default="auto")
     p.add_argument("--budgets", metavar="F1,F2,...",
                    help="also run budgeted-batch inference at these average costs (fractions of the full MACs)")
-    p.set_defaults(func=_cmd_evaluate)
+    return _cmd_evaluate(p.parse_args(argv))
 
-    p = sub.add_parser("strategies", help="list registered strategies and their hyper-parameters")
-    p.set_defaults(func=_cmd_strategies)
 
-    p = sub.add_parser("plot", help="redraw a run's figures from its files")
+def _strategies_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="adaptive-weights strategies",
+                                description="list registered strategies and their hyper-parameters")
+    return _cmd_strategies(p.parse_args(argv))
+
+
+def _plot_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="adaptive-weights plot", description="redraw a run's figures from its files")
     p.add_argument("what", choices=["probabilities"])
     p.add_argument("run_dir")
     p.add_argument("--out", help="PNG path (default RUN_DIR/probability_stack.png)")
-    p.set_defaults(func=_cmd_plot)
+    return _cmd_plot(p.parse_args(argv))
 
-    for name in delegated:
-        sub.add_parser(name, help=f"see `adaptive-weights {name} --help`", add_help=False)
 
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "takes_overrides", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return _reporting_refusals(lambda: args.func(args, extra))
+# The one dispatch table: command -> (help line, "module:function" that takes the command's argv).
+# Commands of other modules are imported only when they run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train one run", "adaptive_weights.cli:_train_main"),
+    "evaluate": ("per-exit error table of a trained run", "adaptive_weights.cli:_evaluate_main"),
+    "strategies": ("list registered strategies and their hyper-parameters", "adaptive_weights.cli:_strategies_main"),
+    "plot": ("redraw a run's figures from its files", "adaptive_weights.cli:_plot_main"),
+    "report": ("tables and figures over many runs", "adaptive_weights.report:cli_main"),
+    "opt": ("plan and train the OPT baselines of a run", "adaptive_weights.opt:cli_main"),
+    "eann": ("EANN analysis over runs", "adaptive_weights.eann_cli:cli_main"),
+    "sweep": ("Ray Tune sweep from a sweep file", "tuning.launcher:cli_main"),
+}
+
+
+def _command(name: str):
+    import importlib
+
+    module, _, attr = COMMANDS[name][1].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
+                                         "evaluate, compare strategies, sweep and report.")
+        sub = parser.add_subparsers(dest="command", required=True)
+        for name, (help_line, _) in COMMANDS.items():
+            sub.add_parser(name, help=f"{help_line} (see `adaptive-weights {name} --help`)", add_help=False)
+        parser.parse_args(argv[:1])  # --help, or an unknown command: argparse prints it and exits
+        return 2
+    return _reporting_refusals(lambda: _command(argv[0])(argv[1:]))
 
 
 # RefusedError is a ValueError; the library's older refusals are plain ValueErrors, so both print.

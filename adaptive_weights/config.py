@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .compiled import COMPILE_MODES
+from .errors import RefusedError
+from .schedules import LR_SCHEDULES
 
 __all__ = [
     "ModelConfig",
@@ -33,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "RunConfig",
     "PRESETS",
+    "DATASET_PRESETS",
     "ARCHITECTURE_KEYS",
     "EXECUTION_KEYS",
     "RESUMABLE_KEYS",
@@ -119,16 +123,23 @@ class StrategyConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation (spec §5.2). ``preset`` fills ``epochs``, ``lr_milestones`` and ``lr_values``
-    left at ``None``; a preset's milestones scale with an overridden ``epochs`` (and the
-    ``imagenet`` preset's rates with ``batch_size / 256``).
-    ``lr_values[i]`` is the learning rate after ``i`` milestones have passed."""
+    left at ``None`` (``auto``: the data set's recipe, see ``DATASET_PRESETS``); a preset's
+    milestones scale with an overridden ``epochs`` (and the ``imagenet`` preset's rates with
+    ``batch_size / 256``). ``lr_schedule`` (``adaptive_weights.schedules``): ``step`` (the paper's;
+    ``lr_values[i]`` is the rate after ``i`` milestones have passed), ``cosine`` or ``onecycle``
+    (one peak rate, ``lr_values[0]``), each after ``warmup_epochs`` of linear warm-up.
+    ``label_smoothing`` applies to every exit's cross-entropy; ``nesterov`` to SGD's momentum."""
 
-    preset: str = _f("smoke", EXPERIMENT)
+    preset: str = _f("auto", EXPERIMENT)
     epochs: int | None = _f(None, EXPERIMENT, EXTENDABLE)
+    lr_schedule: str = _f("step", EXPERIMENT)
     lr_milestones: tuple[int, ...] | None = _f(None, EXPERIMENT)
     lr_values: tuple[float, ...] | None = _f(None, EXPERIMENT)
+    warmup_epochs: int = _f(0, EXPERIMENT)
     batch_size: int = _f(128, EXPERIMENT)
     momentum: float = _f(0.9, EXPERIMENT)
+    nesterov: bool = _f(False, EXPERIMENT)
+    label_smoothing: float = _f(0.0, EXPERIMENT)
     weight_decay: float = _f(2e-4, EXPERIMENT)
     seed: int = _f(0, EXPERIMENT, NAMING)
     device: str = _f("auto", EXECUTION)
@@ -152,6 +163,9 @@ PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[float, ...]]] = {
     "digits": (30, (20, 26), (0.1, 0.01, 0.001)),
     "smoke": (2, (1,), (0.05, 0.005)),
 }
+# train.preset auto: the recipe of the data set (smoke only for the synthetic set, which exists for tests)
+DATASET_PRESETS = {"cifar10": "cifar", "cifar100": "cifar", "svhn": "svhn", "imagenet": "imagenet",
+                   "digits": "digits", "synthetic": "smoke"}
 
 _SECTIONS = {
     "model": ModelConfig,
@@ -216,7 +230,7 @@ MODEL_KEYS = tuple(sorted(keys_with_role(MODEL), key=lambda k: not k.startswith(
 OPT_MODEL_KEYS = tuple(k for k in MODEL_KEYS if EXIT_LAYOUT not in roles_of(k))
 NAMING_PREFIXES = keys_with_role(NAMING)  # ``strategy.`` stands for every hyper-parameter
 
-_DEVICES = ("auto", "cpu", "cuda", "mps")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _EVAL_SPLITS = ("val", "test")
 
 
@@ -274,7 +288,7 @@ def coerce_value(key: str, value: Any, tp: Any) -> Any:
                 raise TypeError
             return str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}") from None
+        raise RefusedError(f"{key}: expected {_type_name(tp)}, got {value!r}") from None
     return value
 
 
@@ -298,7 +312,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist")
+        raise RefusedError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
     try:
         if path.suffix == ".json":
@@ -308,11 +322,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text) or {}
     except (json.JSONDecodeError, ValueError) as err:
-        raise ValueError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+        raise RefusedError(f"config file {str(path)!r} is not valid JSON: {err}") from None
     except Exception as err:  # yaml.YAMLError and its subclasses
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        raise RefusedError(f"config file {str(path)!r} is not valid YAML: {err}") from None
     if not isinstance(data, Mapping):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
+        raise RefusedError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
     if "config" in data and isinstance(data["config"], Mapping):
         data = data["config"]
     return {k.replace("-", "_"): v for k, v in flatten(data).items()}
@@ -373,18 +387,18 @@ class RunConfig:
                 continue
             section, _, sub = key.partition(".")
             if section not in _SECTIONS or not sub:
-                raise ValueError(
+                raise RefusedError(
                     f"unknown config key {raw_key!r}; valid keys: {', '.join(cls.valid_keys())}"
                 )
             if section == "strategy" and sub != "name":
                 if sub == "params":
-                    raise ValueError("strategy.params: give hyper-parameters as strategy.<name> keys")
+                    raise RefusedError("strategy.params: give hyper-parameters as strategy.<name> keys")
                 strategy_params[sub] = value
                 continue
             types_ = typing.get_type_hints(_SECTIONS[section])
             if sub not in types_:
                 valid = [k for k in cls.valid_keys() if k.startswith(section + ".")]
-                raise ValueError(f"unknown config key {raw_key!r}; valid keys in {section}: {', '.join(valid)}")
+                raise RefusedError(f"unknown config key {raw_key!r}; valid keys in {section}: {', '.join(valid)}")
             sections[section][sub] = coerce_value(key, value, types_[sub])
         if "name" in sections["strategy"] and sections["strategy"]["name"] != base.strategy.name:
             # hyper-parameters of the previous strategy do not carry over to another one
@@ -397,12 +411,18 @@ class RunConfig:
 
     # ----------------------------------------------------------------- validation
     def resolve(self) -> RunConfig:
-        """Validate every key and fill defaults (preset, strategy hyper-parameters, run name).
+        """Validate every key and fill defaults (preset, schedule, strategy hyper-parameters, run name).
 
-        Returns the resolved config that a run records; raises ``ValueError`` on the first bad key.
+        Returns the resolved config that a run records; raises :class:`RefusedError` naming the
+        first bad key. This is the one validation: the result is marked resolved, so ``train()``
+        and the strategy's construction take it as it is (resolving it again returns it unchanged;
+        a copy made with ``dataclasses.replace`` is a new, unresolved config).
         """
+        if self.__dict__.get("_resolved"):
+            return self
         from strategies import validate_hparams
 
+        from .data import DATASET_NAMES, check_known_sizes
         from .models import list_models
         from .schemes import NORMALIZATIONS, is_single_exit, scheme_weights
 
@@ -411,73 +431,118 @@ class RunConfig:
         for key, value in (("model.n", m.n), ("model.c", m.c), ("model.period", m.period)):
             _positive(key, value)
         _choice("model.unit_style", m.unit_style, ("preact", "2017"))
-        _choice("data.name", d.name, ("digits", "synthetic", "cifar10", "cifar100", "svhn", "imagenet"))
+        _choice("data.name", d.name, DATASET_NAMES)
         if d.val_split is not None and d.val_split < 0:
-            raise ValueError(f"data.val_split: expected >= 0 or None, got {d.val_split}")
+            raise RefusedError(f"data.val_split: expected >= 0 or None, got {d.val_split}")
         for key, value in (("data.synthetic_size", d.synthetic_size),
                            ("data.synthetic_image_size", d.synthetic_image_size),
                            ("data.synthetic_classes", d.synthetic_classes), ("data.image_size", d.image_size)):
             _positive(key, value)
+        if d.num_workers < 0:
+            raise RefusedError(f"data.num_workers: expected >= 0, got {d.num_workers}")
         _choice("scheme.normalize", s.normalize, NORMALIZATIONS)
         try:
-            scheme_weights(s.name, 4)
+            scheme_weights(s.name, _num_exits(m), s.normalize)
         except ValueError as err:
-            if "out of range" not in str(err):
-                raise ValueError(f"scheme.name: {err}") from None
-        _choice("train.preset", t.preset, list(PRESETS))
-        _choice("train.device", t.device.split(":")[0], _DEVICES)
-        _choice("train.compile", t.compile, COMPILE_MODES)
-        for split in t.eval_splits:
-            _choice("train.eval_splits", split, _EVAL_SPLITS)
-        _positive("train.batch_size", t.batch_size)
-        if t.max_steps_per_epoch is not None:
-            _positive("train.max_steps_per_epoch", t.max_steps_per_epoch)
-        if not 0 <= t.momentum < 1:
-            raise ValueError(f"train.momentum: expected 0 <= momentum < 1, got {t.momentum}")
-        if t.weight_decay < 0 or t.checkpoint_minutes < 0:
-            raise ValueError("train.weight_decay and train.checkpoint_minutes must be >= 0")
+            raise RefusedError(f"scheme.name: {err}") from None
+        train = _resolve_train(t, d.name)
+        check_known_sizes(d, train.batch_size)
 
-        epochs, milestones, values = PRESETS[t.preset]
-        if t.epochs is not None:
-            _positive("train.epochs", t.epochs)
-            if t.lr_milestones is None and t.epochs != epochs:
-                # the preset's schedule shrinks or stretches with the run
-                milestones = tuple(max(1, math.floor(e * t.epochs / epochs)) for e in milestones)
-                milestones = tuple(e for e in milestones if e < t.epochs)
-            epochs = t.epochs
-        milestones = t.lr_milestones if t.lr_milestones is not None else milestones
-        if t.preset == "imagenet":  # spec §5.2: the base rate 0.1 is for batch 256, scaled linearly
-            values = tuple(v * t.batch_size / 256 for v in values)
-        values = t.lr_values if t.lr_values is not None else values
-        if list(milestones) != sorted(milestones) or any(e < 1 for e in milestones):
-            raise ValueError(f"train.lr_milestones: expected increasing epochs >= 1, got {list(milestones)}")
-        values = tuple(values)[: len(milestones) + 1]
-        if len(values) < len(milestones) + 1:
-            raise ValueError(
-                f"train.lr_values: need {len(milestones) + 1} values for {len(milestones)} milestones, "
-                f"got {list(values)}"
-            )
-        if any(v <= 0 for v in values):
-            raise ValueError(f"train.lr_values: expected positive learning rates, got {list(values)}")
-
-        strategy_name = "static" if is_single_exit(s.name) else self.strategy.name
         if is_single_exit(s.name) and self.strategy.name != "static":
-            raise ValueError(
+            raise RefusedError(
                 f"strategy.name: {self.strategy.name!r} cannot sample among the exits of the single-exit "
                 f"scheme {s.name!r}; OPT runs use strategy 'static'"
             )
         try:
-            params = validate_hparams(strategy_name, _typed_hparams(strategy_name, self.strategy.params))
+            params = validate_hparams(self.strategy.name, dict(self.strategy.params))
         except ValueError as err:
-            raise ValueError(f"strategy: {err}") from None
-        resolved = replace(
-            self,
-            strategy=StrategyConfig(name=strategy_name, params=params),
-            train=replace(t, epochs=epochs, lr_milestones=tuple(milestones), lr_values=values),
-        )
+            raise RefusedError(f"strategy: {err}") from None
+        resolved = replace(self, strategy=StrategyConfig(name=self.strategy.name, params=params), train=train)
         if not resolved.name:
             resolved = replace(resolved, name=default_run_name(resolved))
+        object.__setattr__(resolved, "_resolved", True)
         return resolved
+
+
+def _num_exits(m: ModelConfig) -> int:
+    """The exit slots of the model section (its period's placement), without building the model."""
+    from .models import count_units, exit_positions
+
+    try:
+        units = count_units(m.arch, n=m.n, depth=m.depth)
+    except ValueError as err:
+        raise RefusedError(f"model.{'depth' if 'depth' in str(err) else 'n'}: {err}") from None
+    if m.period > units:
+        raise RefusedError(f"model.period: {m.period} is more than the model's {units} units")
+    return len(exit_positions(units, m.period))
+
+
+def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
+    """Check the train section and fill its schedule from the preset (``auto``: the data set's)."""
+    _choice("train.preset", t.preset, ["auto", *PRESETS])
+    preset = DATASET_PRESETS[dataset] if t.preset == "auto" else t.preset
+    _choice("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
+    if not _DEVICE_RE.match(t.device):
+        raise RefusedError(f"train.device: got {t.device!r}; allowed: auto, cpu, mps, cuda or cuda:<index>")
+    _choice("train.compile", t.compile, COMPILE_MODES)
+    for split in t.eval_splits:
+        _choice("train.eval_splits", split, _EVAL_SPLITS)
+    _positive("train.batch_size", t.batch_size)
+    for key, value in (("train.max_steps_per_epoch", t.max_steps_per_epoch), ("train.num_threads", t.num_threads)):
+        if value is not None:
+            _positive(key, value)
+    if not 0 <= t.seed < 2**63:
+        raise RefusedError(f"train.seed: expected an integer in 0 .. 2**63-1, got {t.seed}")
+    if not 0 <= t.momentum < 1:
+        raise RefusedError(f"train.momentum: expected 0 <= momentum < 1, got {t.momentum}")
+    if t.nesterov and t.momentum == 0:
+        raise RefusedError("train.nesterov: Nesterov momentum needs train.momentum > 0, got 0")
+    if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
+        raise RefusedError(f"train.weight_decay: expected a finite number >= 0, got {t.weight_decay}")
+    if not t.checkpoint_minutes >= 0:  # inf: only at epoch ends
+        raise RefusedError(f"train.checkpoint_minutes: expected >= 0, got {t.checkpoint_minutes}")
+    if not 0 <= t.label_smoothing < 1:
+        raise RefusedError(f"train.label_smoothing: expected 0 <= label_smoothing < 1, got {t.label_smoothing}")
+    if t.warmup_epochs < 0:
+        raise RefusedError(f"train.warmup_epochs: expected >= 0, got {t.warmup_epochs}")
+
+    epochs, milestones, values = PRESETS[preset]
+    if t.epochs is not None:
+        _positive("train.epochs", t.epochs)
+        if t.lr_milestones is None and t.epochs != epochs:
+            # the preset's schedule shrinks or stretches with the run
+            milestones = tuple(max(1, math.floor(e * t.epochs / epochs)) for e in milestones)
+            milestones = tuple(e for e in milestones if e < t.epochs)
+        epochs = t.epochs
+    if t.warmup_epochs >= epochs:
+        raise RefusedError(f"train.warmup_epochs: {t.warmup_epochs} leaves no epoch after the warm-up of a "
+                           f"{epochs}-epoch run")
+    if preset == "imagenet":  # spec §5.2: the base rate 0.1 is for batch 256, scaled linearly
+        values = tuple(v * t.batch_size / 256 for v in values)
+    if t.lr_schedule != "step":
+        if t.lr_milestones:
+            raise RefusedError(f"train.lr_milestones: the {t.lr_schedule} schedule has no milestones, got "
+                               f"{list(t.lr_milestones)}; only train.lr_schedule step uses them")
+        if t.lr_values is not None and len(t.lr_values) != 1:
+            raise RefusedError(f"train.lr_values: the {t.lr_schedule} schedule takes one peak rate, got "
+                               f"{list(t.lr_values)}")
+        milestones, values = (), (t.lr_values or values)[:1]
+    else:
+        milestones = t.lr_milestones if t.lr_milestones is not None else milestones
+        if list(milestones) != sorted(set(milestones)) or any(e < 1 for e in milestones):
+            raise RefusedError(f"train.lr_milestones: expected increasing epochs >= 1, got {list(milestones)}")
+        if t.lr_values is not None and len(t.lr_values) != len(milestones) + 1:
+            raise RefusedError(
+                f"train.lr_values: need {len(milestones) + 1} values for {len(milestones)} milestones "
+                f"{list(milestones)}, got {len(t.lr_values)}: {list(t.lr_values)}")
+        values = tuple(t.lr_values if t.lr_values is not None else values)[: len(milestones) + 1]
+        if len(values) < len(milestones) + 1:
+            raise RefusedError(
+                f"train.lr_values: need {len(milestones) + 1} values for {len(milestones)} milestones, "
+                f"got {list(values)}")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise RefusedError(f"train.lr_values: expected positive finite learning rates, got {list(values)}")
+    return replace(t, preset=preset, epochs=epochs, lr_milestones=tuple(milestones), lr_values=tuple(values))
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -499,16 +564,6 @@ def _default_of(strategy: str, key: str) -> Any:
     return None if hp is None else hp.default
 
 
-def _typed_hparams(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Convert CLI/YAML strings to each declared hyper-parameter's type (unknown keys pass through
-    so the registry reports them)."""
-    from strategies import get_strategy_class
-
-    declared = get_strategy_class(strategy).hparams
-    return {k: coerce_value(f"strategy.{k}", v, declared[k].type) if k in declared and isinstance(v, str) else v
-            for k, v in params.items()}
-
-
 def _given(flat: Mapping[str, Any]) -> set[str]:
     return {str(k).replace("-", "_").split(".", 1)[1] for k in flat if str(k).startswith("strategy.")}
 
@@ -526,9 +581,9 @@ def _plain(value: Any) -> Any:
 def _choice(key: str, value: Any, allowed: typing.Iterable[Any]) -> None:
     allowed = list(allowed)
     if value not in allowed:
-        raise ValueError(f"{key}: got {value!r}; allowed: {', '.join(map(str, allowed))}")
+        raise RefusedError(f"{key}: got {value!r}; allowed: {', '.join(map(str, allowed))}")
 
 
 def _positive(key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{key}: expected a positive integer, got {value!r}")
+        raise RefusedError(f"{key}: expected a positive integer, got {value!r}")

@@ -28,14 +28,18 @@ class ExitEvaluation:
     num_samples: int
 
 
-def per_exit_losses(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def per_exit_losses(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean", *,
+                    label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of every exit in one vectorised call.
 
     ``logits`` is ``[K, B, C]``; returns ``[K]`` (mean over the batch) or ``[K]`` sums with
-    ``reduction="sum"``. Computed in float32 whatever the autocast dtype.
+    ``reduction="sum"``. Computed in float32 whatever the autocast dtype. ``label_smoothing``
+    (``train.label_smoothing``) mixes the one-hot targets with the uniform distribution, as
+    ``torch.nn.functional.cross_entropy`` does; evaluation keeps the plain loss (0).
     """
     k, b, c = logits.shape
-    flat = F.cross_entropy(logits.reshape(k * b, c).float(), targets.repeat(k), reduction="none")
+    flat = F.cross_entropy(logits.reshape(k * b, c).float(), targets.repeat(k), reduction="none",
+                           label_smoothing=label_smoothing)
     per_exit = flat.view(k, b)
     return per_exit.sum(1) if reduction == "sum" else per_exit.mean(1)
 

@@ -26,18 +26,19 @@ from typing import Any
 import torch
 
 from ._io import atomic_write_json, read_json
-from ._lock import RunDirLock
+from ._lock import LOCK_NAME, RunDirLock
 from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from .compiled import compile_training, mark_step_begin
-from .config import ARCHITECTURE_KEYS, RunConfig
+from .config import RESUMABLE_KEYS, RunConfig
 from .data._shard import local_batch_size
 from .distributed import Distributed, setup_distributed
 from .errors import RefusedError
 from .evaluate import autocast_for, evaluate_exits, per_exit_losses
 from .logging import Progress, RunLogger, exit_key
+from .schedules import describe_schedule, set_learning_rate
 from .schemes import scheme_weights
 
-__all__ = ["train", "training_step", "build_run", "lr_at_epoch", "resolve_device", "RunExistsError", "DivergedError",
+__all__ = ["train", "training_step", "build_run", "resolve_device", "RunExistsError", "DivergedError",
            "library_version", "git_revision", "run_directory"]
 
 ReportFn = Callable[[dict[str, Any], Path], None]
@@ -81,6 +82,8 @@ def git_revision() -> str | None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device (``auto``: CUDA, then MPS, then the CPU); a device that is
+    not there is refused before anything is written."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -89,27 +92,31 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device: {name!r} asked for, but CUDA is not available here")
+        raise RefusedError(f"train.device: {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RefusedError(f"train.device: {name!r} asked for, but this machine has "
+                           f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RefusedError(f"train.device: {name!r} asked for, but MPS is not available here")
     return device
 
 
-def lr_at_epoch(epoch: int, milestones: tuple[int, ...], values: tuple[float, ...]) -> float:
-    """Step schedule: ``values[i]`` once ``i`` milestones have passed (epochs from 0; a milestone
-    ``e`` takes effect after epoch ``e`` has finished, as in tensorpack)."""
-    return values[sum(1 for m in milestones if epoch >= m)]
-
-
 def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = None):
-    """Data, model, static weights and strategy of a resolved config (shared with evaluation);
-    ``ddp``: the loaders yield this rank's slice of every global batch."""
-    from strategies import create_strategy
+    """Data, model, static weights and strategy of a config (shared with evaluation); ``ddp``: the
+    loaders yield this rank's slice of every global batch.
 
-    from .data import build_data
+    ``cfg`` is resolved here unless it already is; the strategy is then built from its resolved
+    hyper-parameters without validating them again."""
+    from strategies import get_strategy_class
+
+    from .data import build_data, check_train_batches
     from .models import count_units, create_model, exit_positions
 
+    cfg = cfg.resolve()
     rank, world_size = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
     data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed,
                       rank=rank, world_size=world_size)
+    check_train_batches(data, cfg.train.batch_size)
     m = cfg.model
     arch_kw: dict[str, Any] = (dict(n=m.n, c=m.c, unit_style=m.unit_style) if m.arch == "resnet"
                                else dict(depth=m.depth))
@@ -122,13 +129,15 @@ def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = No
     model = create_model(m.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                          input_size=data.image_size, period=m.period, exits=exits, **arch_kw).to(device)
     base_weights = weights[keep].to(device=device, dtype=torch.float32)
-    strategy = create_strategy(cfg.strategy.name, base_weights, seed=cfg.train.seed, **cfg.strategy.params)
+    strategy = get_strategy_class(cfg.strategy.name).from_resolved(base_weights, seed=cfg.train.seed,
+                                                                   hparams=dict(cfg.strategy.params))
     return data, model, base_weights, strategy
 
 
 def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.Tensor, y: torch.Tensor, *,
                   amp: bool, device: torch.device,
-                  mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                  mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  label_smoothing: float = 0.0):
     """One SGD step on the strategy's weighted sum of all exits' losses; no host-device sync.
 
     Returns ``(loss, losses, weights, logits)``: the weighted loss, the detached ``[K]`` per-exit
@@ -139,7 +148,7 @@ def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.
     weights = strategy.step_weights()                       # [K], on device
     with autocast_for(device, amp):
         logits = forward(x)                                 # [K, B, classes]
-    losses = per_exit_losses(logits, y)                     # [K], one vectorised call
+    losses = per_exit_losses(logits, y, label_smoothing=label_smoothing)  # [K], one vectorised call
     loss = (weights * losses).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -151,11 +160,30 @@ def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.
     return loss, losses, weights, logits
 
 
-def _check_same_architecture(stored: dict[str, Any], new: dict[str, Any], where: Path) -> None:
-    changed = [k for k in ARCHITECTURE_KEYS if stored.get(k) != new.get(k)]
+def _check_resume(checkpoint: dict[str, Any], cfg: RunConfig, where: Path) -> None:
+    """Refuse a resume that would make the run a mix of two experiments.
+
+    Only the RESUMABLE_KEYS may differ from the checkpoint's config (execution-only keys, and
+    ``train.epochs`` to train longer); every other change is named ``key: old -> new``. A schedule
+    shorter than what was already trained is refused, and so is a longer one whose rates depend
+    on the run's length (cosine, onecycle): the epochs already trained would not be that run's.
+    """
+    # a checkpoint of an older version lacks the keys added since: they held their defaults
+    stored = RunConfig.from_flat(checkpoint["config"]).to_flat()
+    new = cfg.to_flat()
+    changed = [k for k in dict.fromkeys([*stored, *new]) if k not in RESUMABLE_KEYS and stored.get(k) != new.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ValueError(f"cannot resume {where}: the config changes {detail}; start a new run instead")
+        raise RefusedError(f"cannot resume {where}: the config changes {detail}; only "
+                           f"{', '.join(RESUMABLE_KEYS)} may change on resume; start a new run instead")
+    done = checkpoint["epoch"] + (1 if checkpoint["batch"] else 0)
+    epochs, old_epochs = new["train.epochs"], stored["train.epochs"]
+    if epochs < done:
+        raise RefusedError(f"cannot resume {where}: train.epochs {old_epochs} -> {epochs} is shorter than the "
+                           f"{checkpoint['epoch']} epoch(s) already trained; give train.epochs >= {done}")
+    if epochs != old_epochs and cfg.train.lr_schedule != "step":
+        raise RefusedError(f"cannot resume {where}: train.epochs {old_epochs} -> {epochs} would change the rates "
+                           f"of the {cfg.train.lr_schedule} schedule for the epochs already trained; start a new run")
 
 
 def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -165,11 +193,21 @@ def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable
 
     @functools.wraps(train_fn)
     def locked(config: RunConfig, *, out_dir: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
-        run_dir = run_directory(config.resolve(), out_dir)
+        cfg = config.resolve()  # once: train_fn takes the resolved config as it is
+        run_dir = run_directory(cfg, out_dir)
         if not _writes_run_dir() or (kwargs.get("resume") and not run_dir.is_dir()):
-            return train_fn(config, out_dir=run_dir, **kwargs)  # nothing to lock (a resume is refused)
-        with RunDirLock(run_dir):
-            return train_fn(config, out_dir=run_dir, **kwargs)
+            return train_fn(cfg, out_dir=run_dir, **kwargs)  # nothing to lock (a resume is refused)
+        fresh = not run_dir.exists()
+        try:
+            with RunDirLock(run_dir):
+                return train_fn(cfg, out_dir=run_dir, **kwargs)
+        except RefusedError:
+            # refused before anything was written (e.g. a file data set's sizes, checked once read):
+            # leave no directory behind that only the lock made
+            if fresh and [p.name for p in run_dir.iterdir()] == [LOCK_NAME]:
+                (run_dir / LOCK_NAME).unlink(missing_ok=True)
+                run_dir.rmdir()
+            raise
 
     return locked
 
@@ -194,13 +232,15 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config`` into ``out_dir`` (default ``results/runs/<name>``); returns the summary.
 
-    ``resume=True`` continues from ``out_dir/checkpoints/last.pt`` (refusing an architecture
-    change); without it an existing run directory is an error, so nothing is overwritten.
+    ``resume=True`` continues from ``out_dir/checkpoints/last.pt``, refusing any change of a key
+    outside ``config.RESUMABLE_KEYS`` and a schedule shorter than what was trained; without it an
+    existing run directory is an error, so nothing is overwritten. ``config`` may already be
+    resolved (``RunConfig.resolve``): it is then not validated again.
     ``report(metrics, checkpoint_path)`` is called after every epoch's checkpoint is written.
     A run that diverges raises :class:`DivergedError`; another process training into ``out_dir``
     at the same time is refused (:class:`~adaptive_weights._lock.RunDirBusyError`).
     """
-    cfg = config.resolve()
+    cfg = config.resolve()  # a resolved config is taken as it is
     run_dir = run_directory(cfg, out_dir)
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     ddp, device = setup_distributed(resolve_device(cfg.train.device))
@@ -208,14 +248,20 @@ def train(
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
+    # Nothing is written until the run is known to be valid: the checkpoint is read and its config
+    # compared, the data read and its sizes checked; only then the run directory and config.json.
     checkpoint = None
     if resume:
         if not ckpt_path.exists():
-            raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
+            raise RefusedError(f"cannot resume: {ckpt_path} does not exist")
         checkpoint = load_checkpoint(ckpt_path, map_location=device)
-        _check_same_architecture(checkpoint["config"], cfg.to_flat(), run_dir)
+        _check_resume(checkpoint, cfg, run_dir)
     elif ckpt_path.exists() or (run_dir / "summary.json").exists():
         raise RunExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another out_dir")
+
+    # ---------------------------------------------------------------- build everything
+    torch.manual_seed(cfg.train.seed)
+    data, model, base_weights, strategy = build_run(cfg, device, ddp)
     if ddp.is_main:  # rank 0 alone writes the run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
@@ -225,15 +271,11 @@ def train(
             **ddp.describe(),
             "config": cfg.to_dict(),
         })
-
-    # ---------------------------------------------------------------- build everything
-    torch.manual_seed(cfg.train.seed)
-    data, model, base_weights, strategy = build_run(cfg, device, ddp)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
-        lr=cfg.train.lr_values[0], momentum=cfg.train.momentum,
+        lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov,
     )
     forward = ddp.wrap_model(model, device)
     forward, stepper = compile_training(forward, strategy, cfg.train.compile)  # `none`: both unchanged
@@ -266,6 +308,7 @@ def train(
     progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress and ddp.is_main)
     progress.line(f"run {cfg.name}: {num_exits} exits at units {model.exit_units}, "
                   f"{exit_macs[-1] / 1e6:.2f}M MACs (conv+linear), {steps_per_epoch} steps/epoch on {device}")
+    progress.line(describe_schedule(cfg.train))
 
     last_checkpoint = (start_epoch, start_batch) if checkpoint is not None else None
 
@@ -276,7 +319,7 @@ def train(
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "strategy": strategy.state_dict(), "rng": rng_state(device),
-            "scheduler": {"epoch": epoch}, "epoch": epoch, "batch": batch, "step": step,
+            "epoch": epoch, "batch": batch, "step": step,
             "accumulators": {k: v.detach().cpu() for k, v in acc.items()},
             "config": cfg.to_flat(), "version": library_version(),
         })
@@ -303,11 +346,9 @@ def train(
     # ---------------------------------------------------------------- the loop
     last_ckpt_time = time.monotonic()
     for epoch in range(start_epoch, cfg.train.epochs):
-        lr = lr_at_epoch(epoch, cfg.train.lr_milestones, cfg.train.lr_values)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         strategy.start_epoch(epoch)
         first = start_batch if epoch == start_epoch else 0
+        lr = set_learning_rate(optimizer, cfg.train, epoch, first, steps_per_epoch)
         data.train.set_epoch(epoch, start_batch=first)
         model.train()
         progress.start(epoch, first)
@@ -319,10 +360,12 @@ def train(
                 break
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            lr = set_learning_rate(optimizer, cfg.train, epoch, batch, steps_per_epoch)
             mark_step_begin(cfg.train.compile)
             loss, losses, weights, logits = training_step(forward, optimizer, stepper, x, y,
                                                           amp=cfg.train.amp, device=device,
-                                                          mean_over_ranks=ddp.mean)
+                                                          mean_over_ranks=ddp.mean,
+                                                          label_smoothing=cfg.train.label_smoothing)
             # epoch statistics stay on the device; read once at the epoch's end
             acc["loss"] += losses
             acc["weight"] += weights

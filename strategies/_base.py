@@ -82,7 +82,21 @@ class Strategy:
     capture_safe: ClassVar[bool] = False
 
     def __init__(self, base_weights: Tensor, *, seed: int = 0, **hparams: Any) -> None:
-        self._hparams = self.validate_hparams(hparams)
+        self._init(base_weights, seed, self.validate_hparams(hparams))
+
+    @classmethod
+    def from_resolved(cls, base_weights: Tensor, *, seed: int = 0, hparams: dict[str, Any]) -> Strategy:
+        """Build from hyper-parameters that `validate_hparams` already returned (a resolved run
+        config holds them): they are trusted, not validated again. A subclass with its own
+        `__init__` is built through it, so nothing it does is skipped."""
+        if cls.__init__ is not Strategy.__init__:
+            return cls(base_weights, seed=seed, **hparams)
+        obj = cls.__new__(cls)
+        obj._init(base_weights, seed, dict(hparams))
+        return obj
+
+    def _init(self, base_weights: Tensor, seed: int, hparams: dict[str, Any]) -> None:
+        self._hparams = hparams
         for key, value in self._hparams.items():
             setattr(self, key, value)
         self.base = _check_base_weights(base_weights, type(self).__name__)

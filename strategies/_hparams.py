@@ -38,7 +38,17 @@ class HParam:
         return f"{left}{lo}, {hi}{right}"
 
     def check(self, key: str, value: Any, owner: str) -> Any:
-        """Return `value` converted to `self.type`, or raise ValueError naming key, value and range."""
+        """Return `value` converted to `self.type`, or raise ValueError naming key, value and range.
+
+        Text (a CLI flag, a YAML string) is read as a number first, so this is the one place that
+        converts and checks a strategy's hyper-parameter."""
+        if isinstance(value, str):
+            try:
+                value = float(value.strip()) if self.type is float else _int_text(value)
+            except ValueError:
+                raise ValueError(
+                    f"{owner}: hyper-parameter {key}={value!r} must be a {self.type.__name__} in {self.range_text()}"
+                ) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(
                 f"{owner}: hyper-parameter {key}={value!r} must be a {self.type.__name__} in {self.range_text()}"
@@ -55,6 +65,15 @@ class HParam:
         if not math.isfinite(value) or too_low or too_high:
             raise ValueError(f"{owner}: hyper-parameter {key}={given!r} is out of range; allowed: {self.range_text()}")
         return value
+
+
+def _int_text(text: str) -> int | float:
+    """``"3"`` -> 3, ``"3.0"`` -> 3.0 (the integer check then accepts it), ``"3.5"`` -> 3.5 (refused)."""
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _fmt(x: float) -> str:

@@ -3,7 +3,7 @@
 import pytest
 
 from adaptive_weights.config import PRESETS, RunConfig, coerce_value, load_config_file
-from adaptive_weights.train import lr_at_epoch
+from adaptive_weights.schedules import lr_at_epoch
 
 
 def test_flat_round_trip_and_types():
@@ -61,7 +61,7 @@ def test_bad_keys_and_types_fail_on_parse(flat, match):
     ({"strategy.name": "nope"}, r"strategy: .*nope.*"),
     ({"strategy.name": "eg", "strategy.gamma": 7.0}, r"strategy: .*gamma.*7"),
     ({"strategy.name": "eg", "strategy.bogus": 1}, r"strategy: .*bogus"),
-    ({"train.preset": "fast"}, r"train.preset: got 'fast'; allowed: cifar"),
+    ({"train.preset": "fast"}, r"train.preset: got 'fast'; allowed: auto, cifar"),
     ({"train.lr_milestones": "5,3"}, r"train.lr_milestones: expected increasing"),
     ({"train.lr_milestones": "5", "train.lr_values": "0.1"}, r"train.lr_values: need 2 values"),
     ({"scheme.name": "optimal@3", "strategy.name": "eg"}, r"OPT runs use strategy 'static'"),

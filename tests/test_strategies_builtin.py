@@ -203,7 +203,7 @@ def test_validate_hparams_resolves_defaults() -> None:
         ("rwm", {"gamma": 1.5}, r"gamma=1.5 is out of range; allowed: \(0, 1\]"),
         ("aann", {"ratio": -1}, r"ratio=-1 is out of range; allowed: \[0, inf\)"),
         ("adaloss", {"period": 2.5}, r"period=2.5 must be an integer"),
-        ("avgl", {"momentum": "0.9"}, r"momentum='0.9' must be a float"),
+        ("avgl", {"momentum": "fast"}, r"momentum='fast' must be a float"),
         ("eg", {"rho": True}, r"rho=True must be a float"),
         ("eg", {"gamma": float("nan")}, r"gamma=nan is out of range"),
         ("static", {"gamma": 0.3}, r"allowed: none"),

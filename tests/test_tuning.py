@@ -52,7 +52,7 @@ def test_overrides_replace_axes_only_where_the_hyper_parameter_exists() -> None:
 def test_paper_grid_off_uses_defaults_and_yaml_nested_form(tmp_path: Path) -> None:
     path = _write(tmp_path, "data: {name: synthetic, synthetic_size: 64, synthetic_image_size: 8}\n"
                             "model: {n: 1, c: 4}\nstrategy: {name: [eg, rwm], ratio: [1.0, 2.0]}\n"
-                            "train: {seed: [0, 1, 2]}\nsweep: {paper_grid: false, name: mine}\n")
+                            "train: {seed: [0, 1, 2], batch_size: 32}\nsweep: {paper_grid: false, name: mine}\n")
     spec = load_sweep(path)
     assert spec.name == "mine"
     assert len(spec.trials) == 2 * 2 * 3

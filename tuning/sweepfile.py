@@ -223,9 +223,9 @@ def expand_sweep(
             flat = {"strategy.name": strategy}
             flat.update({k: v for (k, _), v in zip(axes, values, strict=True)})
             trial = _resolve_trial(flat)
-            if suffix_keys:
+            if suffix_keys:  # the name is no validated key: the resolved trial takes it as it is
                 suffix = "".join(f"-{k.split('.')[-1]}{_name_part(flat[k])}" for k in suffix_keys)
-                trial = _resolve_trial({**flat, "name": trial["name"] + suffix})
+                trial = {**trial, "name": trial["name"] + suffix}
             trials.append(trial)
     names = [t["name"] for t in trials]
     dup = next((n for n in names if names.count(n) > 1), None)

@@ -13,7 +13,16 @@ random crop with offsets 0..7, flip except for SVHN and digits, ``(x - mean) / 1
 mean of the training split). ImageNet folders are decoded by DataLoader workers with Pillow.
 """
 
-from ._build import DATASET_NAMES, DataBundle, Loader, build_data, holdout_last, pixel_mean
+from ._build import (
+    DATASET_NAMES,
+    DataBundle,
+    Loader,
+    build_data,
+    check_known_sizes,
+    check_train_batches,
+    holdout_last,
+    pixel_mean,
+)
 from ._cifar import read_cifar
 from ._device_loader import DeviceLoader, augment_batch, draw_augmentation, normalize
 from ._download import DATASET_SOURCES, DownloadError, RemoteFile, download_dataset
@@ -36,6 +45,8 @@ __all__ = [
     "UnsafePickleError",
     "augment_batch",
     "build_data",
+    "check_known_sizes",
+    "check_train_batches",
     "download_dataset",
     "draw_augmentation",
     "find_image_folder",

@@ -10,14 +10,16 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..errors import RefusedError
 from ._cifar import read_cifar
 from ._device_loader import DeviceLoader
 from ._download import download_dataset
 from ._imagenet import ImageFolderLoader, find_image_folder
-from ._small import load_digits_arrays, make_synthetic, split_digits
+from ._small import DIGITS_SPLIT, load_digits_arrays, make_synthetic, split_digits
 from ._svhn import read_svhn
 
-__all__ = ["DATASET_NAMES", "DataBundle", "Loader", "build_data", "holdout_last", "pixel_mean"]
+__all__ = ["DATASET_NAMES", "DataBundle", "Loader", "build_data", "check_known_sizes", "check_train_batches",
+           "holdout_last", "pixel_mean"]
 
 DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "imagenet")
 
@@ -25,6 +27,9 @@ NORMALIZE_SCALE = 128.0  # spec §5.1: (x - mean) / 128
 SYNTHETIC_EVAL_SIZE = 128  # default val and test size of the synthetic set
 _SVHN_JITTER = (10.0, 0.2)  # brightness U(-10, 10), contrast U(0.8, 1.2)
 _DEFAULT_VAL = 5000  # cifar10/100, svhn: the last 5,000 training images (spec §5.1)
+# training images before the validation split is taken, for the sets whose size is fixed
+_TRAIN_POOL = {"digits": DIGITS_SPLIT[0] + DIGITS_SPLIT[1], "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257}
+_SVHN_EXTRA = 531_131
 # name -> (num_classes, pad, flip) of the device-resident sets; digits are not flip-invariant, nor is SVHN.
 _AUGMENT = {"cifar10": (10, 4, True), "cifar100": (100, 4, True), "svhn": (10, 4, False), "digits": (10, 1, False)}
 
@@ -61,10 +66,41 @@ Split = tuple[np.ndarray, np.ndarray]
 def holdout_last(x: np.ndarray, y: np.ndarray, n: int) -> tuple[Split, Split | None]:
     """Split off the last ``n`` training images as the validation set (``n = 0``: none)."""
     if not 0 <= n < len(x):
-        raise ValueError(f"val_split={n}; allowed 0..{len(x) - 1} for {len(x)} training images")
+        raise RefusedError(f"data.val_split={n}; allowed 0..{len(x) - 1} for {len(x)} training images")
     if n == 0:
         return (x, y), None
     return (x[:-n], y[:-n]), (x[-n:], y[-n:])
+
+
+def check_known_sizes(cfg: Any, batch_size: int) -> None:
+    """Refuse a validation split or a batch larger than the training set where the set's size is
+    known without reading a file (digits, synthetic, CIFAR, SVHN); ImageNet folders are checked by
+    :func:`check_train_batches` once read. Called by ``RunConfig.resolve``, before any work."""
+    if cfg.name == "synthetic":
+        train = cfg.synthetic_size  # its validation set is drawn separately
+    elif cfg.name in _TRAIN_POOL:
+        pool = _TRAIN_POOL[cfg.name]
+        default_val = DIGITS_SPLIT[1] if cfg.name == "digits" else _DEFAULT_VAL
+        val = default_val if cfg.val_split is None else cfg.val_split
+        if val >= pool:
+            raise RefusedError(f"data.val_split: {val} leaves no training image of {cfg.name}'s {pool}; "
+                               f"allowed 0 .. {pool - 1}")
+        train = pool - val + (_SVHN_EXTRA if cfg.name == "svhn" and cfg.svhn_extra else 0)
+    else:
+        return
+    _check_batch(batch_size, train, cfg.name)
+
+
+def check_train_batches(bundle: DataBundle, batch_size: int) -> None:
+    """Refuse a training set that holds no full batch (the train loader drops the last, partial one)."""
+    if len(bundle.train) == 0:
+        _check_batch(batch_size, bundle.train.num_samples, bundle.name)
+
+
+def _check_batch(batch_size: int, train_images: int, name: str) -> None:
+    if batch_size > train_images:
+        raise RefusedError(f"train.batch_size: {batch_size} is more than the {train_images} training images of "
+                           f"{name} (every step takes one full batch); allowed 1 .. {train_images}")
 
 
 def pixel_mean(x: np.ndarray) -> torch.Tensor:
@@ -110,6 +146,7 @@ def _small_splits(cfg: Any) -> tuple[dict[str, Split], int]:
 def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: int, shard: dict[str, int]) -> DataBundle:
     splits, num_classes = _small_splits(cfg)
     train_x, train_y = splits["train"]
+    _check_batch(batch_size, len(train_x), cfg.name)
     # Mean over the images the model trains on (not val, never test); the paper's code used train + test,
     # a difference far below the noise of a run, but no statistic here comes from held-out data.
     mean = pixel_mean(train_x)
@@ -150,7 +187,7 @@ def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed:
     test, _ = find_image_folder(root / "val", classes)
     val_n = cfg.val_split or 0
     if not 0 <= val_n < len(train):
-        raise ValueError(f"val_split={cfg.val_split}; allowed 0..{len(train) - 1} for {len(train)} training images")
+        raise RefusedError(f"data.val_split={cfg.val_split}; allowed 0..{len(train) - 1} for {len(train)} training images")
     val = None
     if val_n:
         perm = np.random.default_rng(0).permutation(len(train))

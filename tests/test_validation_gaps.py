@@ -1,0 +1,72 @@
+"""Bad values are refused by resolve() before any directory is made, in train and in
+``sweep --dry-run`` alike (issue 13 item 8, and non-finite rates of item 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from adaptive_weights.cli import main
+from adaptive_weights.config import RunConfig
+from adaptive_weights.errors import RefusedError
+
+CASES = [
+    ({"train.lr_values": "0.1,0.01,0.001"}, "train.lr_values: need 2 values for 1 milestones"),
+    ({"train.lr_values": "nan,0.01"}, "train.lr_values: expected positive finite"),
+    ({"train.lr_values": "inf,0.01"}, "train.lr_values: expected positive finite"),
+    ({"scheme.name": "optimal@99"}, "scheme.name: scheme 'optimal@99': exit index 99 is out of range for 3 exits"),
+    ({"data.name": "digits", "data.val_split": 5000}, "data.val_split: 5000 leaves no training image"),
+    ({"train.batch_size": 4096}, "train.batch_size: 4096 is more than the 128 training images"),
+    ({"data.name": "digits", "data.val_split": 1400, "train.batch_size": 128},
+     "train.batch_size: 128 is more than the 97 training images"),
+    ({"train.weight_decay": "nan"}, "train.weight_decay: expected a finite number"),
+    ({"train.seed": -1}, "train.seed: expected an integer in 0"),
+    ({"train.num_threads": -3}, "train.num_threads: expected a positive integer"),
+    ({"train.device": "cuda:x"}, "train.device: got 'cuda:x'"),
+    ({"train.label_smoothing": 1.5}, "train.label_smoothing"),
+    ({"train.lr_schedule": "cosine", "train.lr_values": "0.1,0.01"}, "takes one peak rate"),
+]
+
+
+@pytest.mark.parametrize("flat,message", CASES)
+def test_resolve_refuses(tiny_flat, flat, message):
+    with pytest.raises(RefusedError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        RunConfig.from_flat({**tiny_flat, **flat}).resolve()
+
+
+@pytest.mark.parametrize("flat,message", CASES[:6] + CASES[7:11])
+def test_train_refuses_before_any_directory(tmp_path, tiny_flat, flat, message, capsys):
+    out = tmp_path / "run"
+    flags = [a for k, v in {**tiny_flat, **flat}.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flat,message", CASES[:1] + CASES[3:6] + CASES[8:11])
+def test_sweep_dry_run_refuses_the_same(tmp_path, tiny_flat, flat, message, capsys):
+    import yaml
+
+    sweep = tmp_path / "s.yaml"
+    keys = {**tiny_flat, **flat, "strategy.name": "static"}
+    sweep.write_text(yaml.safe_dump({k: (v if not isinstance(v, str) or "," not in v else
+                                         [[float(x) for x in v.split(",")]]) for k, v in keys.items()}))
+    assert main(["sweep", str(sweep), "--dry-run", "--out", str(tmp_path / "sweeps")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--data.val-split", "40", "--train.batch-size", "8"], "val_split=40; allowed 0..39 for 40 training images"),
+    (["--data.val-split", "8", "--train.batch-size", "64"], "train.batch_size: 64 is more than the 32 training images"),
+])
+def test_file_data_sets_are_checked_once_read_before_the_run_dir(tmp_path, flags, message, capsys):
+    """CIFAR files hold what they hold: sizes are checked right after reading, before the run dir."""
+    from conftest_data import write_fake_cifar
+
+    write_fake_cifar(tmp_path / "data", "cifar10", "python", per_batch=8)  # 40 training images
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--data.name", "cifar10", "--data.root", str(tmp_path / "data"),
+                 "--model.n", "1", "--model.c", "4", "--train.preset", "smoke", "--train.epochs", "1",
+                 "--train.progress", "false", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
