@@ -139,9 +139,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     try:
         flat = load_config_file(path)
         return RunConfig.from_flat(flat)
-    except RefusedError:
-        raise
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError) as err:  # config refusals name the key; say which file holds it
         raise RefusedError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
 
 
