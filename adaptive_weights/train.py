@@ -253,7 +253,7 @@ def train(
     checkpoint = None
     if resume:
         if not ckpt_path.exists():
-            raise RefusedError(f"cannot resume: {ckpt_path} does not exist")
+            raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
         checkpoint = load_checkpoint(ckpt_path, map_location=device)
         _check_resume(checkpoint, cfg, run_dir)
     elif ckpt_path.exists() or (run_dir / "summary.json").exists():
