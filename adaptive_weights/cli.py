@@ -1,4 +1,5 @@
-"""``adaptive-weights`` command line: train | evaluate | strategies | plot | report | opt | eann | sweep.
+"""``adaptive-weights`` command line: train | evaluate | strategies | objectives | gradients | plot | report |
+opt | eann | sweep.
 
 Every config key is a dotted flag (``--model.n 9``, ``--strategy.gamma 0.3``; dashes or
 underscores), exactly the keys of YAML files and Ray Tune param spaces (see ``config.py``). Bad
@@ -53,19 +54,21 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
 
 
 def _config_help() -> str:
-    from .config import _SECTIONS, PRESETS, RunConfig
+    from .config import _SECTIONS, OPEN_SECTIONS, PRESETS, RunConfig
 
     lines = ["config keys (flag = YAML key = Ray Tune param_space key; default in brackets):"]
     default = RunConfig()
     for section, tp in _SECTIONS.items():
         hints = typing.get_type_hints(tp)
         for f in fields(tp):
-            if section == "strategy" and f.name == "params":
+            if section in OPEN_SECTIONS and f.name == "params":
                 continue
             value = getattr(getattr(default, section), f.name)
             tname = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
             lines.append(f"  --{section}.{f.name:<22} {tname:<28} [{value}]")
     lines.append("  --strategy.<hparam>          hyper-parameters of the chosen strategy (see below)")
+    lines.append("  --objective.<hparam>         hyper-parameters of the chosen objective (adaptive-weights objectives)")
+    lines.append("  --gradient.<hparam>          hyper-parameters of the chosen gradient rule (adaptive-weights gradients)")
     lines.append("presets (train.preset): " + ", ".join(
         f"{k} ({e} epochs, lr {list(v)} after {list(m)})" for k, (e, m, v) in PRESETS.items()))
     return "\n".join(lines)
@@ -204,6 +207,24 @@ def _strategies_main(argv: list[str]) -> int:
     return _cmd_strategies(p.parse_args(argv))
 
 
+def _list_plugins(argv: list[str], command: str, description: str, describe) -> int:
+    argparse.ArgumentParser(prog=f"adaptive-weights {command}", description=description).parse_args(argv)
+    print(describe())
+    return 0
+
+
+def _objectives_main(argv: list[str]) -> int:
+    from .objectives import describe_objectives
+
+    return _list_plugins(argv, "objectives", COMMANDS["objectives"][0], describe_objectives)
+
+
+def _gradients_main(argv: list[str]) -> int:
+    from .gradients import describe_gradient_rules
+
+    return _list_plugins(argv, "gradients", COMMANDS["gradients"][0], describe_gradient_rules)
+
+
 def _plot_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="adaptive-weights plot", description="redraw a run's figures from its files")
     p.add_argument("what", choices=["probabilities"])
@@ -218,6 +239,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train one run", "adaptive_weights.cli:_train_main"),
     "evaluate": ("per-exit error table of a trained run", "adaptive_weights.cli:_evaluate_main"),
     "strategies": ("list registered strategies and their hyper-parameters", "adaptive_weights.cli:_strategies_main"),
+    "objectives": ("list registered objectives (objective.name) and their hyper-parameters",
+                   "adaptive_weights.cli:_objectives_main"),
+    "gradients": ("list registered gradient rules (gradient.name) and their hyper-parameters",
+                  "adaptive_weights.cli:_gradients_main"),
     "plot": ("redraw a run's figures from its files", "adaptive_weights.cli:_plot_main"),
     "report": ("tables and figures over many runs", "adaptive_weights.report:cli_main"),
     "opt": ("plan and train the OPT baselines of a run", "adaptive_weights.opt:cli_main"),

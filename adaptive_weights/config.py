@@ -6,9 +6,9 @@ YAML files (nested or flat) and a Ray Tune ``param_space`` all use exactly these
 converted against the type annotations, and :meth:`RunConfig.resolve` validates everything in one
 place, naming the key, the bad value and what is allowed, before any work starts.
 
-The ``strategy`` section is open: besides ``strategy.name`` its keys are the chosen strategy's
-hyper-parameters (built-in or plugin), validated and completed with defaults by the strategy
-registry.
+The plug-in sections ``strategy``, ``objective`` and ``gradient`` are open: besides ``<section>.name``
+their keys are the chosen plug-in's hyper-parameters (built-in or plugin), validated and completed
+with defaults by that plug-in's registry.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ __all__ = [
     "DataConfig",
     "SchemeConfig",
     "StrategyConfig",
+    "ObjectiveConfig",
+    "GradientConfig",
     "TrainConfig",
     "RunConfig",
     "PRESETS",
@@ -121,6 +123,24 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """What each exit's loss is (``adaptive_weights.objectives``) and its hyper-parameters (flat
+    keys ``objective.<hparam>``); ``ce`` is plain cross-entropy."""
+
+    name: str = _f("ce", EXPERIMENT, ARCHITECTURE, NAMING)
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict)
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    """How the weighted losses become gradients (``adaptive_weights.gradients``) and its
+    hyper-parameters (flat keys ``gradient.<hparam>``); ``sum`` back-propagates the weighted sum."""
+
+    name: str = _f("sum", EXPERIMENT, ARCHITECTURE, NAMING)
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Optimisation (spec §5.2). ``preset`` fills ``epochs``, ``lr_milestones`` and ``lr_values``
     left at ``None`` (``auto``: the data set's recipe, see ``DATASET_PRESETS``); a preset's
@@ -172,10 +192,13 @@ _SECTIONS = {
     "data": DataConfig,
     "scheme": SchemeConfig,
     "strategy": StrategyConfig,
+    "objective": ObjectiveConfig,
+    "gradient": GradientConfig,
     "train": TrainConfig,
 }
-# the open strategy section: the roles of ``StrategyConfig.params`` hold for every strategy.<hparam> key
-_OPEN_FIELD = ("strategy", "params")
+# the open plug-in sections: the roles of their ``params`` field hold for every <section>.<hparam> key
+OPEN_SECTIONS = ("strategy", "objective", "gradient")
+_OPEN_FIELD = "params"
 _NAME_ROLES = frozenset({EXECUTION})  # RunConfig.name only names the run directory
 
 
@@ -196,12 +219,12 @@ for _section, _tp in _SECTIONS.items():
 
 
 def key_roles() -> dict[str, frozenset[str]]:
-    """Every config key -> its roles, in declaration order; the open strategy section appears as
-    the prefix ``strategy.`` (standing for every ``strategy.<hparam>`` key)."""
+    """Every config key -> its roles, in declaration order; an open plug-in section appears as the
+    prefix ``strategy.`` (standing for every ``strategy.<hparam>`` key)."""
     out: dict[str, frozenset[str]] = {"name": _NAME_ROLES}
     for section, tp in _SECTIONS.items():
         for f in fields(tp):
-            key = f"{section}." if (section, f.name) == _OPEN_FIELD else f"{section}.{f.name}"
+            key = f"{section}." if _is_open_field(section, f.name) else f"{section}.{f.name}"
             out[key] = f.metadata["roles"]
     return out
 
@@ -213,7 +236,11 @@ def roles_of(key: str) -> frozenset[str]:
     if key in roles:
         return roles[key]
     section = key.partition(".")[0]
-    return roles.get(f"{section}.", frozenset()) if section == _OPEN_FIELD[0] else frozenset()
+    return roles.get(f"{section}.", frozenset()) if section in OPEN_SECTIONS else frozenset()
+
+
+def _is_open_field(section: str, name: str) -> bool:
+    return section in OPEN_SECTIONS and name == _OPEN_FIELD
 
 
 def keys_with_role(role: str, *, without: str | None = None) -> tuple[str, ...]:
@@ -340,6 +367,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     scheme: SchemeConfig = field(default_factory=SchemeConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    gradient: GradientConfig = field(default_factory=GradientConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = ""
 
@@ -351,8 +380,8 @@ class RunConfig:
             obj = getattr(self, section)
             for f in fields(obj):
                 value = getattr(obj, f.name)
-                if section == "strategy" and f.name == "params":
-                    out.update({f"strategy.{k}": _plain(v) for k, v in sorted(value.items())})
+                if _is_open_field(section, f.name):
+                    out.update({f"{section}.{k}": _plain(v) for k, v in sorted(value.items())})
                 else:
                     out[f"{section}.{f.name}"] = _plain(value)
         return out
@@ -370,15 +399,15 @@ class RunConfig:
     def valid_keys(cls) -> list[str]:
         keys = ["name"]
         for section, tp in _SECTIONS.items():
-            keys += [f"{section}.{f.name}" for f in fields(tp) if not (section == "strategy" and f.name == "params")]
-        return keys + ["strategy.<hyper-parameter of the chosen strategy>"]
+            keys += [f"{section}.{f.name}" for f in fields(tp) if not _is_open_field(section, f.name)]
+        return keys + [f"{section}.<hyper-parameter of the chosen {section}>" for section in OPEN_SECTIONS]
 
     @classmethod
     def from_flat(cls, flat: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
         """Apply dotted-key overrides on ``base`` (default config); unknown keys are an error."""
         base = base or cls()
         sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTIONS}
-        strategy_params = dict(base.strategy.params)
+        open_params = {s: dict(getattr(base, s).params) for s in OPEN_SECTIONS}
         name = base.name
         for raw_key, value in flat.items():
             key = str(raw_key).replace("-", "_")
@@ -390,20 +419,21 @@ class RunConfig:
                 raise RefusedError(
                     f"unknown config key {raw_key!r}; valid keys: {', '.join(cls.valid_keys())}"
                 )
-            if section == "strategy" and sub != "name":
-                if sub == "params":
-                    raise RefusedError("strategy.params: give hyper-parameters as strategy.<name> keys")
-                strategy_params[sub] = value
+            if section in OPEN_SECTIONS and sub != "name":
+                if sub == _OPEN_FIELD:
+                    raise RefusedError(f"{key}: give hyper-parameters as {section}.<name> keys")
+                open_params[section][sub] = value
                 continue
             types_ = typing.get_type_hints(_SECTIONS[section])
             if sub not in types_:
                 valid = [k for k in cls.valid_keys() if k.startswith(section + ".")]
                 raise RefusedError(f"unknown config key {raw_key!r}; valid keys in {section}: {', '.join(valid)}")
             sections[section][sub] = coerce_value(key, value, types_[sub])
-        if "name" in sections["strategy"] and sections["strategy"]["name"] != base.strategy.name:
-            # hyper-parameters of the previous strategy do not carry over to another one
-            strategy_params = {k: v for k, v in strategy_params.items() if k in _given(flat)}
-        sections["strategy"]["params"] = strategy_params
+        for section, params in open_params.items():
+            if "name" in sections[section] and sections[section]["name"] != getattr(base, section).name:
+                # hyper-parameters of the previous plug-in do not carry over to another one
+                params = {k: v for k, v in params.items() if k in _given(flat, section)}
+            sections[section][_OPEN_FIELD] = params
         return cls(
             name=name,
             **{s: replace(getattr(base, s), **kw) for s, kw in sections.items()},
@@ -411,16 +441,15 @@ class RunConfig:
 
     # ----------------------------------------------------------------- validation
     def resolve(self) -> RunConfig:
-        """Validate every key and fill defaults (preset, schedule, strategy hyper-parameters, run name).
+        """Validate every key and fill defaults (preset, schedule, plug-in hyper-parameters, run name).
 
         Returns the resolved config that a run records; raises :class:`RefusedError` naming the
         first bad key. This is the one validation: the result is marked resolved, so ``train()``
-        and the strategy's construction take it as it is (resolving it again returns it unchanged;
+        and the plug-ins' construction take it as it is (resolving it again returns it unchanged;
         a copy made with ``dataclasses.replace`` is a new, unresolved config).
         """
         if self.__dict__.get("_resolved"):
             return self
-        from strategies import validate_hparams
 
         from .data import DATASET_NAMES, check_known_sizes
         from .models import list_models
@@ -453,11 +482,9 @@ class RunConfig:
                 f"strategy.name: {self.strategy.name!r} cannot sample among the exits of the single-exit "
                 f"scheme {s.name!r}; OPT runs use strategy 'static'"
             )
-        try:
-            params = validate_hparams(self.strategy.name, dict(self.strategy.params))
-        except ValueError as err:
-            raise RefusedError(f"strategy: {err}") from None
-        resolved = replace(self, strategy=StrategyConfig(name=self.strategy.name, params=params), train=train)
+        plugins = {section: _resolve_plugin(section, getattr(self, section).name, getattr(self, section).params)
+                   for section in OPEN_SECTIONS}
+        resolved = replace(self, train=train, **plugins)
         if not resolved.name:
             resolved = replace(resolved, name=default_run_name(resolved))
         object.__setattr__(resolved, "_resolved", True)
@@ -551,21 +578,50 @@ def default_run_name(cfg: RunConfig) -> str:
     arch = f"{m.arch}{m.n}c{m.c}" if m.arch == "resnet" else f"{m.arch}{m.depth}"
     if m.period != 1:
         arch += f"p{m.period}"
-    hp = "".join(f"-{k}{_plain(v)}" for k, v in sorted(cfg.strategy.params.items())
-                 if k not in ("warmup_epochs",) and v != _default_of(cfg.strategy.name, k))
-    name = f"{cfg.data.name}-{arch}-{cfg.scheme.name}-{cfg.strategy.name}{hp}-s{cfg.train.seed}"
+    plugins = ""
+    for section in OPEN_SECTIONS:  # objective and gradient rule only when not the default
+        chosen = getattr(cfg, section)
+        hp = "".join(f"-{k}{_plain(v)}" for k, v in sorted(chosen.params.items())
+                     if k not in ("warmup_epochs",) and v != _default_of(section, chosen.name, k))
+        if section == "strategy" or hp or chosen.name != getattr(RunConfig(), section).name:
+            plugins += f"-{chosen.name}{hp}"
+    name = f"{cfg.data.name}-{arch}-{cfg.scheme.name}{plugins}-s{cfg.train.seed}"
     return name.replace("@", "at").replace(":", "_").replace("/", "_")
 
 
-def _default_of(strategy: str, key: str) -> Any:
-    from strategies import get_strategy_class
+def plugin_class(section: str, name: str) -> Any:
+    """The registered class behind ``<section>.name`` of an open section (its ``hparams`` declare
+    the section's other keys); an unknown name raises ValueError listing the registered ones."""
+    if section == "strategy":
+        from strategies import get_strategy_class
 
-    hp = get_strategy_class(strategy).hparams.get(key)
+        return get_strategy_class(name)
+    if section == "objective":
+        from .objectives import get_objective_class
+
+        return get_objective_class(name)
+    from .gradients import get_gradient_rule_class
+
+    return get_gradient_rule_class(name)
+
+
+def _resolve_plugin(section: str, name: str, params: Mapping[str, Any]) -> Any:
+    """The section's config with the plug-in's full validated hyper-parameters."""
+    try:
+        cls = plugin_class(section, name)
+        resolved = cls.validate_hparams(dict(params))
+    except ValueError as err:
+        raise RefusedError(f"{section}: {err}") from None
+    return _SECTIONS[section](name=name, params=resolved)
+
+
+def _default_of(section: str, name: str, key: str) -> Any:
+    hp = plugin_class(section, name).hparams.get(key)
     return None if hp is None else hp.default
 
 
-def _given(flat: Mapping[str, Any]) -> set[str]:
-    return {str(k).replace("-", "_").split(".", 1)[1] for k in flat if str(k).startswith("strategy.")}
+def _given(flat: Mapping[str, Any], section: str) -> set[str]:
+    return {str(k).replace("-", "_").split(".", 1)[1] for k in flat if str(k).startswith(f"{section}.")}
 
 
 def _plain(value: Any) -> Any:

@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Entry", "Registry", "natural_key"]
+__all__ = ["Entry", "Registry", "class_decorator", "natural_key"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
 
@@ -154,6 +155,25 @@ class Registry(Generic[T]):
     def _ensure_loaded(self) -> None:
         if not self._loaded:
             self.load_entry_points()
+
+
+def class_decorator(registry: Registry) -> Callable[..., Callable[[C], C]]:
+    """The ``@register_<kind>(name, description=...)`` class decorator of `registry`.
+
+    The description defaults to the first line of the class docstring and is also set as the
+    class attribute ``description`` (listings print it).
+    """
+
+    def register(name: str, *, description: str = "") -> Callable[[C], C]:
+        def deco(cls: C) -> C:
+            doc = description or _doc_line(cls)
+            registry.register(name, cls, doc)
+            cls.description = doc
+            return cls
+
+        return deco
+
+    return register
 
 
 def _origin(obj: Any) -> str:

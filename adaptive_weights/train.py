@@ -1,9 +1,10 @@
 """The training loop, top to bottom (spec §5; DESIGN.md "Training").
 
-Per step: the strategy gives this step's exit weights, the network gives every exit's logits, one
-vectorised cross-entropy gives the ``[K]`` loss vector, the weighted sum is back-propagated, and
-the detached loss vector goes back to the strategy. Nothing in the step reads a value back to the
-host. Every epoch: evaluate all exits, log, write an atomic checkpoint, call ``report`` (the only
+Per step: the strategy gives this step's exit weights, the network gives every exit's logits, the
+objective turns them into the ``[K]`` loss vector in one vectorised call, the gradient rule turns
+weights and losses into the parameters' gradients (default: back-propagate the weighted sum), and
+the detached loss vector goes back to the strategy (README, "Objectives and gradient rules").
+Nothing in the default step reads a value back to the host. Every epoch: evaluate all exits, log, write an atomic checkpoint, call ``report`` (the only
 hook Ray Tune needs). A run killed at any moment resumes exactly from its last checkpoint.
 
 The epoch's metrics row is written before its checkpoint (a resume drops rows past the checkpoint
@@ -29,17 +30,19 @@ from ._io import atomic_write_json, read_json
 from ._lock import LOCK_NAME, RunDirLock
 from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from .compiled import compile_training, mark_step_begin
-from .config import RESUMABLE_KEYS, RunConfig
+from .config import RESUMABLE_KEYS, RunConfig, plugin_class
 from .data._shard import local_batch_size
 from .distributed import Distributed, setup_distributed
 from .errors import RefusedError
-from .evaluate import autocast_for, evaluate_exits, per_exit_losses
+from .evaluate import autocast_for, evaluate_exits
+from .gradients import create_gradient_rule
 from .logging import Progress, RunLogger, exit_key
+from .objectives import create_objective
 from .schedules import describe_schedule, set_learning_rate
 from .schemes import scheme_weights
 
-__all__ = ["train", "training_step", "build_run", "resolve_device", "RunExistsError", "DivergedError",
-           "library_version", "git_revision", "run_directory"]
+__all__ = ["train", "training_step", "build_run", "build_step_plugins", "resolve_device", "RunExistsError",
+           "DivergedError", "library_version", "git_revision", "run_directory"]
 
 ReportFn = Callable[[dict[str, Any], Path], None]
 
@@ -134,24 +137,32 @@ def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = No
     return data, model, base_weights, strategy
 
 
-def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.Tensor, y: torch.Tensor, *,
-                  amp: bool, device: torch.device,
-                  mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  label_smoothing: float = 0.0):
-    """One SGD step on the strategy's weighted sum of all exits' losses; no host-device sync.
+def build_step_plugins(cfg: RunConfig, model: torch.nn.Module):
+    """The objective and the gradient rule of a resolved config (``training_step``'s arguments);
+    ``train.label_smoothing`` smooths the objective's cross-entropy."""
+    objective = create_objective(cfg.objective.name, label_smoothing=cfg.train.label_smoothing,
+                                 **cfg.objective.params)
+    return objective, create_gradient_rule(cfg.gradient.name, model, **cfg.gradient.params)
 
-    Returns ``(loss, losses, weights, logits)``: the weighted loss, the detached ``[K]`` per-exit
-    losses (already handed to the strategy), this step's ``[K]`` weights and the logits. In a
-    data-parallel run ``mean_over_ranks`` averages the loss vector over the ranks before the
-    strategy sees it, so every rank's strategy holds the same state and draws the same exits.
+
+def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.Tensor, y: torch.Tensor, *,
+                  objective, gradient, amp: bool, device: torch.device,
+                  mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None):
+    """One SGD step: objective -> [K] losses -> strategy weights -> gradient rule -> parameter grads.
+
+    ``forward`` is ``gradient.forward_fn()`` (possibly DDP-wrapped or compiled). With ``ce`` and
+    ``sum`` nothing here syncs with the host. Returns ``(loss, losses, weights, logits)``: the
+    weighted loss, the detached ``[K]`` per-exit losses (already handed to the strategy), this
+    step's ``[K]`` weights and the logits. In a data-parallel run ``mean_over_ranks`` averages the
+    loss vector over the ranks before the strategy sees it, so every rank's strategy holds the same
+    state and draws the same exits.
     """
     weights = strategy.step_weights()                       # [K], on device
     with autocast_for(device, amp):
         logits = forward(x)                                 # [K, B, classes]
-    losses = per_exit_losses(logits, y, label_smoothing=label_smoothing)  # [K], one vectorised call
-    loss = (weights * losses).sum()
+    losses = objective(logits, y)                           # [K], one vectorised call
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss = gradient.backward(weights, losses)               # fills .grad; sum_k w_k L_k
     optimizer.step()
     losses = losses.detach()
     if mean_over_ranks is not None:
@@ -245,6 +256,12 @@ def train(
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     ddp, device = setup_distributed(resolve_device(cfg.train.device))
     local_batch_size(cfg.train.batch_size, ddp.world_size)  # refused before anything is written
+    if ddp.enabled and not plugin_class("gradient", cfg.gradient.name).data_parallel:
+        raise RefusedError(f"gradient.name: {cfg.gradient.name!r} does not run data-parallel (DDP averages the "
+                           "gradients of one plain backward pass); use gradient.name 'sum' or a single process")
+    if cfg.train.compile != "none" and not plugin_class("gradient", cfg.gradient.name).compilable:
+        raise RefusedError(f"gradient.name: {cfg.gradient.name!r} cannot run with train.compile "
+                           f"{cfg.train.compile!r} (TorchJD differentiates with torch.vmap); use train.compile none")
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
@@ -277,7 +294,8 @@ def train(
         model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
         lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov,
     )
-    forward = ddp.wrap_model(model, device)
+    objective, gradient = build_step_plugins(cfg, model)
+    forward = ddp.wrap_model(gradient.forward_fn(), device)
     forward, stepper = compile_training(forward, strategy, cfg.train.compile)  # `none`: both unchanged
     num_exits = model.num_exits
     exit_macs = model.exit_macs()
@@ -362,10 +380,9 @@ def train(
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = set_learning_rate(optimizer, cfg.train, epoch, batch, steps_per_epoch)
             mark_step_begin(cfg.train.compile)
-            loss, losses, weights, logits = training_step(forward, optimizer, stepper, x, y,
-                                                          amp=cfg.train.amp, device=device,
-                                                          mean_over_ranks=ddp.mean,
-                                                          label_smoothing=cfg.train.label_smoothing)
+            loss, losses, weights, logits = training_step(forward, optimizer, stepper, x, y, objective=objective,
+                                                          gradient=gradient, amp=cfg.train.amp, device=device,
+                                                          mean_over_ranks=ddp.mean)
             # epoch statistics stay on the device; read once at the epoch's end
             acc["loss"] += losses
             acc["weight"] += weights

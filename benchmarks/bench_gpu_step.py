@@ -27,7 +27,7 @@ import torch
 
 from adaptive_weights.compiled import compile_training, mark_step_begin
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import build_run, training_step
+from adaptive_weights.train import build_run, build_step_plugins, training_step
 
 MODES: dict[str, dict] = {
     "fp32 eager": {},
@@ -54,6 +54,7 @@ def measure(n: int, steps: int, reps: int, device: torch.device, *, amp: bool = 
         "train.device": device.type,
     }).resolve()
     data, model, base, strat = build_run(cfg, device)
+    objective, gradient = build_step_plugins(cfg, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     sgd_kw = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(sgd, {})
@@ -72,7 +73,8 @@ def measure(n: int, steps: int, reps: int, device: torch.device, *, amp: bool = 
         start.record()
         for x, y in batches:
             mark_step_begin(compile)
-            training_step(forward, opt, stepper, x, y, amp=amp, device=device)
+            training_step(forward, opt, stepper, x, y, objective=objective, gradient=gradient, amp=amp,
+                          device=device)
         end.record()
         torch.cuda.synchronize()
         if rep == 0:

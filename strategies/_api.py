@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from adaptive_weights.registry import Registry
+from adaptive_weights.registry import Registry, class_decorator
 
 from ._base import FEEDBACK, Strategy
+from ._hparams import describe_hparams
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -78,16 +79,8 @@ STRATEGIES: Registry[type[Strategy]] = Registry(
 )
 
 
-def register_strategy(name: str, *, description: str = "") -> Callable[[S], S]:
-    """Class decorator: register a `Strategy` subclass under `name` (a duplicate name raises ValueError)."""
-
-    def deco(cls: S) -> S:
-        doc = description or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
-        STRATEGIES.register(name, cls, doc)
-        cls.description = doc
-        return cls
-
-    return deco
+#: class decorator: ``@register_strategy(name)`` registers a `Strategy` subclass (a duplicate name raises ValueError)
+register_strategy: Callable[..., Callable[[S], S]] = class_decorator(STRATEGIES)
 
 
 def get_strategy_class(name: str) -> type[Strategy]:
@@ -118,12 +111,5 @@ def describe_strategies(pattern: str = "*") -> str:
         lines.append(f"{entry.name}  [feedback: {cls.feedback}]  {entry.description}".rstrip())
         if entry.origin.startswith("entry point") and not cls.__module__.startswith("strategies."):
             lines.append(f"    from {entry.origin}")
-        if not cls.hparams:
-            lines.append("    (no hyper-parameters)")
-        for key, hp in cls.hparams.items():
-            grid = f"  grid {list(hp.grid)}" if hp.grid else ""
-            lines.append(
-                f"    {key:<14} {hp.type.__name__:<5} default {hp.default!s:<6} range {hp.range_text()}{grid}"
-                + (f"  - {hp.doc}" if hp.doc else "")
-            )
+        lines += describe_hparams(cls.hparams)
     return "\n".join(lines)

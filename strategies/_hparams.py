@@ -1,7 +1,8 @@
 """Declarative hyper-parameters: one `HParam` per keyword argument of a strategy.
 
 Config, CLI and tuning introspect `cls.hparams` instead of parsing signatures, so the default, the
-allowed range and the paper's grid live next to each other and are validated in one place.
+allowed range and the paper's grid live next to each other and are validated in one place. Every
+plug-in kind (strategies, objectives, gradient rules) declares its hyper-parameters this way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HParam", "grid_of", "resolve_hparams"]
+__all__ = ["HParam", "describe_hparams", "grid_of", "resolve_hparams"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class HParam:
     """One hyper-parameter: default, Python type, inclusive bounds, the paper's grid and a doc line.
 
     `low_open=True` excludes `low` itself (e.g. a learning rate that must be strictly positive).
+    A `str` hyper-parameter is a choice: `choices` lists the allowed values (bounds do not apply).
     """
 
     default: Any
@@ -28,9 +30,12 @@ class HParam:
     grid: tuple = ()
     doc: str = ""
     low_open: bool = False
+    choices: tuple[str, ...] = ()
 
     def range_text(self) -> str:
-        """The allowed range as `[0, 1]`, `(0, 1]` or `[0, inf)`."""
+        """The allowed range as `[0, 1]`, `(0, 1]` or `[0, inf)`; a choice as `{a|b}`."""
+        if self.type is str:
+            return "{" + "|".join(self.choices) + "}"
         lo = "-inf" if self.low is None else _fmt(self.low)
         hi = "inf" if self.high is None else _fmt(self.high)
         left = "(" if self.low is None or self.low_open else "["
@@ -41,7 +46,13 @@ class HParam:
         """Return `value` converted to `self.type`, or raise ValueError naming key, value and range.
 
         Text (a CLI flag, a YAML string) is read as a number first, so this is the one place that
-        converts and checks a strategy's hyper-parameter."""
+        converts and checks a strategy's hyper-parameter. A `str` hyper-parameter must be one of
+        its `choices`."""
+        if self.type is str:
+            if value not in self.choices:
+                raise ValueError(f"{owner}: hyper-parameter {key}={value!r} is not allowed; choose one of "
+                                 f"{', '.join(self.choices)}")
+            return value
         if isinstance(value, str):
             try:
                 value = float(value.strip()) if self.type is float else _int_text(value)
@@ -93,3 +104,18 @@ def grid_of(declared: Mapping[str, HParam]) -> dict[str, list]:
     """The paper's search grid: every hyper-parameter that has one."""
     return {key: list(hp.grid) for key, hp in declared.items() if hp.grid}
 
+
+
+def describe_hparams(declared: Mapping[str, HParam], indent: str = "    ") -> list[str]:
+    """One listing line per hyper-parameter (type, default, range, grid, doc), as the listing commands print."""
+    if not declared:
+        return [f"{indent}(no hyper-parameters)"]
+    lines = []
+    for key, hp in declared.items():
+        grid = f"  grid {list(hp.grid)}" if hp.grid else ""
+        lines.append(
+            f"{indent}{key:<14} {hp.type.__name__:<5} default {hp.default!s:<6} "
+            f"{'choices' if hp.type is str else 'range'} {hp.range_text()}{grid}"
+            + (f"  - {hp.doc}" if hp.doc else "")
+        )
+    return lines

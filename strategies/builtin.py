@@ -4,6 +4,7 @@ Importing this module registers them, so they are found even when entry-point me
 """
 
 from ._adaloss import AdaLossStrategy
+from ._curricula import RoundRobinStrategy, WarmupStrategy
 from ._fixed import AANNStrategy, QuartileStrategy, StaticStrategy, UniformStrategy, quartile_distribution
 from ._learners import AVGLStrategy, EGStrategy, RWMStrategy
 
@@ -14,7 +15,9 @@ __all__ = [
     "EGStrategy",
     "QuartileStrategy",
     "RWMStrategy",
+    "RoundRobinStrategy",
     "StaticStrategy",
     "UniformStrategy",
+    "WarmupStrategy",
     "quartile_distribution",
 ]

@@ -25,6 +25,25 @@ TINY = {
 }
 
 
+def interrupt_after_epoch(cfg, out_dir, epoch: int) -> int:
+    """Train ``cfg`` into ``out_dir`` and stop it (as a kill would) right after epoch ``epoch``'s
+    checkpoint; returns the epoch it stopped at."""
+    from adaptive_weights.train import train
+
+    class _Stop(Exception):
+        pass
+
+    def stop(row, ckpt):
+        if row["epoch"] == epoch:
+            raise _Stop
+
+    try:
+        train(cfg, out_dir=out_dir, report=stop, tensorboard=False)
+    except _Stop:
+        return epoch
+    raise AssertionError(f"the run ended before epoch {epoch}")
+
+
 @pytest.fixture
 def tiny_flat() -> dict:
     """Flat config keys of a run that takes about a second (synthetic 8x8, 3 exits)."""

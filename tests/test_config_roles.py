@@ -43,9 +43,10 @@ def test_derived_lists():
     assert C.OPT_MODEL_KEYS == tuple(k for k in C.MODEL_KEYS if k != "model.period")
     assert set(C.ARCHITECTURE_KEYS) == {"model.arch", "model.n", "model.c", "model.period", "model.depth",
                                         "model.unit_style", "data.name", "scheme.name", "scheme.normalize",
-                                        "strategy.name"}
+                                        "strategy.name", "objective.name", "gradient.name"}
     assert C.roles_of("strategy.gamma") == C.roles_of("strategy.")
     assert C.EXPERIMENT in C.roles_of("strategy.gamma") and not C.roles_of("train.nonsense")
+    assert C.roles_of("objective.alpha") == C.roles_of("objective.") and C.EXPERIMENT in C.roles_of("gradient.scope")
 
 
 def test_the_users_of_the_lists_take_the_derived_ones():

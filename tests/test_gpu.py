@@ -12,7 +12,7 @@ import torch
 from conftest import train_interrupted_then_resumed
 
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import build_run, train, training_step
+from adaptive_weights.train import build_run, build_step_plugins, train, training_step
 
 pytestmark = pytest.mark.gpu
 
@@ -29,18 +29,19 @@ def test_training_step_never_syncs(strategy, amp):
     cfg = RunConfig.from_flat({**CUDA_FLAT, "strategy.name": strategy}).resolve()
     device = torch.device("cuda")
     data, model, base_weights, strat = build_run(cfg, device)
+    objective, gradient = build_step_plugins(cfg, model)
     opt = torch.optim.SGD(model.parameter_groups(2e-4, base_weights.tolist()), lr=0.05, momentum=0.9)
     strat.start_epoch(1)  # learners active
     data.train.set_epoch(0)
     batches = iter(data.train)
     x, y = next(batches)
-    training_step(model, opt, strat, x, y, amp=amp, device=device)  # warm-up (lazy CUDA init may sync)
+    training_step(model, opt, strat, x, y, objective=objective, gradient=gradient, amp=amp, device=device)  # warm-up (lazy CUDA init may sync)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(5):
             x, y = next(batches)
-            loss, losses, weights, logits = training_step(model, opt, strat, x, y, amp=amp, device=device)
+            loss, losses, weights, logits = training_step(model, opt, strat, x, y, objective=objective, gradient=gradient, amp=amp, device=device)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert losses.device.type == "cuda" and torch.isfinite(losses).all()

@@ -274,7 +274,7 @@ def test_trains_in_the_step_loop(name: str) -> None:
     before = [q.detach().clone() for q in net.parameters()]
     for epoch in range(2):
         s.start_epoch(epoch)
-        for _ in range(3):
+        for _ in range(5):  # 10 steps: a rotation over the 9 exits reaches every head
             weights = s.step_weights()
             logits = net(x)
             losses = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(9), reduction="none")

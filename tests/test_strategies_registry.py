@@ -26,7 +26,7 @@ from strategies import (
 )
 from strategies.builtin import EGStrategy, RWMStrategy
 
-BUILTINS = ["aann", "adaloss", "avgl", "eg", "quartile", "rwm", "static", "uniform"]
+BUILTINS = ["aann", "adaloss", "avgl", "eg", "quartile", "round-robin", "rwm", "static", "uniform", "warmup"]
 
 
 def test_generic_registry_duplicates_lookup_and_natural_sort() -> None:

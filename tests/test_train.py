@@ -82,7 +82,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, tiny_flat):
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    import adaptive_weights.train as T
+    import adaptive_weights.objectives.builtin as T  # the default objective computes the losses
     kill_at = int(os.environ["KILL_AT_STEP"])
     calls = 0
     original = T.per_exit_losses

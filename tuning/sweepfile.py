@@ -169,6 +169,7 @@ def expand_sweep(
         shared[key] = _axis(key, value, _annotation(key), search)
     if is_range(shared.get("strategy.name")):
         raise RefusedError("strategy.name: a list of strategies, not a range")
+    _check_plugin_hparams(shared)
     strategy_names = shared.pop("strategy.name", [RunConfig().strategy.name])
     known = list_strategies()
     for strategy in list(strategy_names) + list(per_strategy):
@@ -222,11 +223,13 @@ def expand_sweep(
         for values in itertools.product(*(v for _, v in axes)):
             flat = {"strategy.name": strategy}
             flat.update({k: v for (k, _), v in zip(axes, values, strict=True)})
+            flat = _declared_only(flat)
             trial = _resolve_trial(flat)
             if suffix_keys:  # the name is no validated key: the resolved trial takes it as it is
                 suffix = "".join(f"-{k.split('.')[-1]}{_name_part(flat[k])}" for k in suffix_keys)
                 trial = {**trial, "name": trial["name"] + suffix}
-            trials.append(trial)
+            if trial not in trials:  # an objective/gradient axis the trial's plug-in lacks repeats it
+                trials.append(trial)
     names = [t["name"] for t in trials]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
@@ -312,10 +315,54 @@ def _require_validation_split(cfg: Any) -> None:
         raise RefusedError("data.val_split: a sweep selects on the validation split; 0 removes it")
 
 
+def _plugin_hparam(key: str) -> tuple[str, str] | None:
+    """``(section, hparam)`` for an ``objective.<hparam>`` or ``gradient.<hparam>`` key, else None."""
+    from adaptive_weights.config import OPEN_SECTIONS
+
+    section, _, sub = key.partition(".")
+    if section in OPEN_SECTIONS and section != "strategy" and sub and sub != "name":
+        return section, sub
+    return None
+
+
+def _check_plugin_hparams(shared: Mapping[str, list[Any]]) -> None:
+    """An ``objective.<hparam>`` / ``gradient.<hparam>`` axis must belong to one of the sweep's plug-ins."""
+    from adaptive_weights.config import RunConfig, plugin_class
+
+    for key in shared:
+        found = _plugin_hparam(key)
+        if found is None:
+            continue
+        section, hparam = found
+        names = shared.get(f"{section}.name", [getattr(RunConfig(), section).name])
+        if is_range(names):
+            raise RefusedError(f"{section}.name: a list of names, not a range")
+        if not any(hparam in plugin_class(section, n).hparams for n in names):
+            raise RefusedError(f"{key}: no {section} of this sweep ({', '.join(map(str, names))}) has a "
+                             f"hyper-parameter {hparam!r}")
+
+
+def _declared_only(flat: dict[str, Any]) -> dict[str, Any]:
+    """Drop the ``objective.*`` / ``gradient.*`` axes that the trial's own plug-in does not declare
+    (a sweep over ``objective.name: [ce, distill]`` with ``objective.alpha`` varies alpha for distill only)."""
+    from adaptive_weights.config import RunConfig, plugin_class
+
+    def declared(key: str) -> bool:
+        found = _plugin_hparam(key)
+        if found is None:
+            return True
+        section, hparam = found
+        return hparam in plugin_class(section, flat.get(f"{section}.name", getattr(RunConfig(), section).name)).hparams
+
+    return {k: v for k, v in flat.items() if declared(k)}
+
+
 def _annotation(key: str) -> Any:
-    """The annotation of a dotted key (``None`` for ``strategy.*``); unknown keys raise."""
+    """The annotation of a dotted key (``None`` for plug-in hyper-parameters); unknown keys raise."""
     from adaptive_weights.config import _SECTIONS, RunConfig
 
+    if _plugin_hparam(key) is not None:
+        return None
     section, _, sub = key.partition(".")
     tp = _SECTIONS.get(section)
     hints = typing.get_type_hints(tp) if tp is not None else {}

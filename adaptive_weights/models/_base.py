@@ -66,7 +66,8 @@ class AnytimeNet(nn.Module):
     """A residual trunk with a head after selected units; all exits share one pass.
 
     Attributes: ``num_units`` (L of the full architecture, even when the trunk is truncated after
-    the last exit), ``exit_units`` (0-based unit index of every exit), ``num_exits``,
+    the last exit), ``exit_units`` (0-based unit index of every exit), ``unit_channels`` (output
+    channels of every built unit; a resolution stage is a run of equal widths), ``num_exits``,
     ``num_classes``, ``in_channels``, ``input_size`` (the default for MAC counts).
     """
 
@@ -92,6 +93,7 @@ class AnytimeNet(nn.Module):
         self.stem = stem
         self.units = nn.ModuleList(units)
         self.heads = nn.ModuleList(Head(unit_channels[u], num_classes) for u in exit_units)
+        self.unit_channels = [int(unit_channels[i]) for i in range(len(units))]
         self.num_units = num_units
         self.exit_units = exit_units
         self.num_exits = len(exit_units)
@@ -137,13 +139,22 @@ class AnytimeNet(nn.Module):
         Returns the trunk state to pass to ``advance(., k + 1)`` and exit k's logits. Works on any
         batch, so a caller may drop finished samples between calls.
         """
+        h = self.trunk_stage(h, k)
+        return h, self.heads[k](h)
+
+    def trunk_stage(self, h: Tensor, k: int) -> Tensor:
+        """Trunk stage k alone: the units after exit k-1's unit up to and including exit k's unit.
+
+        A gradient rule that acts at the stage boundaries (gradient equilibrium) runs the stages
+        and heads itself with this; ``advance`` is this followed by head k.
+        """
         if not 0 <= k < self.num_exits:
             raise ValueError(f"exit index k={k} is not allowed: choose 0 <= k < {self.num_exits}")
         first, stop = self._segments[k]
         units = self.units
         for i in range(first, stop):
             h = units[i](h)
-        return h, self.heads[k](h)
+        return h
 
     def forward(self, x: Tensor) -> Tensor:
         """All exits' logits in one pass: a tensor [num_exits, batch, num_classes]."""
