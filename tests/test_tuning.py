@@ -332,3 +332,20 @@ def test_cluster_auth_is_token_by_default_and_needs_a_token(tmp_path: Path) -> N
     token.write_text("y" * 32)
     assert ensure_cluster_auth({"HOME": str(tmp_path), "RAY_AUTH_TOKEN_PATH": str(token)}) == "token"
     assert ensure_cluster_auth({"HOME": str(tmp_path), "RAY_AUTH_MODE": "disabled"}) == "disabled"
+
+
+def test_pbt_mutates_the_searched_strategy_keys_and_needs_some() -> None:
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from adaptive_weights.errors import RefusedError
+    from tuning.space import make_scheduler, pbt_mutations
+
+    spec = parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": {"uniform": [0.1, 0.4]},
+                        "strategy.rho": [0.7, 0.9], "train.seed": [0, 1], "sweep.search": "random",
+                        "sweep.scheduler": "pbt", "sweep.paper_grid": False})
+    mutations = pbt_mutations(spec)
+    assert sorted(mutations) == ["strategy.gamma", "strategy.rho"]  # never the seed
+    assert mutations["strategy.rho"] == [0.7, 0.9]  # values to pick from, not Tune's grid_search dict
+    assert isinstance(make_scheduler("pbt", max_epochs=2, mutations=mutations), PopulationBasedTraining)
+    with pytest.raises(RefusedError, match="sweep.scheduler: pbt"):
+        make_scheduler("pbt", max_epochs=2, mutations={})

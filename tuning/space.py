@@ -132,7 +132,10 @@ def make_scheduler(name: str, *, max_epochs: int, mutations: Mapping[str, Any] |
 
 
 def pbt_mutations(spec: SweepSpec) -> dict[str, Any]:
-    """The strategy keys a PBT scheduler may change: the searched ones, as Tune domains."""
-    space = search_param_space(spec) if spec.search != "grid" else {}
-    return {k: v for k, v in space.items() if k.startswith("strategy.") and k != "strategy.name"
-            and (is_range(spec.space[k]) or isinstance(spec.space[k], list))}
+    """The strategy keys a PBT scheduler may change: the searched ones, a range as its Tune domain
+    and a list as the values to pick from (a grid axis of the search stays an axis for the start)."""
+    if spec.search == "grid":
+        return {}
+    domains = search_param_space(spec)
+    return {k: (list(v) if isinstance(v, list) else domains[k]) for k, v in spec.space.items()
+            if k.startswith("strategy.") and k != "strategy.name" and (is_range(v) or isinstance(v, list))}
