@@ -349,3 +349,29 @@ def test_pbt_mutates_the_searched_strategy_keys_and_needs_some() -> None:
     assert isinstance(make_scheduler("pbt", max_epochs=2, mutations=mutations), PopulationBasedTraining)
     with pytest.raises(RefusedError, match="sweep.scheduler: pbt"):
         make_scheduler("pbt", max_epochs=2, mutations={})
+
+
+def test_pbt_exploit_continues_a_checkpoint_with_mutated_hyper_parameters(tmp_path: Path) -> None:
+    """PBT hands a trial another trial's checkpoint with a mutated strategy.gamma: a plain resume
+    refuses it, the trainable's adoption continues it (learnt state kept, the new gamma used)."""
+    import shutil
+
+    from adaptive_weights.checkpoint import load_checkpoint
+    from adaptive_weights.config import RunConfig
+    from adaptive_weights.train import train
+    from tuning.trainable import _adopt_hparams
+
+    base = {**TINY, "data.synthetic_size": 32, "strategy.name": "eg", "train.num_threads": 1}
+    donor = tmp_path / "donor"
+    train(RunConfig.from_flat({**base, "train.epochs": 1, "strategy.gamma": 0.2}), out_dir=donor, tensorboard=False)
+    mutated = RunConfig.from_flat({**base, "train.epochs": 2, "strategy.gamma": 0.25}).resolve()
+    refused = tmp_path / "refused"
+    shutil.copytree(donor, refused)
+    with pytest.raises(ValueError, match="hparams"):
+        train(mutated, out_dir=refused, resume=True, tensorboard=False)
+    adopted = tmp_path / "adopted"
+    shutil.copytree(donor, adopted)
+    _adopt_hparams(adopted, mutated)
+    summary = train(mutated, out_dir=adopted, resume=True, tensorboard=False)
+    assert summary["completed"] and summary["epochs"] == 2
+    assert load_checkpoint(adopted / "checkpoints" / "last.pt")["strategy"]["hparams"]["gamma"] == 0.25

@@ -275,7 +275,8 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
                    else _varying(spec.trials))
     trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
                                      hparam_keys=hparam_keys, workers=workers_per_trial,
-                                     cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial)
+                                     cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial,
+                                     adopt_hparams=spec.scheduler == "pbt")
     if workers_per_trial > 1:  # the trial is a driver; Ray Train's workers hold the resources
         from .ray_train import DRIVER_RESOURCES
 

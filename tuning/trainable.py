@@ -74,7 +74,7 @@ def _config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from: Mapping[str, str] | None = None,
                 hparam_keys: Sequence[str] = (), workers: int = 1, cpus_per_worker: float = 1.0,
-                gpus_per_worker: float = 0.0) -> None:
+                gpus_per_worker: float = 0.0, adopt_hparams: bool = False) -> None:
     """Ray Tune function trainable: train the run whose flat config is ``config``.
 
     ``tensorboard``: the run writes TensorBoard events, plus an HParams summary of ``hparam_keys``
@@ -82,6 +82,8 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     (an earlier trial's checkpoint) this trial continues from when Ray gives it no checkpoint.
     ``workers > 1``: the trial trains data-parallel on that many Ray Train workers
     (:mod:`tuning.ray_train`), each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs.
+    ``adopt_hparams`` (PBT): a checkpoint taken from another trial continues with this trial's
+    mutated strategy hyper-parameters (a plain resume refuses a changed one).
 
     The run directory is always rebuilt from a checkpoint (or started empty), never reused from the
     local disk: a worker killed between writing ``last.pt`` and reporting it would otherwise resume
@@ -112,7 +114,7 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
 
     train_in_scratch(cfg, f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}", checkpoint=checkpoint,
-                     report=report, tensorboard=tensorboard, hparam_keys=hparam_keys)
+                     report=report, tensorboard=tensorboard, hparam_keys=hparam_keys, adopt_hparams=adopt_hparams)
 
 
 def with_device(cfg, device: str):
@@ -123,9 +125,10 @@ def with_device(cfg, device: str):
 
 
 def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[dict[str, float], Path], None],
-                     tensorboard: bool, hparam_keys: Sequence[str]) -> None:
+                     tensorboard: bool, hparam_keys: Sequence[str], adopt_hparams: bool = False) -> None:
     """Train ``cfg`` in the scratch run directory ``scratch`` (started from ``checkpoint``, a Ray
-    checkpoint of a run directory, when given); after every epoch ``report(metrics, run_dir)``.
+    checkpoint of a run directory, when given, with ``cfg``'s strategy hyper-parameters when
+    ``adopt_hparams``); after every epoch ``report(metrics, run_dir)``.
 
     The run trains in a scratch folder outside the trial directory: Ray copies trial directories
     to the storage path while trials write, and would trip over the atomic writes' temp files.
@@ -140,6 +143,8 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
     if checkpoint is not None:
         checkpoint.to_directory(str(run_dir))
         resumed_from = _checkpoint_epoch(run_dir)
+        if adopt_hparams:
+            _adopt_hparams(run_dir, cfg)
     if tensorboard and hparam_keys:
         write_hparams(run_dir / "tb", cfg.to_flat(), hparam_keys)
 
@@ -150,6 +155,20 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
         train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=on_epoch, tensorboard=tensorboard)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
+
+
+def _adopt_hparams(run_dir: Path, cfg: Any) -> None:
+    """PBT's exploit step: the checkpoint (read with ``weights_only=True``) of a better trial goes
+    on with this trial's strategy hyper-parameters; its learnt state (weights, statistics) is kept."""
+    from adaptive_weights.checkpoint import load_checkpoint, save_checkpoint
+
+    path = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    params = dict(cfg.strategy.params)
+    if state["strategy"].get("hparams") != params:
+        state["strategy"]["hparams"] = params
+        state["config"] = {**state["config"], **{f"strategy.{k}": v for k, v in params.items()}}
+        save_checkpoint(path, state)
 
 
 def write_hparams(tb_dir: Path, flat: Mapping[str, Any], keys: Sequence[str]) -> None:
