@@ -361,13 +361,14 @@ def test_pbt_exploit_continues_a_checkpoint_with_mutated_hyper_parameters(tmp_pa
     from adaptive_weights.train import train
     from tuning.trainable import _adopt_hparams
 
-    base = {**TINY, "data.synthetic_size": 32, "strategy.name": "eg", "train.num_threads": 1}
+    base = {**TINY, "data.synthetic_size": 32, "strategy.name": "eg", "train.num_threads": 1,
+            "train.lr_milestones": [1], "train.lr_values": [0.05, 0.005]}
     donor = tmp_path / "donor"
     train(RunConfig.from_flat({**base, "train.epochs": 1, "strategy.gamma": 0.2}), out_dir=donor, tensorboard=False)
     mutated = RunConfig.from_flat({**base, "train.epochs": 2, "strategy.gamma": 0.25}).resolve()
     refused = tmp_path / "refused"
     shutil.copytree(donor, refused)
-    with pytest.raises(ValueError, match="hparams"):
+    with pytest.raises(ValueError, match="strategy.gamma|hparams"):
         train(mutated, out_dir=refused, resume=True, tensorboard=False)
     adopted = tmp_path / "adopted"
     shutil.copytree(donor, adopted)
