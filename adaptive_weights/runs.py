@@ -143,6 +143,9 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
         raise RefusedError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from None
 
 
+_DEFAULT_FLAT = {k: v for k, v in RunConfig().to_flat().items() if k != "name"}
+
+
 def _int_list(summary: Mapping[str, Any], key: str, path: Path) -> tuple[int, ...]:
     values = summary[key]
     if not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool)
@@ -191,6 +194,9 @@ def load_run(path: str | Path) -> Run:
         config = dict(config)
     else:  # the resolved config is in config.json too
         config = load_run_config(path).to_flat()
+    # a key added to the library after the run was written (e.g. objective.name) reads as its default,
+    # which is what the run trained with, so old and new runs group and compare alike
+    config = {**_DEFAULT_FLAT, **config}
     return Run(
         path=path, name=path.name, config=config, num_units=num_units, exit_units=exit_units,
         exit_macs=exit_macs, errors=_errors(summary, len(exit_units), where), completed=_completed(summary),

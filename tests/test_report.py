@@ -326,3 +326,25 @@ def test_a_diverged_run_is_listed_and_left_out(trained, tmp_path, capsys):
     cli_main([*map(str, trained["runs"]), str(root / "opt"), "--out", str(clean)])
     table = (out / "report.md").read_text().split("## ")[1]
     assert table == (clean / "report.md").read_text().split("## ")[1]
+
+
+def test_keys_newer_than_a_run_read_as_their_defaults(trained, tmp_path):
+    """A run written before objective.* / gradient.* existed groups with today's runs: the absent keys
+    read as the defaults it trained with, so --group-by can name them and nothing is reported missing."""
+    import json
+    import shutil
+
+    root = trained["root"][0]
+    for p in trained["runs"]:
+        shutil.copytree(p, tmp_path / "runs" / p.name)
+    old = tmp_path / "runs" / trained["runs"][0].name
+    summary = json.loads((old / "summary.json").read_text())
+    summary["config"] = {k: v for k, v in summary["config"].items() if not k.startswith(("objective.", "gradient."))}
+    (old / "summary.json").write_text(json.dumps(summary))
+    (run,) = load_runs([old])
+    assert run.config["objective.name"] == "ce" and run.config["gradient.name"] == "sum"
+    out = tmp_path / "report"
+    assert cli_main([str(tmp_path / "runs"), str(root / "opt"), "--out", str(out),
+                     "--group-by", "scheme.name,objective.name,gradient.name"]) == 0
+    md = (out / "report.md").read_text()
+    assert "+ce+sum" in md and "objective" not in md.split("## Warnings")[1]
