@@ -23,7 +23,7 @@ from .errors import RefusedError
 from .schemes import is_single_exit
 
 __all__ = ["MODEL_KEYS", "OPT_MODEL_KEYS", "EXECUTION_KEYS", "Run", "RunDirs", "OptPoint", "model_label",
-           "load_run", "load_run_config", "is_completed", "find_run_dirs", "load_runs", "opt_points"]
+           "load_run", "load_run_config", "is_completed", "is_final", "summary_is_final", "find_run_dirs", "load_runs", "opt_points"]
 
 # MODEL_KEYS identify a setting (with train.seed), OPT_MODEL_KEYS match OPT runs (no exit layout),
 # EXECUTION_KEYS only change where or how fast a run executes: all derived from the config's roles.
@@ -131,6 +131,18 @@ def is_completed(run_dir: str | Path) -> bool:
     ``completed: true``). No summary yet (killed in its first epoch, or never started) is not completed."""
     path = Path(run_dir) / "summary.json"
     return path.is_file() and _completed(_read_summary(path))
+
+
+def summary_is_final(summary: Mapping[str, Any]) -> bool:
+    """Whether a run with this ``summary.json`` will train no further: it completed its schedule, or
+    it diverged (a resume would diverge again from the same last good checkpoint)."""
+    return _completed(summary) or summary.get("status") == "diverged"
+
+
+def is_final(run_dir: str | Path) -> bool:
+    """:func:`summary_is_final` of the run in ``run_dir`` (no summary yet: not final)."""
+    path = Path(run_dir) / "summary.json"
+    return path.is_file() and summary_is_final(_read_summary(path))
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

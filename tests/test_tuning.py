@@ -376,3 +376,38 @@ def test_pbt_exploit_continues_a_checkpoint_with_mutated_hyper_parameters(tmp_pa
     summary = train(mutated, out_dir=adopted, resume=True, tensorboard=False)
     assert summary["completed"] and summary["epochs"] == 2
     assert load_checkpoint(adopted / "checkpoints" / "last.pt")["strategy"]["hparams"]["gamma"] == 0.25
+
+
+def test_a_diverged_setting_scores_the_worst_error() -> None:
+    """A setting whose run diverged loses, even though its last good epoch looked fine (its summary
+    holds that epoch's errors); its exit count comes from the run."""
+    diverged = _run("d0", "eg", 0, [0.01, 0.01], gamma=0.4)
+    diverged.status, diverged.exit_units = "diverged", (0, 1)
+    runs = [diverged, _run("a0", "eg", 0, [0.3, 0.2], gamma=0.1)]
+    scores = {s.params: s for s in score_settings(runs)}
+    assert scores[(("strategy.gamma", 0.4),)].mean_error == 1.0
+    (choice,) = select_settings(runs)
+    assert choice.chosen.params == (("strategy.gamma", 0.1),)
+
+
+def test_a_diverging_trial_ends_with_its_run_directory_not_a_retry(tmp_path: Path, tiny_flat: dict) -> None:
+    """Ray would retry a failed trial from the same checkpoint, where it diverges again: the trial
+    ends normally instead, reporting the worst error and the run directory whose summary says why."""
+    from adaptive_weights.config import RunConfig
+    from adaptive_weights.runs import is_completed, is_final
+    from tuning.trainable import train_in_scratch
+
+    cfg = RunConfig.from_flat({**tiny_flat, "train.lr_values": "0.05,1e6", "train.progress": False}).resolve()
+    reports: list[tuple[dict, dict]] = []
+
+    def report(metrics: dict, run_dir: Path) -> None:
+        reports.append((metrics, json.loads((run_dir / "summary.json").read_text())))
+
+    train_in_scratch(cfg, f"diverge-{tmp_path.name}", checkpoint=None, report=report, tensorboard=False,
+                     hparam_keys=())
+    (metrics, summary) = reports[-1]
+    assert metrics["diverged"] == 1.0 and metrics["val/err/mean"] == 1.0
+    assert summary["status"] == "diverged" and summary["diverged"]["epoch"] == 2
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    assert is_final(tmp_path / "run") and not is_completed(tmp_path / "run")

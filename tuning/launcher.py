@@ -574,7 +574,7 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
 def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
     """The exported run directories if every trial of ``spec`` finished (or a scheduler stopped
     it), else None."""
-    from adaptive_weights.runs import is_completed
+    from adaptive_weights.runs import is_final
 
     runs_dir = _local_results_dir(out, spec.name) / _RUNS_DIR
     experiment = _experiment_path(out, spec.name)[1]
@@ -588,7 +588,7 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
     dirs = []
     for name in names:
         run_dir = runs_dir / name
-        if not (is_completed(run_dir) or (name in stopped and (run_dir / "summary.json").is_file())):
+        if not (is_final(run_dir) or (name in stopped and (run_dir / "summary.json").is_file())):
             return None
         dirs.append(run_dir)
     return dirs

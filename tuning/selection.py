@@ -87,21 +87,25 @@ def score_settings(runs: Sequence[Any]) -> list[SettingScore]:
     varying = _varying_keys([r.config for r in runs])
     buckets: dict[tuple, list[Any]] = defaultdict(list)
     for run in runs:
-        errs = run.errors.get("val")
+        if getattr(run, "status", "completed") == "diverged":
+            # a setting that diverged failed: it scores the worst error at every exit, not its last good epoch
+            errs = [1.0] * len(run.exit_units)
+        else:
+            errs = run.errors.get("val")
         if not errs:
             raise RefusedError(f"{run.path}: no validation errors in summary.json; selection ranks the validation "
-                             "split (train.eval_splits must include 'val')")
+                               "split (train.eval_splits must include 'val')")
         cfg = run.config
         group = tuple((k, cfg.get(k)) for k in varying if not k.startswith("strategy.") or k == "strategy.name")
         if "strategy.name" not in varying:
             group = (("strategy.name", cfg.get("strategy.name")),) + group
         params = tuple(sorted((k, cfg[k]) for k in cfg if k.startswith("strategy.") and k != "strategy.name"))
-        buckets[(group, params)].append(run)
+        buckets[(group, params)].append((run, errs))
     out = []
     for (group, params), members in buckets.items():
-        vals = [r.errors["val"] for r in members]
+        vals = [errs for _, errs in members]
         out.append(SettingScore(
-            group=group, params=params, runs=tuple(sorted(r.path for r in members)),
+            group=group, params=params, runs=tuple(sorted(r.path for r, _ in members)),
             mean_error=sum(sum(v) / len(v) for v in vals) / len(vals),
             final_error=sum(v[-1] for v in vals) / len(vals),
         ))

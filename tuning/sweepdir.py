@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptive_weights.errors import RefusedError
+from adaptive_weights.runs import summary_is_final
 
 __all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE"]
 
@@ -115,11 +116,13 @@ class SweepDir:
                 if not ckpt.startswith(_CHECKPOINT_PREFIX) or not self.exists(trial, ckpt, "summary.json"):
                     continue
                 summary = self.read_json(trial, ckpt, "summary.json")
+                diverged = summary.get("status") == "diverged"
                 found = TrialCheckpoint(
                     name=str(summary["name"]), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
-                    completed=bool(summary.get("completed")), config=dict(summary.get("config") or {}),
-                    val_errors=(summary.get("errors") or {}).get("val"))
-                if found.name not in best or found.epochs > best[found.name].epochs:
+                    completed=summary_is_final(summary), config=dict(summary.get("config") or {}),
+                    val_errors=None if diverged else (summary.get("errors") or {}).get("val"))
+                # a diverged run's last checkpoint has the epochs of the good one before it: the later wins
+                if found.name not in best or found.epochs > best[found.name].epochs or diverged:
                     best[found.name] = found
         return best
 

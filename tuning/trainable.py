@@ -30,6 +30,8 @@ __all__ = ["train_trial", "train_in_scratch", "trial_metrics", "run_config", "sa
            "write_hparams", "RUN_DIRNAME"]
 
 RUN_DIRNAME = "run"
+# what a diverged trial reports (the worst error), so searchers and schedulers rank it last
+DIVERGED_METRICS = ("val/err/mean", "val/err/final")
 
 
 def trial_metrics(row: dict[str, Any], *, resumed_from_epoch: int) -> dict[str, float]:
@@ -134,7 +136,7 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
     to the storage path while trials write, and would trip over the atomic writes' temp files.
     Every epoch's checkpoint (the whole run directory) is what Ray keeps.
     """
-    from adaptive_weights.train import train
+    from adaptive_weights.train import DivergedError, train
 
     run_dir = (Path(tempfile.gettempdir()) / "adaptive-weights-trials" / scratch / RUN_DIRNAME).resolve()
     if run_dir.exists():
@@ -153,6 +155,10 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
 
     try:
         train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=on_epoch, tensorboard=tensorboard)
+    except DivergedError:
+        # final, not a failure to retry (it would diverge again from the same checkpoint): Ray keeps
+        # the run directory whose summary.json records the divergence, and sees the worst error
+        report({"diverged": 1.0, **dict.fromkeys(DIVERGED_METRICS, 1.0)}, run_dir)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
 
