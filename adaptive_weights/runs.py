@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ._io import read_json
-from .config import EXECUTION_KEYS, MODEL_KEYS, OPT_MODEL_KEYS, RunConfig, load_config_file
+from .config import MODEL_KEYS, OPT_MODEL_KEYS, RunConfig, load_config_file
 from .errors import RefusedError
 from .schemes import is_single_exit
 
-__all__ = ["MODEL_KEYS", "OPT_MODEL_KEYS", "EXECUTION_KEYS", "Run", "RunDirs", "OptPoint", "model_label",
+__all__ = ["Run", "RunDirs", "OptPoint", "model_label",
            "load_run", "load_run_config", "is_completed", "is_final", "summary_is_final", "find_run_dirs", "load_runs", "opt_points"]
 
-# MODEL_KEYS identify a setting (with train.seed), OPT_MODEL_KEYS match OPT runs (no exit layout),
-# EXECUTION_KEYS only change where or how fast a run executes: all derived from the config's roles.
+# the key lists (MODEL_KEYS: a setting with train.seed; OPT_MODEL_KEYS: how OPT runs match) are the
+# config's, derived from its roles; imported here, not restated
 
 
 @dataclass(frozen=True)

@@ -50,13 +50,14 @@ def test_derived_lists():
 
 
 def test_the_users_of_the_lists_take_the_derived_ones():
-    from adaptive_weights import opt, runs
-    from tuning import selection, sweepfile
+    from adaptive_weights import grouping, opt, runs
+    from tuning import launcher, selection, sweepfile
 
-    assert runs.EXECUTION_KEYS is C.EXECUTION_KEYS and runs.MODEL_KEYS is C.MODEL_KEYS
+    assert grouping.EXECUTION_KEYS is C.EXECUTION_KEYS and runs.MODEL_KEYS is C.MODEL_KEYS
+    assert launcher.EXECUTION_KEYS is C.EXECUTION_KEYS
     assert runs.OPT_MODEL_KEYS is C.OPT_MODEL_KEYS and opt.EXECUTION_KEYS is C.EXECUTION_KEYS
     assert selection._IGNORED_KEYS == {*C.EXECUTION_KEYS, "train.seed"}
-    assert sweepfile._NAMED_PREFIXES is C.NAMING_PREFIXES
+    assert sweepfile.NAMING_PREFIXES is C.NAMING_PREFIXES
 
 
 _OTHER_VALUE = {"model.arch": "imagenet-resnet", "model.n": 4, "model.c": 8, "model.period": 2, "model.depth": 18,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from adaptive_weights.config import EXECUTION_KEYS
 from adaptive_weights.errors import RefusedError
 
 from .space import SELECTION_METRIC
@@ -442,15 +443,9 @@ def _spec_record(spec: SweepSpec) -> dict[str, Any]:
             "scheduler": spec.scheduler, "trials": spec.trials, "space": spec.space}
 
 
-def _execution_keys() -> set[str]:
-    from adaptive_weights.config import EXECUTION_KEYS
-
-    return set(EXECUTION_KEYS)
-
-
 def _experiment_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Keys (not execution-only ones) whose values differ: ``key: old -> new``."""
-    skip = _execution_keys()
+    skip = set(EXECUTION_KEYS)
     keys = sorted((set(a) | set(b)) - skip)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
@@ -488,8 +483,8 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
                          taken_dirs=taken, expected=expected)
     _check_search_change(stored, spec, sweep_dir)
     unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
-    todo = [{**{k: v for k, v in c.config.items() if k not in _execution_keys() or k == "name"},
-             **{k: v for k, v in spec.space.items() if k in _execution_keys() and not isinstance(v, (list, Mapping))}}
+    todo = [{**{k: v for k, v in c.config.items() if k not in EXECUTION_KEYS or k == "name"},
+             **{k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and not isinstance(v, (list, Mapping))}}
             for c in unfinished]
     started = len(set(found) | stopped)
     remaining = max(0, expected - started)
@@ -531,7 +526,7 @@ def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str,
 
 
 def _check_search_change(stored: dict[str, Any], spec: SweepSpec, sweep_dir: SweepDir) -> None:
-    skip = _execution_keys()
+    skip = set(EXECUTION_KEYS)
     changes = [f"sweep.{k}: {stored.get(k)!r} -> {getattr(spec, k)!r}" for k in ("search", "num_samples")
                if stored.get(k) != getattr(spec, k)]
     old, new = stored.get("space", {}), spec.space

@@ -55,8 +55,6 @@ SCHEDULERS = ("fifo", "asha", "pbt")
 RANGE_KINDS = ("uniform", "loguniform", "randint", "choice")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Keys the default run name already shows: the config's NAMING role (``strategy.``: every hyper-parameter).
-_NAMED_PREFIXES = NAMING_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -216,7 +214,7 @@ def expand_sweep(
     trials: list[dict[str, Any]] = []
     shared_items = list(shared.items())
     # axes that the default run name does not show get a suffix, so every trial has its own name
-    suffix_keys = [k for k, v in shared_items if len(v) > 1 and not k.startswith(_NAMED_PREFIXES)]
+    suffix_keys = [k for k, v in shared_items if len(v) > 1 and not k.startswith(NAMING_PREFIXES)]  # the run name shows those already
     for strategy in dict.fromkeys(strategy_names):
         grid = grids[strategy]
         axes = shared_items + [(f"strategy.{k}", v) for k, v in grid.items()]
