@@ -186,20 +186,30 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
           "At milestone q the anytime net's error at unit idx_q = round_half_up(q*L) - 1 (interpolated linearly "
           "in depth between its neighbouring exits when no exit sits there) is compared with OPT at idx_q: "
           "(e_ANN - e_OPT) / e_OPT, in percent; lower is better, 0 means as good as a network trained for that "
-          "depth alone. Mean over seeds, pooled over models in the `all settings` rows; `n/a` when some run "
-          f"lacks its OPT run or an exit around idx_q, `{ZERO_OPT}` when some OPT run it is compared with "
+          "depth alone. Each run is compared with the OPT run of its own seed, or with OPT's mean over seeds when "
+          "OPT has no run of that seed (see Warnings). Mean over seeds, pooled over models in the `all settings` rows; "
+          f"`n/a` when some run lacks its OPT run or an exit around idx_q, `{ZERO_OPT}` when some OPT run it is compared with "
           "made no error, so the ratio divides by 0 (see Warnings).", ""]
     warnings: list[str] = []
     rows: list[dict[str, Any]] = []
     rel: dict[tuple[str, tuple], dict[Fraction, list[float | str]]] = defaultdict(lambda: defaultdict(list))
     missing: set[str] = set()
+    fallback: set[str] = set()
     for name in g.method_names:
         for r in g.methods[name]:
-            opt = {p.unit: p.error for p in opt_points(g.opt_runs, g.split, like=r, seed=r.seed)}
+            opt = {p.unit: p for p in opt_points(g.opt_runs, g.split, like=r, seed=r.seed)}
+            pooled = {p.unit: p for p in opt_points(g.opt_runs, g.split, like=r)}
             for q, idx, e_ann in g.milestone_errors(r):
-                e_opt = opt.get(idx)
-                value: float | str = "n/a"
+                point = opt.get(idx)
                 note = ""
+                if point is None and idx in pooled:  # OPT has fewer seeds than the anytime runs
+                    point = pooled[idx]
+                    seeds = sorted({o.seed for o in point.runs})
+                    note = f"no OPT run of seed {r.seed}: compared with OPT's mean over seeds {seeds}"
+                    fallback.add(f"{setting_text(r)}, unit {idx}: no OPT run of seed {r.seed}, so it is compared "
+                                 f"with OPT's mean over seeds {seeds}")
+                e_opt = None if point is None else point.error
+                value: float | str = "n/a"
                 if e_ann is None:
                     note = f"{r.name} has no exit at or around unit {idx} (exits at units {list(r.exit_units)})"
                     warnings.append(note)
@@ -228,7 +238,7 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
         body.append(["**all settings**", name]
                     + [cell([v for (n, _), d in rel.items() if n == name for v in d[q]]) for q in QUANTILES])
     md += md_table(["model", "method"] + [f"q={Q_LABEL[q]} (%)" for q in QUANTILES], body)
-    return Section(md, {"relative_increase": rows}, warnings + sorted(missing))
+    return Section(md, {"relative_increase": rows}, warnings + sorted(missing) + sorted(fallback))
 
 
 def _section_win_rates(g: GroupedRuns) -> Section:

@@ -67,6 +67,40 @@ def test_tuple_keys_are_values_and_lists_of_lists_are_axes() -> None:
     assert sorted(t["train.lr_values"][0] for t in two.trials) == [0.05, 0.1]
 
 
+def test_cases_are_a_union_of_grids_over_the_shared_keys(tmp_path: Path) -> None:
+    """Each case is its own grid over the file's keys; a trial two cases share runs once."""
+    path = _write(tmp_path, "data: {name: synthetic, synthetic_size: 64, synthetic_image_size: 8}\n"
+                            "model: {n: 1, c: 4}\ntrain: {seed: [0, 1], batch_size: 32}\nscheme.name: sieve\n"
+                            "sweep:\n  paper_grid: false\n  cases:\n"
+                            "    - {scheme.name: [const, linear], train.seed: [0, 1, 2]}\n"
+                            "    - {strategy.name: [static, aann]}\n"
+                            "    - {scheme: {name: const}, train.seed: 0}\n")
+    spec = load_sweep(path)
+    got = [(t["scheme.name"], t["strategy.name"], t["train.seed"]) for t in spec.trials]
+    first = sorted((s, "static", i) for s in ("const", "linear") for i in (0, 1, 2))
+    assert sorted(got[:6]) == first and len(got) == 10  # case order; (const, static, 0) runs once
+    assert sorted(got[6:]) == sorted(("sieve", st, i) for st in ("static", "aann") for i in (0, 1))
+    assert len({t["name"] for t in spec.trials}) == len(spec.trials)
+    assert spec.axes["scheme.name"] == ["const", "linear"] and spec.axes["train.seed"] == [0, 1, 2]
+    assert spec.axes["strategy.name"] == ["static", "aann"]
+
+
+@pytest.mark.parametrize("cases, message", [
+    ("[]", "non-empty list"),
+    ("[{}]", "non-empty list"),
+    ("[{sweep.name: x}]", r"sweep.cases\[0\]: 'sweep.name' is a sweep option"),
+    ("[{model.nn: 2}]", "model.nn"),
+    ("[{train.momentum: 0.9}, {train.momentum: 0.5}]", "two different trials would both be the run"),
+])
+def test_bad_cases_are_refused_naming_the_case(tmp_path: Path, cases: str, message: str) -> None:
+    path = _write(tmp_path, "data.name: synthetic\nsweep:\n  cases: " + cases + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_sweep(path)
+    with pytest.raises(ValueError, match="sweep.cases: a union of grids needs sweep.search: grid"):
+        parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": {"uniform": [0.1, 0.3]},
+                     "sweep.search": "random", "sweep.cases": [{"train.seed": 0}]})
+
+
 # ----------------------------------------------------------------------------- rejection, naming the key
 @pytest.mark.parametrize("text, key", [
     ("model.nn: 3\n", "model.nn"),

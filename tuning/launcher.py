@@ -29,7 +29,7 @@ from adaptive_weights.errors import RefusedError
 
 from .space import SELECTION_METRIC
 from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
-from .sweepfile import SweepSpec, load_sweep
+from .sweepfile import SweepSpec, load_sweep, parse_overrides
 
 __all__ = ["run_sweep", "write_sweep_report", "cli_main", "SweepOutcome", "ensure_loopback", "init_local_ray",
            "plan_sweep", "SweepPlan", "DEFAULT_OUT", "SELECTION_METRIC"]
@@ -593,7 +593,9 @@ def _parser() -> argparse.ArgumentParser:
     from .sweepfile import SCHEDULERS
 
     p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
-                                epilog="Sweep file format: see README.md, section \"Sweeps with Ray Tune\".")
+                                epilog="Any dotted config key given as a flag replaces the file's value, read as "
+                                       "YAML: --data.root /data, --train.seed '[0, 1]' (a grid axis). "
+                                       "Sweep file format: see README.md, section \"Sweeps with Ray Tune\".")
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="config keys; a list is a grid axis")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"storage root; results go to OUT/NAME (default {DEFAULT_OUT})")
     p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")
@@ -634,8 +636,8 @@ def cli_main(argv: Sequence[str]) -> int:
     """``adaptive-weights sweep SWEEP.yaml [--out DIR] [--address ADDR] [--gpus-per-trial 0.25]
     [--cpus-per-trial 1] [--max-concurrent N] [--resume] [--report]``. Bad input raises
     RefusedError (the CLI prints it and exits with status 2) before Ray starts."""
-    args = _parser().parse_args(list(argv))
-    spec = load_sweep(args.sweep_file, name=args.name)
+    args, extra = _parser().parse_known_args(list(argv))
+    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra))
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
     if args.dry_run:

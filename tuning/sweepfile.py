@@ -15,6 +15,9 @@ A sweep file is a YAML (or JSON) mapping, nested or flat::
       search: grid                    # grid | random | optuna | hyperopt
       num_samples: 1                  # searchers: how many settings to sample
       scheduler: fifo                 # fifo | asha | pbt
+      cases:                          # a union of grids: each case's keys replace the file's
+        - {scheme.name: const}
+        - {scheme.name: sieve, strategy.name: [aann, eg]}
 
 With ``sweep.search: random | optuna | hyperopt`` a key may also be a range, e.g.
 ``strategy.gamma: {loguniform: [0.01, 0.5]}`` (``uniform``, ``loguniform``, ``randint`` [low, high),
@@ -46,7 +49,7 @@ from typing import Any
 from adaptive_weights.config import NAMING_PREFIXES
 from adaptive_weights.errors import RefusedError
 
-__all__ = ["SweepSpec", "load_sweep", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
+__all__ = ["SweepSpec", "load_sweep", "parse_overrides", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
            "is_range"]
 
 SEARCHES = ("grid", "random", "optuna", "hyperopt")
@@ -83,11 +86,42 @@ class SweepSpec:
 
 
 
-def load_sweep(path: str | Path, *, name: str | None = None) -> SweepSpec:
-    """Read and validate a sweep file (see the module docstring); ``name`` overrides ``sweep.name``."""
+def load_sweep(path: str | Path, *, name: str | None = None,
+               overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Read and validate a sweep file (see the module docstring); ``name`` overrides ``sweep.name``
+    and ``overrides`` (dotted keys, e.g. from ``--data.root /data``) replace the file's values."""
     from adaptive_weights.config import load_config_file
 
-    return parse_sweep(load_config_file(path), name=name, default_name=Path(path).stem)
+    data = load_config_file(path)
+    for key, value in (overrides or {}).items():
+        data = {k: v for k, v in data.items() if k != key and not k.startswith(key + ".")}
+        data[key] = value
+    return parse_sweep(data, name=name, default_name=Path(path).stem)
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """``--key value`` / ``--key=value`` pairs of dotted config keys, each value read as YAML (``[0, 1]``
+    is a grid axis, ``{uniform: [0.1, 0.3]}`` a range), as the train command reads its flags."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key, eq, text = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if "." not in key:
+            raise RefusedError(f"unrecognised argument {arg!r}: the sweep command's options are listed by --help; "
+                               "a config key that replaces the file's value is dotted, e.g. --data.root /data")
+        if not eq:
+            if i + 1 >= len(args):
+                raise RefusedError(f"--{key}: expected a value after it")
+            i, text = i + 1, args[i + 1]
+        try:
+            out[key.replace("-", "_")] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise RefusedError(f"--{key}: {text!r} is not a YAML value: {err}") from None
+        i += 1
+    return out
 
 
 def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_name: str = "sweep") -> SweepSpec:
@@ -120,17 +154,62 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
     num_samples = options.pop("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise RefusedError(f"sweep.num_samples: expected a positive integer, got {num_samples!r}")
+    cases = options.pop("cases", None)
     per_strategy: dict[str, dict[str, Any]] = {}
     for key, value in options.items():
         head, _, rest = key.partition(".")
         if head != "per_strategy" or "." not in rest:
             raise RefusedError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
-                             "sweep.search, sweep.num_samples, sweep.scheduler, "
+                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.cases, "
                              "sweep.per_strategy.<strategy>.<hyper-parameter>")
         strategy, _, hparam = rest.partition(".")
         per_strategy.setdefault(strategy, {})[hparam] = value
-    return expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
-                        search=search, num_samples=num_samples, scheduler=scheduler)
+    if cases is None:
+        return expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
+                            search=search, num_samples=num_samples, scheduler=scheduler)
+    if search != "grid":
+        raise RefusedError(f"sweep.cases: a union of grids needs sweep.search: grid, got {search!r}; "
+                           "write one sweep file per searched space")
+    specs = [expand_sweep({**keys, **case}, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
+                          scheduler=scheduler) for case in _cases(cases)]
+    return _union(sweep_name, specs, scheduler)
+
+
+def _cases(cases: Any) -> list[dict[str, Any]]:
+    """``sweep.cases``: a non-empty list of mappings of config keys (nested or dotted), each a grid
+    of its own over the file's other keys (its keys replace the file's)."""
+    from adaptive_weights.config import flatten
+
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, Mapping) and c for c in cases):
+        raise RefusedError(f"sweep.cases: expected a non-empty list of non-empty mappings of config keys, "
+                           f"e.g. [{{scheme.name: const}}, {{scheme.name: sieve, strategy.name: [aann, eg]}}]; "
+                           f"got {cases!r}")
+    out = []
+    for i, case in enumerate(cases):
+        flat = {str(k).replace("-", "_"): v for k, v in flatten(case).items()}
+        bad = next((k for k in flat if k.startswith("sweep.") or k == "name"), None)
+        if bad is not None:
+            raise RefusedError(f"sweep.cases[{i}]: {bad!r} is a sweep option; a case holds config keys only")
+        out.append(flat)
+    return out
+
+
+def _union(name: str, specs: list[SweepSpec], scheduler: str) -> SweepSpec:
+    """The trials of several grids in case order; a trial two cases share runs once, and two
+    different trials that would share a run name are refused (a case's axis the names do not show)."""
+    trials: list[dict[str, Any]] = []
+    axes: dict[str, list[Any]] = {}
+    for spec in specs:
+        trials.extend(t for t in spec.trials if t not in trials)
+        for key, values in spec.axes.items():
+            axes.setdefault(key, [])
+            axes[key].extend(v for v in values if v not in axes[key])
+    names = [t["name"] for t in trials]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise RefusedError(f"sweep.cases: two different trials would both be the run {dup!r}; give the key that "
+                           "tells them apart as an axis of the file rather than of the cases")
+    return SweepSpec(name=name, trials=trials, axes=axes, scheduler=scheduler)
 
 
 def _option(key: str, value: Any, allowed: tuple[str, ...]) -> str:
