@@ -87,7 +87,7 @@ def test_cases_are_a_union_of_grids_over_the_shared_keys(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("cases, message", [
     ("[]", "non-empty list"),
-    ("[{}]", "non-empty list"),
+    ("[{model.n: 2}, 3]", "non-empty list"),
     ("[{sweep.name: x}]", r"sweep.cases\[0\]: 'sweep.name' is a sweep option"),
     ("[{model.nn: 2}]", "model.nn"),
     ("[{train.momentum: 0.9}, {train.momentum: 0.5}]", "two different trials would both be the run"),
@@ -273,14 +273,20 @@ def test_grid_param_space_gives_every_trial_its_real_keys() -> None:
 
     from tuning.space import grid_param_space
 
+    from tuning.trainable import run_config
+
     spec = parse_sweep({**TINY, "strategy.name": ["static", "eg"], "strategy.gamma": [0.1, 0.2], "train.seed": [0, 1],
-                        "sweep.paper_grid": False})
+                        "sweep.paper_grid": False,
+                        "sweep.cases": [{}, {"objective.name": "distill", "objective.alpha": 0.3},
+                                        {"gradient.name": "pcgrad", "train.seed": 0}]})
     variants = list(generate_variants({"config": grid_param_space(spec.trials)}))
-    configs = [{k: v for k, v in c["config"].items() if not (k.startswith("strategy.") and v is None)}
-               for _, c in variants]
+    # the trainable reads each trial back: a plug-in key its plug-in lacks (None in the space) is dropped
+    configs = [run_config(c["config"]).to_flat() for _, c in variants]
     assert sorted(configs, key=lambda c: c["name"]) == sorted(spec.trials, key=lambda t: t["name"])
+    assert {(c["objective.name"], c["gradient.name"]) for c in configs} == {("ce", "sum"), ("distill", "sum"),
+                                                                            ("ce", "pcgrad")}
     evaluated = {path[-1] for path in variants[0][0]}
-    assert {"name", "strategy.name", "strategy.gamma", "train.seed"} <= evaluated
+    assert {"name", "strategy.name", "strategy.gamma", "train.seed", "objective.alpha"} <= evaluated
 
 
 def test_a_relative_data_root_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -177,11 +177,11 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
 
 def _cases(cases: Any) -> list[dict[str, Any]]:
     """``sweep.cases``: a non-empty list of mappings of config keys (nested or dotted), each a grid
-    of its own over the file's other keys (its keys replace the file's)."""
+    of its own over the file's other keys (its keys replace the file's; ``{}`` is the file's grid)."""
     from adaptive_weights.config import flatten
 
-    if not isinstance(cases, list) or not cases or not all(isinstance(c, Mapping) and c for c in cases):
-        raise RefusedError(f"sweep.cases: expected a non-empty list of non-empty mappings of config keys, "
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, Mapping) for c in cases):
+        raise RefusedError(f"sweep.cases: expected a non-empty list of mappings of config keys, "
                            f"e.g. [{{scheme.name: const}}, {{scheme.name: sieve, strategy.name: [aann, eg]}}]; "
                            f"got {cases!r}")
     out = []

@@ -70,8 +70,12 @@ def run_config(config: Mapping[str, Any], name: str = "trial"):
 
 
 def _config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's keys: everything but a strategy key the trial's strategy does not have (None)."""
-    return {k: v for k, v in config.items() if not (k.startswith("strategy.") and v is None)}
+    """The run's keys: everything but a plug-in hyper-parameter (``strategy.*``, ``objective.*``,
+    ``gradient.*``) that the trial's plug-in does not have, which the grid's param space holds as None."""
+    from adaptive_weights.config import OPEN_SECTIONS
+
+    plugin_keys = tuple(f"{section}." for section in OPEN_SECTIONS)
+    return {k: v for k, v in config.items() if not (k.startswith(plugin_keys) and v is None)}
 
 
 def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from: Mapping[str, str] | None = None,
