@@ -16,7 +16,7 @@ from fractions import Fraction
 from functools import cached_property
 
 from .config import EXECUTION_KEYS, MODEL_KEYS
-from .runs import Run
+from .runs import Run, opt_points
 
 __all__ = ["QUANTILES", "Q_LABEL", "GroupedRuns", "group_runs", "grouping_warnings", "setting_text"]
 
@@ -86,6 +86,19 @@ class GroupedRuns:
         return out
 
 
+
+
+    def opt_error(self, run: Run, unit: int) -> tuple[float | None, str]:
+        """OPT's error at ``unit`` for ``run``'s data set and model: the OPT run of its own seed, else
+        OPT's mean over the seeds it has (then with a note saying so); ``(None, "")`` without any."""
+        own = {p.unit: p for p in opt_points(self.opt_runs, self.split, like=run, seed=run.seed)}
+        if unit in own:
+            return own[unit].error, ""
+        pooled = {p.unit: p for p in opt_points(self.opt_runs, self.split, like=run)}
+        if unit not in pooled:
+            return None, ""
+        seeds = sorted({o.seed for o in pooled[unit].runs})
+        return pooled[unit].error, f"no OPT run of seed {run.seed}: compared with OPT's mean over seeds {seeds}"
 
 
 def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> GroupedRuns:

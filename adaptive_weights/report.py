@@ -75,9 +75,11 @@ def build_report(
     eann_chains: Sequence[Sequence[Run]] = (),
     without_summary: Sequence[Path] = (),
     title: str = "Anytime prediction report",
+    claims: bool = False,
 ) -> Report:
     """Compute every table and plot of a report from loaded runs (see the module docstring).
-    ``without_summary``: run directories found without ``summary.json``, listed under Warnings."""
+    ``without_summary``: run directories found without ``summary.json``, listed under Warnings;
+    ``claims``: open with "The paper's claims, checked" (:mod:`adaptive_weights.claims`)."""
     if split not in ("test", "val"):
         raise ValueError(f"--split {split!r}; allowed: test, val")
     group_by = tuple(group_by)
@@ -104,6 +106,12 @@ def build_report(
     eann, eann_curves = _section_eann(g, eann_chains)
     sections = [exit_errors, _section_opt(g), _section_relative_increase(g), _section_win_rates(g), eann,
                 _section_plots(g, method_curves, eann_curves, eann.plots)]
+    if claims:
+        from .claims import claims_section
+
+        labels = ["EANN"] if len(eann_chains) == 1 else [f"EANN {c}" for c in range(len(eann_chains))]
+        analyses = [(label, eann_analysis(chain, g.opt_runs, g.split)) for label, chain in zip(labels, eann_chains)]
+        sections.insert(0, claims_section(g, analyses))
     tables: dict[str, list[dict[str, Any]]] = {}
     plots: list[Plot] = []
     for s in sections:
@@ -197,18 +205,10 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
     fallback: set[str] = set()
     for name in g.method_names:
         for r in g.methods[name]:
-            opt = {p.unit: p for p in opt_points(g.opt_runs, g.split, like=r, seed=r.seed)}
-            pooled = {p.unit: p for p in opt_points(g.opt_runs, g.split, like=r)}
             for q, idx, e_ann in g.milestone_errors(r):
-                point = opt.get(idx)
-                note = ""
-                if point is None and idx in pooled:  # OPT has fewer seeds than the anytime runs
-                    point = pooled[idx]
-                    seeds = sorted({o.seed for o in point.runs})
-                    note = f"no OPT run of seed {r.seed}: compared with OPT's mean over seeds {seeds}"
-                    fallback.add(f"{setting_text(r)}, unit {idx}: no OPT run of seed {r.seed}, so it is compared "
-                                 f"with OPT's mean over seeds {seeds}")
-                e_opt = None if point is None else point.error
+                e_opt, note = g.opt_error(r, idx)
+                if note:  # OPT has fewer seeds than the anytime runs
+                    fallback.add(f"{setting_text(r)}, unit {idx}: {note}")
                 value: float | str = "n/a"
                 if e_ann is None:
                     note = f"{r.name} has no exit at or around unit {idx} (exits at units {list(r.exit_units)})"
@@ -376,13 +376,16 @@ def cli_main(argv: Sequence[str]) -> int:
                         help="an EANN chain: member run directories in order of cost (repeat for several chains)")
     parser.add_argument("--out", default="results/reports/latest", help="output directory")
     parser.add_argument("--title", default="Anytime prediction report")
+    parser.add_argument("--claims", action="store_true",
+                        help="open the report with \"The paper's claims, checked\": each claim, its number with the "
+                             "seed spread, and a verdict (needs the paper's methods among the runs)")
     args = parser.parse_args(list(argv))
     group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     found = find_run_dirs(args.runs)
     runs = [load_run(p) for p in found.finished]
     chains = [[load_run(p) for p in chain] for chain in args.eann]
     report = build_report(runs, group_by=group_by, split=args.split, eann_chains=chains,
-                          without_summary=found.without_summary, title=args.title)
+                          without_summary=found.without_summary, title=args.title, claims=args.claims)
     written = write_report(report, args.out)
     print(f"report: {Path(args.out) / 'report.md'} ({len(written)} files)")
     for w in report.warnings:

@@ -62,12 +62,22 @@ def test_tables_are_hand_computed():
     assert _row(md, "| sieve+static | 3 |")[-1] == "45.00"
     # (b) sieve at q=1/4: (0.5 - 0.25) / 0.25 = +100%; q=1: (0.2 - 0.1) / 0.1 = +100%; const at q=1/4:
     # (0.3 - 0.25) / 0.25 = +20%; q=1 mean of +150, +150, +100 = +133.3%. Seed 2 lacks OPT at unit 1
-    # (q = 1/2 and 3/4), so those cells are n/a.
-    assert _row(md, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "n/a", "n/a", "+100.0"]
-    assert _row(md, "| synthetic/resnet n1 c4 | const+static |")[2:] == ["+20.0", "n/a", "n/a", "+133.3"]
-    assert "missing OPT at unit 1 for synthetic/resnet n1 c4 seed 2" in rep.warnings
-    assert "- missing OPT at unit 1 for synthetic/resnet n1 c4 seed 2" in md
+    # (q = 1/2 and 3/4): it is compared with OPT's mean over seeds 0 and 1 there (0.2, as theirs), so
+    # sieve is (0.4 - 0.2) / 0.2 = +100% and const (0.45 - 0.2) / 0.2 = +125% on every seed.
+    assert _row(md, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "+100.0", "+100.0", "+100.0"]
+    assert _row(md, "| synthetic/resnet n1 c4 | const+static |")[2:] == ["+20.0", "+125.0", "+125.0", "+133.3"]
+    fallback = ("synthetic/resnet n1 c4 seed 2, unit 1: no OPT run of seed 2: compared with OPT's mean over "
+                "seeds [0, 1]")
+    assert fallback in rep.warnings and f"- {fallback}" in md
     rel = [r for r in rep.tables["relative_increase"] if r["run"] == "a2" and r["q"] == "1/2"]
+    assert rel[0]["relative_increase"] == pytest.approx(1.0) and rel[0]["opt_error"] == pytest.approx(0.2)
+    assert rel[0]["note"] == "no OPT run of seed 2: compared with OPT's mean over seeds [0, 1]"
+    # without any OPT run at unit 1 the cells are n/a, and the warning says which is missing
+    no_unit1 = build_report([r for r in _hand_runs() if not r.name.startswith("opt1-")],
+                            group_by=["scheme.name", "strategy.name"])
+    assert _row(no_unit1.markdown, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "n/a", "n/a", "+100.0"]
+    assert "missing OPT at unit 1 for synthetic/resnet n1 c4 seed 2" in no_unit1.warnings
+    rel = [r for r in no_unit1.tables["relative_increase"] if r["run"] == "a2" and r["q"] == "1/2"]
     assert rel[0]["relative_increase"] is None and rel[0]["note"].startswith("missing OPT at unit 1")
     # (c) const vs sieve: q=1/4 const wins 3 of 3 -> Hoeffding exp(-2*3*(1/2)^2) = exp(-1.5), exact 1/8;
     # q=1 sieve wins 2, one tie dropped -> n=2, Hoeffding exp(-1), exact 1/4.
@@ -169,7 +179,7 @@ def test_report_from_trained_runs(trained, tmp_path, capsys):
 
 def test_missing_opt_is_reported_not_skipped(trained, tmp_path):
     root = trained["root"][0]
-    kept = [p for p in (root / "opt").iterdir() if not p.name.startswith("synthetic-resnet1c4-optimalat1-static-s1")]
+    kept = [p for p in (root / "opt").iterdir() if not p.name.startswith("synthetic-resnet1c4-optimalat1-static")]
     rep = build_report(load_runs([root / "runs", *kept]), group_by=["scheme.name", "strategy.name"])
     assert "missing OPT at unit 1 for synthetic/resnet n1 c4 seed 1" in rep.warnings
     assert _row(rep.markdown, "| synthetic/resnet n1 c4 | sieve+aann |")[3:5] == ["n/a", "n/a"]
@@ -187,8 +197,9 @@ def test_zero_opt_error_says_why_everywhere(tmp_path):
     assert len(zero) == 1 and "unit 2" in zero[0] and "seed 0" in zero[0]
     assert len(rep.warnings) == len(set(rep.warnings))
     assert rep.markdown.count(zero[0]) == 1
-    # q=1 is unit 2, whose seed-0 OPT has 0 errors; q=1/2 and 3/4 stay n/a (no OPT at unit 1 for seed 2)
-    assert _row(rep.markdown, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "n/a", "n/a", ZERO_OPT]
+    # q=1 is unit 2, whose seed-0 OPT has 0 errors; q=1/2 and 3/4 use OPT's mean for seed 2 (see above)
+    assert _row(rep.markdown, "| synthetic/resnet n1 c4 | sieve+static |")[2:] == ["+100.0", "+100.0", "+100.0",
+                                                                                 ZERO_OPT]
     assert _row(rep.markdown, "| **all settings** | const+static |")[-1] == ZERO_OPT
     write_report(rep, tmp_path)
     rows = [r for r in csv.DictReader((tmp_path / "relative_increase.csv").open()) if r["q"] == "1"]

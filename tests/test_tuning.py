@@ -101,6 +101,30 @@ def test_bad_cases_are_refused_naming_the_case(tmp_path: Path, cases: str, messa
                      "sweep.search": "random", "sweep.cases": [{"train.seed": 0}]})
 
 
+def test_dotted_flags_replace_the_file_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``adaptive-weights sweep FILE --data.root DIR --train.seed '[0, 1, 2]'``: each value read as YAML
+    replaces the file's (a list is a grid axis); anything else is refused by name before Ray starts."""
+    from tuning.launcher import cli_main
+    from tuning.sweepfile import parse_overrides
+
+    assert parse_overrides(["--data.root", "/data", "--train.seed=[0, 1, 2]", "--model.n", "2"]) == {
+        "data.root": "/data", "train.seed": [0, 1, 2], "model.n": 2}
+    path = _write(tmp_path, "data: {name: synthetic, synthetic_size: 64}\nmodel.n: 1\ntrain.seed: [0, 1]\n"
+                            "train.batch_size: 16\nsweep.name: s\n")
+    spec = load_sweep(path, overrides={"train.seed": [3, 4, 5], "data.synthetic_size": 32, "train.batch_size": 16,
+                                      "data.root": str(tmp_path)})
+    assert [t["train.seed"] for t in spec.trials] == [3, 4, 5]
+    assert {t["data.synthetic_size"] for t in spec.trials} == {32} and spec.trials[0]["data.root"] == str(tmp_path)
+    assert cli_main([str(path), "--dry-run", "--model.n", "2", "--train.seed", "7"]) == 0
+    assert "synthetic-resnet2c16-sieve-static-s7" in capsys.readouterr().out
+    for argv, message in ((["--colour", "red"], "unrecognised argument '--colour'"),
+                          (["--model.n"], "--model.n: expected a value"),
+                          (["--model.n", "0"], "model.n"),
+                          (["--train.seed", "[0, 1"], "--train.seed: '\\[0, 1' is not a YAML value")):
+        with pytest.raises(ValueError, match=message):
+            cli_main([str(path), "--dry-run", *argv])
+
+
 # ----------------------------------------------------------------------------- rejection, naming the key
 @pytest.mark.parametrize("text, key", [
     ("model.nn: 3\n", "model.nn"),

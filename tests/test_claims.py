@@ -1,0 +1,139 @@
+"""The claims section: the difference rule, each claim's verdict from hand-made runs, and the
+report/CLI wiring (the verdicts regenerate with the numbers)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from adaptive_weights.claims import CANNOT_TELL, HOLDS, NOT_HOLD, NOT_RUN, claims_section, spread
+from adaptive_weights.eann import CostInflation, EannAnalysis, StepCurve
+from adaptive_weights.grouping import group_runs
+from adaptive_weights.report import build_report
+from adaptive_weights.runs import Run
+
+# L = 3 units, one exit each; the milestones q = 1/4, 1/2, 3/4, 1 sit at units 0, 1, 1, 2
+OPT = (0.40, 0.30, 0.20)
+
+
+def _run(name: str, seed: int, errors: list[float], *, scheme: str = "sieve", strategy: str = "static",
+         units=(0, 1, 2), **extra: str) -> Run:
+    config = {"data.name": "synthetic", "model.arch": "resnet", "model.n": 1, "model.c": 4, "model.period": 1,
+              "model.depth": 50, "model.unit_style": "preact", "train.seed": seed, "scheme.name": scheme,
+              "strategy.name": strategy, "train.epochs": 1, **extra}
+    macs = {0: 100, 1: 200, 2: 300}
+    return Run(path=Path("/nonexistent") / name, name=name, config=config, num_units=3, exit_units=tuple(units),
+               exit_macs=tuple(macs[u] for u in units), errors={"test": errors, "val": errors}, completed=True,
+               epochs=1)
+
+
+def _opt(seeds=(0, 1)) -> list[Run]:
+    return [_run(f"opt{u}-s{s}", s, [OPT[u]], scheme=f"optimal@{u}", units=(u,)) for s in seeds for u in range(3)]
+
+
+def _method(scheme: str, strategy: str, finals: list[float], early: float = 0.6, **extra: str) -> list[Run]:
+    """One run per seed: errors [early, early - 0.1, final]."""
+    return [_run(f"{scheme}-{strategy}-{'-'.join(extra.values())}-s{s}", s, [early, early - 0.1, f],
+                 scheme=scheme, strategy=strategy, **extra) for s, f in enumerate(finals)]
+
+
+def _section(runs: list[Run], analyses=()):
+    section = claims_section(group_runs(runs, ["scheme.name", "strategy.name"], "test"), analyses)
+    return {row["claim"]: row for row in section.tables["claims"]}, "\n".join(section.markdown)
+
+
+def test_the_difference_rule_is_hand_computed() -> None:
+    d = spread([-0.02, -0.03, -0.01])  # mean -0.02, sd 0.01, SE 0.0058: clear
+    assert (d.n, d.mean, d.sd) == (3, pytest.approx(-0.02), pytest.approx(0.01))
+    assert d.sign == -1
+    assert d.text() == "-2.00 ± 1.00 pp (n=3)"
+    assert spread([-0.02, 0.01, -0.03]).sign == 0          # mixed signs
+    assert spread([-0.02]).sign == 0                       # one seed is never clear
+    assert spread([0.01, 0.05]).sign == 0                  # mean 0.03 < 2 * SE = 0.04
+    assert spread([0.03, 0.04]).sign == 1                  # mean 0.035 > 2 * SE = 0.01
+    assert math.isnan(spread([]).mean) and spread([]).text() == "n/a"
+
+
+def test_claim_a_holds_does_not_hold_and_is_not_run() -> None:
+    # RI at q=1 against OPT 0.2: const/linear finals ~0.26-0.27 (+30 to +35%), sieve/exp-lin 0.21 (+5%)
+    runs = _opt() + _method("const", "static", [0.26, 0.27, 0.26]) + _method("linear", "static", [0.27, 0.26]) \
+        + _method("sieve", "static", [0.21, 0.21, 0.21]) + _method("exp-lin", "static", [0.21, 0.212])
+    claims, md = _section(runs)
+    assert claims["a"]["verdict"] == HOLDS
+    assert "const +31.67 ± 2.89% (n=3)" in claims["a"]["numbers"]  # (0.3 + 0.35 + 0.3) / 3; seed 2 uses OPT's mean
+    reverse = _opt() + _method("const", "static", [0.21, 0.21]) + _method("linear", "static", [0.21, 0.212]) \
+        + _method("sieve", "static", [0.26, 0.27]) + _method("exp-lin", "static", [0.27, 0.26])
+    assert _section(reverse)[0]["a"]["verdict"] == NOT_HOLD
+    overlap = _opt() + _method("const", "static", [0.21, 0.27]) + _method("linear", "static", [0.27, 0.26]) \
+        + _method("sieve", "static", [0.22, 0.21]) + _method("exp-lin", "static", [0.21, 0.212])
+    assert _section(overlap)[0]["a"]["verdict"] == CANNOT_TELL
+    without_linear = _opt() + _method("const", "static", [0.26, 0.27]) + _method("sieve", "static", [0.21, 0.21]) \
+        + _method("exp-lin", "static", [0.21, 0.212])
+    claims, _ = _section(without_linear)
+    assert claims["a"]["verdict"] == NOT_RUN and "linear not run" in claims["a"]["numbers"]
+    # an OPT with 0 errors leaves its runs out and says so, never a silent n/a
+    zero = [r for r in without_linear if r.name != "opt2-s0"] + [_run("opt2-s0", 0, [0.0], scheme="optimal@2",
+                                                                      units=(2,))]
+    assert "1 run(s) left out: OPT has 0 errors" in _section(zero)[0]["a"]["numbers"]
+
+
+def test_claim_b_needs_clear_wins_at_most_milestones() -> None:
+    static = _method("sieve", "static", [0.25, 0.25, 0.25], early=0.6)
+    better = _method("sieve", "aann", [0.23, 0.22, 0.23], early=0.55)  # clearly better everywhere
+    claims, md = _section(_opt() + static + better)
+    assert claims["b"]["verdict"] == HOLDS
+    assert "sieve+aann wins 12 of 12 (seed, milestone) pairs (0 ties)" in claims["b"]["numbers"]
+    assert "| q=1 | -2.33 ± 0.58 pp (n=3) | sieve+aann better |" in md
+    mixed = _method("sieve", "aann", [0.23, 0.27, 0.24], early=0.6)  # early exits tie, final mixed
+    assert _section(_opt() + static + mixed)[0]["b"]["verdict"] == CANNOT_TELL
+    worse = _method("sieve", "aann", [0.27, 0.28, 0.27], early=0.65)
+    assert _section(_opt() + static + worse)[0]["b"]["verdict"] == NOT_HOLD
+    assert _section(_opt() + static)[0]["b"]["verdict"] == NOT_RUN
+
+
+def test_claim_c_by_sampler() -> None:
+    aann = _method("sieve", "aann", [0.25, 0.25], early=0.6)
+    worse = [r for name in ("eg", "rwm", "avgl") for r in _method("sieve", name, [0.27, 0.28], early=0.65)]
+    assert _section(aann + worse)[0]["c"]["verdict"] == HOLDS
+    eg_better = _method("sieve", "eg", [0.23, 0.22], early=0.55) + _method("sieve", "rwm", [0.27, 0.28], early=0.65)
+    claims, md = _section(aann + eg_better)
+    assert claims["c"]["verdict"] == NOT_HOLD
+    assert "eg: clearly better at 4, clearly worse at 0 of 4 milestones" in claims["c"]["numbers"]
+    assert "avgl: not run" in claims["c"]["numbers"]
+
+
+def test_claim_d_reads_the_cost_inflation() -> None:
+    curve = StepCurve((1.0,), (0.5,), ("m",))
+
+    def analysis(worst: float, average: float) -> EannAnalysis:
+        return EannAnalysis([], curve, curve, CostInflation(worst, average), [])
+
+    assert _section([], [("EANN", analysis(2.5, 1.5))])[0]["d"]["verdict"] == HOLDS
+    claims, _ = _section([], [("EANN", analysis(math.inf, math.inf))])
+    assert claims["d"]["verdict"] == NOT_HOLD and "never reaches" in claims["d"]["numbers"]
+    assert _section([])[0]["d"]["verdict"] == NOT_RUN
+
+
+def test_plugin_comparisons_appear_when_run_and_old_runs_read_as_plain() -> None:
+    plain = _method("const", "static", [0.25, 0.25], early=0.6)
+    for r in plain:  # runs written before objectives existed have no objective/gradient keys
+        r.config.pop("objective.name", None)
+    distill = _method("const", "static", [0.24, 0.23], early=0.5, **{"objective.name": "distill"})
+    ge = _method("const", "static", [0.25, 0.26], early=0.6, **{"gradient.name": "ge"})
+    claims, md = _section(plain + distill + ge)
+    assert claims["e1"]["verdict"] == HOLDS and claims["f"]["verdict"] == CANNOT_TELL
+    assert "e2" not in claims and "g" not in claims  # not run: no row at all
+    assert "const+static+distill minus const+static" in md
+
+
+def test_report_opens_with_the_claims_and_writes_their_csv(tmp_path: Path) -> None:
+    from adaptive_weights.rendering import write_report
+
+    runs = _opt() + _method("sieve", "static", [0.25, 0.25]) + _method("sieve", "aann", [0.23, 0.22], early=0.55)
+    rep = build_report(runs, group_by=["scheme.name", "strategy.name"], claims=True)
+    assert rep.markdown.index("## The paper's claims, checked") < rep.markdown.index("## (a) Error of every exit")
+    write_report(rep, tmp_path)
+    assert "claim,statement,test,numbers,verdict" in (tmp_path / "claims.csv").read_text().splitlines()[0]
+    assert "## The paper's claims" not in build_report(runs, group_by=["scheme.name", "strategy.name"]).markdown
