@@ -263,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
                                          "evaluate, compare strategies, sweep and report.")
+        from . import __version__
+
+        parser.add_argument("--version", action="version", version=f"adaptive-weights {__version__}")
         sub = parser.add_subparsers(dest="command", required=True)
         for name, (help_line, _) in COMMANDS.items():
             sub.add_parser(name, help=f"{help_line} (see `adaptive-weights {name} --help`)", add_help=False)

@@ -70,3 +70,8 @@ def test_strategies_listing_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "--strategy.name" in capsys.readouterr().out
+    from adaptive_weights import __version__
+
+    with pytest.raises(SystemExit, match="0"):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"adaptive-weights {__version__}"

@@ -35,8 +35,8 @@ opt_both_seeds() {  # OPT at the four milestones for seeds 0 and 1, one process 
 }
 
 mkdir -p "$OUT"
-VERSION=$(.venv/bin/python -c "import adaptive_weights; print(adaptive_weights.__version__)")
-printf '\n%s, %s CPU core(s), %s, adaptive-weights %s, git %s\n\n| step | wall time |\n|---|---|\n' \
+VERSION=$($AW --version)
+printf '\n%s, %s CPU core(s), %s, %s, git %s\n\n| step | wall time |\n|---|---|\n' \
   "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(nproc)" "$(uname -srm)" "$VERSION" \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >> "$TIMES"
 step "anytime runs: sweep cifar10-cpu.yaml (32 runs, 2 at a time)" sweep cifar10-cpu.yaml cifar10-cpu
