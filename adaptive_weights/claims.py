@@ -271,10 +271,14 @@ def _plugin_claims(g: GroupedRuns) -> list[Claim]:
          {**SIEVE, "objective.name": "distill"}, SIEVE),
         ("f", "gradient equilibrium (IMTA) improves on the plain weighted sum (const weights)",
          {**CONST, "gradient.name": "ge"}, CONST),
-        ("g", "UPGrad on the shared trunk improves on the plain weighted sum (const weights)",
+        ("g", "UPGrad (TorchJD) on the shared trunk improves on the plain weighted sum (const weights)",
          {**CONST, "gradient.name": "upgrad"}, CONST),
     ):
-        if _runs_of(g, a) and _runs_of(g, b):
+        runs = _runs_of(g, a)
+        if runs and _runs_of(g, b):
+            scopes = sorted({str(r.config["gradient.scope"]) for r in runs if "gradient.scope" in r.config})
+            if a.get("gradient.name") not in (None, "sum", "ge") and scopes:
+                statement += f"; `gradient.scope` {', '.join(scopes)}"
             out.append(_comparison(g, key, statement, a, b))
     return out
 

@@ -219,6 +219,28 @@ def test_shipped_sweep_files_are_valid_and_the_demo_file_is_the_demo() -> None:
     assert (searcher.search, searcher.num_samples, searcher.scheduler) == ("random", 8, "asha")
 
 
+def test_the_cifar10_campaign_files_hold_what_its_report_reads() -> None:
+    """The reference campaign (results/reports/reference/cifar10-cpu): 3 seeds of the central methods,
+    2 of the others, and every run directory reproduce.sh names is a trial of its sweeps. No data is read."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    campaign = load_sweep(root / "tuning" / "sweeps" / "cifar10-cpu.yaml", overrides={"data.root": "/nonexistent"})
+    eann = load_sweep(root / "tuning" / "sweeps" / "cifar10-cpu-eann.yaml", overrides={"data.root": "/nonexistent"})
+    seeds: dict[str, set[int]] = {}
+    for t in campaign.trials:
+        method = "+".join(str(t[k]) for k in ("scheme.name", "strategy.name", "objective.name", "gradient.name"))
+        seeds.setdefault(method, set()).add(t["train.seed"])
+    central = {"const+static+ce+sum", "sieve+static+ce+sum", "sieve+aann+ce+sum", "sieve+eg+ce+sum"}
+    assert {m for m, s in seeds.items() if s == {0, 1, 2}} == central
+    assert all(s == {0, 1} for m, s in seeds.items() if m not in central) and len(seeds) == 14
+    assert [t["model.n"] for t in eann.trials] == [1, 2, 4]
+    script = (root / "results" / "reports" / "reference" / "cifar10-cpu" / "reproduce.sh").read_text()
+    named = {"RUNS": {t["name"] for t in campaign.trials}, "EANN": {t["name"] for t in eann.trials}}
+    used = re.findall(r'\$(RUNS|EANN)/([A-Za-z0-9._-]+)', script)
+    assert used and all(name in named[where] for where, name in used), used
+
+
 def test_dry_run_of_a_searcher_describes_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tuning.launcher import cli_main
 
