@@ -76,10 +76,12 @@ def build_report(
     without_summary: Sequence[Path] = (),
     title: str = "Anytime prediction report",
     claims: bool = False,
+    preamble: str = "",
 ) -> Report:
     """Compute every table and plot of a report from loaded runs (see the module docstring).
     ``without_summary``: run directories found without ``summary.json``, listed under Warnings;
-    ``claims``: open with "The paper's claims, checked" (:mod:`adaptive_weights.claims`)."""
+    ``claims``: open with "The paper's claims, checked" (:mod:`adaptive_weights.claims`);
+    ``preamble``: markdown placed under the title (the protocol of a campaign, say)."""
     if split not in ("test", "val"):
         raise ValueError(f"--split {split!r}; allowed: test, val")
     group_by = tuple(group_by)
@@ -102,6 +104,8 @@ def build_report(
           f"{sum(map(len, g.methods.values()))} anytime run(s) in {len(g.methods)} method(s) grouped by "
           f"`{'+'.join(group_by)}`, {len(g.opt_runs)} OPT run(s), {len(eann_chains)} EANN chain(s). Errors are top-1 errors in percent "
           f"on the **{split}** split after the last epoch (spec §5.3). {MACS_CONVENTION} {EXIT_NUMBERING}", ""]
+    if preamble.strip():
+        md += [preamble.strip(), ""]
     exit_errors, method_curves = _section_exit_errors(g)
     eann, eann_curves = _section_eann(g, eann_chains)
     sections = [exit_errors, _section_opt(g), _section_relative_increase(g), _section_win_rates(g), eann,
@@ -376,16 +380,25 @@ def cli_main(argv: Sequence[str]) -> int:
                         help="an EANN chain: member run directories in order of cost (repeat for several chains)")
     parser.add_argument("--out", default="results/reports/latest", help="output directory")
     parser.add_argument("--title", default="Anytime prediction report")
+    parser.add_argument("--preamble", metavar="FILE.md",
+                        help="markdown placed under the title: the protocol of the runs, what the data are")
     parser.add_argument("--claims", action="store_true",
                         help="open the report with \"The paper's claims, checked\": each claim, its number with the "
                              "seed spread, and a verdict (needs the paper's methods among the runs)")
     args = parser.parse_args(list(argv))
+    preamble = ""
+    if args.preamble:
+        path = Path(args.preamble)
+        if not path.is_file():
+            raise FileNotFoundError(f"--preamble {args.preamble!r}: no such file")
+        preamble = path.read_text()
     group_by = [k.strip() for k in args.group_by.split(",") if k.strip()]
     found = find_run_dirs(args.runs)
     runs = [load_run(p) for p in found.finished]
     chains = [[load_run(p) for p in chain] for chain in args.eann]
     report = build_report(runs, group_by=group_by, split=args.split, eann_chains=chains,
-                          without_summary=found.without_summary, title=args.title, claims=args.claims)
+                          without_summary=found.without_summary, title=args.title, claims=args.claims,
+                          preamble=preamble)
     written = write_report(report, args.out)
     print(f"report: {Path(args.out) / 'report.md'} ({len(written)} files)")
     for w in report.warnings:

@@ -132,8 +132,11 @@ def test_report_opens_with_the_claims_and_writes_their_csv(tmp_path: Path) -> No
     from adaptive_weights.rendering import write_report
 
     runs = _opt() + _method("sieve", "static", [0.25, 0.25]) + _method("sieve", "aann", [0.23, 0.22], early=0.55)
-    rep = build_report(runs, group_by=["scheme.name", "strategy.name"], claims=True)
-    assert rep.markdown.index("## The paper's claims, checked") < rep.markdown.index("## (a) Error of every exit")
+    rep = build_report(runs, group_by=["scheme.name", "strategy.name"], claims=True,
+                       preamble="## Protocol\n\nresnet n=1, one epoch.\n")
+    md = rep.markdown
+    assert md.index("OPT run(s)") < md.index("## Protocol") < md.index("## The paper's claims, checked") \
+        < md.index("## (a) Error of every exit")
     write_report(rep, tmp_path)
     assert "claim,statement,test,numbers,verdict" in (tmp_path / "claims.csv").read_text().splitlines()[0]
     assert "## The paper's claims" not in build_report(runs, group_by=["scheme.name", "strategy.name"]).markdown
