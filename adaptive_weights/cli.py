@@ -247,7 +247,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tables and figures over many runs", "adaptive_weights.report:cli_main"),
     "opt": ("plan and train the OPT baselines of a run", "adaptive_weights.opt:cli_main"),
     "eann": ("EANN analysis over runs", "adaptive_weights.eann_cli:cli_main"),
-    "sweep": ("Ray Tune sweep from a sweep file", "tuning.launcher:cli_main"),
+    "sweep": ("Ray Tune sweep from a sweep file", "tuning.cli:cli_main"),
 }
 
 

@@ -51,10 +51,10 @@ def test_derived_lists():
 
 def test_the_users_of_the_lists_take_the_derived_ones():
     from adaptive_weights import grouping, opt, runs
-    from tuning import launcher, selection, sweepfile
+    from tuning import plan, selection, sweepfile
 
     assert grouping.EXECUTION_KEYS is C.EXECUTION_KEYS and runs.MODEL_KEYS is C.MODEL_KEYS
-    assert launcher.EXECUTION_KEYS is C.EXECUTION_KEYS
+    assert plan.EXECUTION_KEYS is C.EXECUTION_KEYS
     assert runs.OPT_MODEL_KEYS is C.OPT_MODEL_KEYS and opt.EXECUTION_KEYS is C.EXECUTION_KEYS
     assert selection._IGNORED_KEYS == {*C.EXECUTION_KEYS, "train.seed"}
     assert sweepfile.NAMING_PREFIXES is C.NAMING_PREFIXES

@@ -104,7 +104,7 @@ def test_bad_cases_are_refused_naming_the_case(tmp_path: Path, cases: str, messa
 def test_dotted_flags_replace_the_file_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``adaptive-weights sweep FILE --data.root DIR --train.seed '[0, 1, 2]'``: each value read as YAML
     replaces the file's (a list is a grid axis); anything else is refused by name before Ray starts."""
-    from tuning.launcher import cli_main
+    from tuning.cli import cli_main
     from tuning.sweepfile import parse_overrides
 
     assert parse_overrides(["--data.root", "/data", "--train.seed=[0, 1, 2]", "--model.n", "2"]) == {
@@ -160,7 +160,8 @@ def test_cli_rejects_before_ray_starts(tmp_path: Path) -> None:
 
 def test_nothing_imports_ray_at_import_time() -> None:
     code = ("import sys, adaptive_weights, adaptive_weights.train, adaptive_weights.cli, tuning, tuning.launcher, "
-            "tuning.trainable, tuning.demo, tuning.selection; assert 'ray' not in sys.modules")
+            "tuning.cli, tuning.cluster, tuning.plan, tuning.trainable, tuning.demo, tuning.selection; "
+            "assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -242,7 +243,7 @@ def test_the_cifar10_campaign_files_hold_what_its_report_reads() -> None:
 
 
 def test_dry_run_of_a_searcher_describes_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tuning.launcher import cli_main
+    from tuning.cli import cli_main
 
     path = _write(tmp_path, "data.name: synthetic\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n"
                             "sweep: {search: random, num_samples: 3, paper_grid: false}\n")
@@ -345,7 +346,7 @@ def test_a_relative_data_root_is_made_absolute(tmp_path: Path, monkeypatch: pyte
 def _fake_sweep(out: Path, spec, done: dict[str, bool], threads: int = 1) -> Path:
     """A sweep folder as a sweep leaves it: sweep.json and, per started trial, a Ray checkpoint
     holding the run's summary.json (completed or not)."""
-    from tuning.launcher import _spec_record, _with_threads
+    from tuning.plan import _spec_record, _with_threads
     from tuning.sweepdir import SweepDir
 
     exp = out / spec.name
@@ -377,7 +378,7 @@ def test_resume_takes_a_fix_in_the_sweep_file_for_unfinished_trials_only(tmp_pat
     not finish resumes (that trial starts again); one that changes a finished trial is refused,
     naming the trial and the key."""
     from adaptive_weights.errors import RefusedError
-    from tuning.launcher import plan_sweep
+    from tuning.plan import plan_sweep
     from tuning.sweepdir import SweepDir
 
     base = {**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}
@@ -399,7 +400,7 @@ def test_resume_takes_a_fix_in_the_sweep_file_for_unfinished_trials_only(tmp_pat
 
 def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
-    from tuning.launcher import plan_sweep
+    from tuning.plan import plan_sweep
     from tuning.sweepdir import SweepDir
 
     spec = parse_sweep(TINY, name="none")
@@ -409,7 +410,7 @@ def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
 
 def test_cluster_auth_is_token_by_default_and_needs_a_token(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
-    from tuning.launcher import ensure_cluster_auth
+    from tuning.cluster import ensure_cluster_auth
 
     with pytest.raises(RefusedError, match="RAY_AUTH_TOKEN_PATH"):
         ensure_cluster_auth({"HOME": str(tmp_path)})

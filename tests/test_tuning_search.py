@@ -44,8 +44,8 @@ sweep:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """The sweep's own in-process Ray (tuning.launcher.init_local_ray) under a private RAY_TMPDIR."""
-    from tuning.launcher import init_local_ray
+    """The sweep's own in-process Ray (tuning.cluster.init_local_ray) under a private RAY_TMPDIR."""
+    from tuning.cluster import init_local_ray
 
     tmp = tempfile.mkdtemp(prefix="aws", dir="/tmp")
     old = os.environ.get("RAY_TMPDIR")
@@ -143,7 +143,8 @@ def test_search_sweep_samples_the_range_and_reports(local_ray: None, search: str
     if search == "optuna":
         pytest.importorskip("optuna")
     from adaptive_weights._io import read_json
-    from tuning.launcher import cli_main, run_sweep
+    from tuning.cli import cli_main
+    from tuning.launcher import run_sweep
     from tuning.sweepfile import load_sweep
 
     path = tmp_path / f"{search}.yaml"

@@ -24,7 +24,7 @@ __all__ = [
 
 _LAZY = {
     "SweepSpec": "sweepfile", "load_sweep": "sweepfile", "parse_sweep": "sweepfile", "expand_sweep": "sweepfile",
-    "run_sweep": "launcher", "write_sweep_report": "launcher", "cli_main": "launcher", "SweepOutcome": "launcher",
+    "run_sweep": "launcher", "write_sweep_report": "launcher", "cli_main": "cli", "SweepOutcome": "launcher",
     "rank_first_common": "selection", "select_settings": "selection", "score_settings": "selection",
     "train_trial": "trainable", "run_demo_sweep": "demo",
 }

@@ -1,44 +1,29 @@
-"""``adaptive-weights sweep``: run a sweep file with Ray Tune, locally or on a cluster.
+"""Running a sweep with Ray Tune: the Tuners of a plan, their trials' resources, schedulers and
+callbacks, and afterwards the local copies of every trial's final run directory and the report of
+the chosen settings.
 
-Without ``--address`` the sweep starts an in-process Ray on this machine, bound to loopback
-(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` set before Ray is imported, no dashboard): nothing to
-start by hand, nothing reachable from the network. With ``--address`` it joins an existing cluster
-(``ray start --head`` on one node, ``ray start --address HEAD:PORT`` on the others) with Ray's token
-authentication (``RAY_AUTH_MODE=token`` unless set otherwise). Results and checkpoints go to
-``OUT/NAME`` (``--out`` default ``results/sweeps``; any storage path Ray supports, e.g. a shared file
-system or ``s3://bucket/sweeps`` on a cluster). A failed trial is retried from its last checkpoint
-(``--max-failures``); an interrupted sweep continues with ``--resume``, which rebuilds the sweep
-from ``sweep.json`` and the trials' checkpoints (never from Ray's pickled state) and runs only the
-trials that did not finish. ``--report`` chooses each strategy's setting (the paper's rule,
-:mod:`tuning.selection`) and writes the report of the chosen settings.
+What runs is decided before Ray starts (:mod:`tuning.plan`), connecting to Ray is
+:mod:`tuning.cluster`, the command line is :mod:`tuning.cli`. Ray is imported inside the functions
+only.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from adaptive_weights.config import EXECUTION_KEYS
 from adaptive_weights.errors import RefusedError
 
+from .cluster import ray_session
+from .plan import SweepPlan, _matching, _spec_record, _with_threads, plan_sweep
 from .space import SELECTION_METRIC
-from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
-from .sweepfile import SweepSpec, load_sweep, parse_overrides
+from .sweepdir import _RUNS_DIR, DEFAULT_OUT, SweepDir, _experiment_path, _local_results_dir
+from .sweepfile import SweepSpec
 
-__all__ = ["run_sweep", "write_sweep_report", "cli_main", "SweepOutcome", "ensure_loopback", "init_local_ray",
-           "plan_sweep", "SweepPlan", "DEFAULT_OUT", "SELECTION_METRIC"]
-
-DEFAULT_OUT = "results/sweeps"
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-AUTH_MODE_ENV = "RAY_AUTH_MODE"
-_RUNS_DIR = "runs"
-_SPEC_FORMAT = 2
+__all__ = ["run_sweep", "write_sweep_report", "SweepOutcome", "SELECTION_METRIC"]
 
 
 @dataclass(frozen=True)
@@ -52,87 +37,6 @@ class SweepOutcome:
     unfinished: list[str]       # trials that were interrupted (not those a scheduler stopped); for a searcher
                                 # also "N sample(s) without a checkpoint"
     dataframe: Any = None       # Ray's ResultGrid.get_dataframe() of the trials this call ran (config/<key> columns)
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What a (resumed) sweep still runs, decided from plain JSON before Ray starts.
-
-    ``trials``: explicit trial configs to run (a grid's trials, or a searcher's started trials that
-    did not finish); ``resume_from``: run name -> the checkpoint (a run directory) it continues
-    from; ``samples``: new samples a searcher still draws; ``warm``: finished searcher trials
-    (searched values, mean validation error) that warm-start Optuna/HyperOpt."""
-
-    trials: list[dict[str, Any]]
-    resume_from: dict[str, str] = field(default_factory=dict)
-    samples: int = 0
-    warm: list[tuple[dict[str, Any], float]] = field(default_factory=list)
-    taken_dirs: frozenset[str] = frozenset()
-    expected: int = 0           # trials the whole sweep runs
-
-
-def ensure_loopback() -> None:
-    """Make every Ray process of a single-machine run bind to 127.0.0.1 (DESIGN.md, "Keep Ray on
-    loopback"). Ray reads the variable when it is imported, so it must be set before that."""
-    if "ray" in sys.modules:
-        from ray._private import ray_constants
-
-        if ray_constants.ENABLE_RAY_CLUSTER:
-            raise RuntimeError(
-                f"Ray was imported before {LOOPBACK_ENV}=0 was set, so a local Ray would bind to the network "
-                f"address; set {LOOPBACK_ENV}=0 in the environment (the Makefile does) or pass --address")
-    os.environ[LOOPBACK_ENV] = "0"
-
-
-def init_local_ray(*, verbose: int = 1, **kwargs: Any) -> None:
-    """The in-process Ray of a sweep without ``--address``: loopback only, no dashboard."""
-    ensure_loopback()
-    import ray
-
-    ray.init(address="local", include_dashboard=False, configure_logging=verbose > 0,
-             log_to_driver=verbose > 1, **kwargs)
-
-
-def ensure_cluster_auth(environ: Mapping[str, str] | None = None) -> str:
-    """Ray's token authentication for ``--address`` (Ray >= 2.52): ``RAY_AUTH_MODE=token`` unless
-    the environment sets a mode, and a token from ``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``
-    or ``~/.ray/auth_token`` (the cluster's own: ``ray get-auth-token`` on the head prints it).
-    Returns the mode; refuses token mode without a token before Ray starts."""
-    env = os.environ if environ is None else environ
-    mode = env.get(AUTH_MODE_ENV, "").lower() or "token"
-    if environ is None:
-        os.environ[AUTH_MODE_ENV] = mode
-    if mode != "token":
-        return mode
-    token_path = env.get("RAY_AUTH_TOKEN_PATH")
-    if env.get("RAY_AUTH_TOKEN"):
-        return mode
-    path = Path(token_path).expanduser() if token_path else Path(env.get("HOME", "~")).expanduser() / ".ray" / "auth_token"
-    if not path.is_file():
-        raise RefusedError(
-            f"--address: Ray's token authentication ({AUTH_MODE_ENV}=token) needs the cluster's token; none in "
-            f"RAY_AUTH_TOKEN, and {path} does not exist: copy the head's token there (ray get-auth-token on the head "
-            f"prints it) or set RAY_AUTH_TOKEN_PATH; {AUTH_MODE_ENV}=disabled connects without authentication")
-    return mode
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def _experiment_path(out: str, name: str) -> tuple[str, str]:
-    """(storage root for Ray, experiment path): absolute local paths (trial workers change
-    directory) or URIs left as they are."""
-    root = out if _is_uri(out) else str(Path(out).expanduser().resolve())
-    return root, f"{root.rstrip('/')}/{name}"
-
-
-def _local_results_dir(out: str, name: str) -> Path:
-    """Where run directories and the report go on this machine: the experiment directory when
-    it is local, else ``results/sweeps/NAME``."""
-    if _is_uri(out):
-        return Path(DEFAULT_OUT).resolve() / name
-    return Path(out).expanduser().resolve() / name
 
 
 def _trial_name(trial: Any) -> str:
@@ -219,22 +123,9 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, root: str, sweep_dir: SweepDir, ad
          **options: Any) -> tuple[set[str], list[Any]]:
     """Start (or join) Ray, run the plan's Tuners, stop what was started; the failed trials' names
     and each Tuner's result dataframe."""
-    if address is None:
-        ensure_loopback()
-    else:
-        ensure_cluster_auth()
-    import ray
-
-    started = False
-    if not ray.is_initialized():
-        if address is None:
-            init_local_ray(verbose=options["verbose"])
-        else:
-            ray.init(address=address, log_to_driver=options["verbose"] > 1)
-        started = True
     errored: set[str] = set()
     frames = []
-    try:
+    with ray_session(address, verbose=options["verbose"]):
         sweep_dir.write_spec(_spec_record(spec))
         fits = [(plan.trials, 0)] if plan.trials else []
         if plan.samples:
@@ -243,9 +134,6 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, root: str, sweep_dir: SweepDir, ad
             grid = _tuner(spec, plan, trials, samples, root=root, sweep_dir=sweep_dir, **options).fit()
             errored |= {_result_name(r) for r in grid if r.error is not None}
             frames.append(grid.get_dataframe())
-    finally:
-        if started:
-            ray.shutdown()
     return errored, frames
 
 
@@ -377,15 +265,6 @@ def _varying(trials: list[dict[str, Any]]) -> list[str]:
     return varying_keys(trials)
 
 
-def _matching(found: dict[str, TrialCheckpoint], spec: SweepSpec) -> dict[str, TrialCheckpoint]:
-    """The checkpoints that belong to this sweep: a grid's trials with their current config (a
-    failed trial whose config a resume changed starts again, its old checkpoint is not its run)."""
-    if spec.search != "grid":
-        return found
-    by_name = {t["name"]: t for t in spec.trials}
-    return {n: c for n, c in found.items() if n in by_name and not _experiment_diff(c.config, by_name[n])}
-
-
 class _StoppedRecorder:
     """Records in ``stopped.json`` the trials a scheduler stopped early (not errored, not all
     epochs), so that a resume does not run them on. Built lazily as a Tune callback."""
@@ -426,118 +305,6 @@ def _progress_callback(total: int):
     return _TrialLines()
 
 
-def _with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
-    """A trial uses the CPUs Ray gave it: ``train.num_threads`` defaults to ``--cpus-per-trial``."""
-    threads = max(1, int(cpus_per_trial))
-    trials = [t if t.get("train.num_threads") else {**t, "train.num_threads": threads} for t in spec.trials]
-    space = dict(spec.space)
-    if spec.search != "grid" and not space.get("train.num_threads"):
-        space["train.num_threads"] = threads
-    return replace(spec, trials=trials, space=space)
-
-
-# ---------------------------------------------------------------------- resuming without Ray's pickles
-def _spec_record(spec: SweepSpec) -> dict[str, Any]:
-    """``sweep.json``: everything a resume needs, as plain JSON."""
-    return {"format": _SPEC_FORMAT, "name": spec.name, "search": spec.search, "num_samples": spec.num_samples,
-            "scheduler": spec.scheduler, "trials": spec.trials, "space": spec.space}
-
-
-def _experiment_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """Keys (not execution-only ones) whose values differ: ``key: old -> new``."""
-    skip = set(EXECUTION_KEYS)
-    keys = sorted((set(a) | set(b)) - skip)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
-def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPlan:
-    """Decide what runs, from ``sweep.json`` and the trials' checkpoints (JSON only), refusing with
-    a message that says what differs. A fresh sweep runs everything; a resume keeps finished trials
-    and the ones a scheduler stopped, continues the others from their last checkpoint, and accepts
-    changes to execution-only keys (threads, device, data root, ...) and to trials that have not
-    finished (they start again)."""
-    expected = spec.num_samples * _grid_size(spec) if spec.search != "grid" else len(spec.trials)
-    exists = sweep_dir.exists(SPEC_FILE) or bool(sweep_dir.trial_dirs())
-    if not resume:
-        if exists:
-            raise RefusedError(f"sweep directory {sweep_dir.experiment} already exists; pass --resume to continue it, "
-                               "or another --out / sweep.name")
-        return SweepPlan(trials=list(spec.trials), samples=0 if spec.search == "grid" else spec.num_samples,
-                         expected=expected)
-    if not sweep_dir.exists(SPEC_FILE):
-        raise RefusedError(f"--resume: no sweep to resume in {sweep_dir.experiment} (no {SPEC_FILE})")
-    stored = sweep_dir.spec()
-    if stored.get("format") != _SPEC_FORMAT:
-        raise RefusedError(f"--resume: {sweep_dir.uri(SPEC_FILE)} was written by another version of this library "
-                           f"(format {stored.get('format')!r}, expected {_SPEC_FORMAT}); start a new sweep")
-    found = sweep_dir.checkpoints()
-    stopped = sweep_dir.stopped()
-    taken = frozenset(sweep_dir.entries())
-    if spec.search == "grid":
-        _check_grid_change(stored, spec, found, sweep_dir)
-        current = _matching(found, spec)
-        todo = [t for t in spec.trials if t["name"] not in stopped
-                and not (t["name"] in current and current[t["name"]].completed)]
-        return SweepPlan(trials=todo, resume_from={t["name"]: current[t["name"]].path for t in todo
-                                                   if t["name"] in current},
-                         taken_dirs=taken, expected=expected)
-    _check_search_change(stored, spec, sweep_dir)
-    unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
-    todo = [{**{k: v for k, v in c.config.items() if k not in EXECUTION_KEYS or k == "name"},
-             **{k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and not isinstance(v, (list, Mapping))}}
-            for c in unfinished]
-    started = len(set(found) | stopped)
-    remaining = max(0, expected - started)
-    samples = math.ceil(remaining / _grid_size(spec)) if spec.search == "random" else remaining
-    searched = [k for k, v in spec.space.items() if isinstance(v, (list, Mapping))]
-    warm = [({k: c.config.get(k) for k in searched}, sum(c.val_errors) / len(c.val_errors))
-            for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]
-    return SweepPlan(trials=todo, resume_from={c.name: c.path for c in unfinished}, samples=samples, warm=warm,
-                     taken_dirs=taken, expected=expected)
-
-
-def _grid_size(spec: SweepSpec) -> int:
-    """Trials per sample of a random search: the grid of its lists (1 for Optuna/HyperOpt)."""
-    if spec.search != "random":
-        return 1
-    return math.prod(len(v) for v in spec.space.values() if isinstance(v, list))
-
-
-def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str, TrialCheckpoint],
-                       sweep_dir: SweepDir) -> None:
-    """A changed sweep file may resume only where it changes trials that have not finished."""
-    if stored.get("search") != "grid":
-        raise RefusedError(f"--resume: {sweep_dir.uri(SPEC_FILE)} holds a {stored.get('search')} search, the sweep "
-                           "file a grid; resume with the same file, or start a new sweep under another --name")
-    old = {t["name"]: t for t in stored.get("trials", [])}
-    finished = {n for n, c in found.items() if c.completed}
-    refused = []
-    for trial in spec.trials:
-        name = trial["name"]
-        if name in finished and name in old and _experiment_diff(old[name], trial):
-            refused.append(f"{name} ({'; '.join(_experiment_diff(old[name], trial))})")
-    removed = sorted(set(old) - {t["name"] for t in spec.trials} & finished)
-    if refused or removed:
-        parts = ([f"it changes finished trial(s): {', '.join(refused)}"] if refused else []) + (
-            [f"it drops finished trial(s): {', '.join(removed)}"] if removed else [])
-        raise RefusedError(f"--resume: the sweep file differs from {sweep_dir.uri(SPEC_FILE)} where trials already "
-                           f"finished: {'; '.join(parts)}. A resume may change execution-only keys and trials "
-                           "that have not finished; to change finished ones start a new sweep (--name NEW)")
-
-
-def _check_search_change(stored: dict[str, Any], spec: SweepSpec, sweep_dir: SweepDir) -> None:
-    skip = set(EXECUTION_KEYS)
-    changes = [f"sweep.{k}: {stored.get(k)!r} -> {getattr(spec, k)!r}" for k in ("search", "num_samples")
-               if stored.get(k) != getattr(spec, k)]
-    old, new = stored.get("space", {}), spec.space
-    changes += [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted((set(old) | set(new)) - skip)
-                if old.get(k) != new.get(k)]
-    if changes:
-        raise RefusedError(f"--resume: the sweep file's search differs from {sweep_dir.uri(SPEC_FILE)}: "
-                           f"{'; '.join(changes)}. A resume may change execution-only keys only; start a new "
-                           "sweep for another search (--name NEW)")
-
-
 def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: str = "Sweep report",
                        baselines: Sequence[Path] = ()) -> Path:
     """Choose each group's setting (validation split) and write the report of the chosen
@@ -564,112 +331,3 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     md = report.markdown.split("\n", 2)
     text = "\n".join(md[:2]) + "\n" + selection_markdown(choices) + "\n" + (md[2] if len(md) > 2 else "")
     return atomic_write_text(out_dir / "report.md", text)
-
-
-def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
-    """The exported run directories if every trial of ``spec`` finished (or a scheduler stopped
-    it), else None."""
-    from adaptive_weights.runs import is_final
-
-    runs_dir = _local_results_dir(out, spec.name) / _RUNS_DIR
-    experiment = _experiment_path(out, spec.name)[1]
-    stopped = SweepDir(experiment).stopped() if _is_uri(experiment) or Path(experiment).is_dir() else set()
-    if spec.search == "grid":
-        names = [t["name"] for t in spec.trials]
-    else:
-        names = sorted(p.name for p in runs_dir.glob("*") if p.is_dir())
-        if len(names) < spec.num_samples * _grid_size(spec):
-            return None
-    dirs = []
-    for name in names:
-        run_dir = runs_dir / name
-        if not (is_final(run_dir) or (name in stopped and (run_dir / "summary.json").is_file())):
-            return None
-        dirs.append(run_dir)
-    return dirs
-
-
-def _parser() -> argparse.ArgumentParser:
-    from .sweepfile import SCHEDULERS
-
-    p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
-                                epilog="Any dotted config key given as a flag replaces the file's value, read as "
-                                       "YAML: --data.root /data, --train.seed '[0, 1]' (a grid axis). "
-                                       "Sweep file format: see README.md, section \"Sweeps with Ray Tune\".")
-    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="config keys; a list is a grid axis")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"storage root; results go to OUT/NAME (default {DEFAULT_OUT})")
-    p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")
-    p.add_argument("--address", help="an existing Ray cluster (HEAD_IP:PORT), joined with Ray's token "
-                   "authentication; default: in-process Ray on loopback")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0,
-                   help="GPUs per trial; a fraction (0.25) lets several small trials share one GPU")
-    p.add_argument("--workers-per-trial", type=int, default=1,
-                   help="train every trial data-parallel on N Ray Train workers (DDP); --cpus-per-trial and "
-                        "--gpus-per-trial are then per worker")
-    p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once (default: as resources allow)")
-    p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial from its last checkpoint")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
-                   help="overrides sweep.scheduler: asha stops poor trials early on val/err/mean, pbt mutates "
-                        "searched strategy keys (default fifo: every trial to the end, as in the paper)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep; finished trials are kept")
-    p.add_argument("--report", action="store_true",
-                   help="choose each strategy's setting and write the report to OUT/NAME/report")
-    p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
-    p.add_argument("--dry-run", action="store_true", help="validate the sweep file and list the trials only")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
-    p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
-    return p
-
-
-def _failure_advice(spec: SweepSpec) -> str:
-    """What works after a failed trial: the same command with --resume, and which file changes it takes."""
-    change = ("a fix in the sweep file is taken too when it changes only trials that have not finished (they "
-              "start again); to change finished trials start a new sweep (--name NEW)" if spec.search == "grid" else
-              "the sweep file's search must stay the same (execution-only keys aside); for another search start "
-              "a new sweep (--name NEW)")
-    return (f"fix the cause and run the same command with --resume: failed and interrupted trials continue from "
-            f"their last checkpoint, finished ones are kept; {change}")
-
-
-def cli_main(argv: Sequence[str]) -> int:
-    """``adaptive-weights sweep SWEEP.yaml [--out DIR] [--address ADDR] [--gpus-per-trial 0.25]
-    [--cpus-per-trial 1] [--max-concurrent N] [--resume] [--report]``. Bad input raises
-    RefusedError (the CLI prints it and exits with status 2) before Ray starts."""
-    args, extra = _parser().parse_known_args(list(argv))
-    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra))
-    if args.scheduler:
-        spec = replace(spec, scheduler=args.scheduler)
-    if args.dry_run:
-        print(spec.describe())
-        for t in spec.trials:
-            print(f"  {t['name']}")
-        return 0
-    local_dir = _local_results_dir(args.out, spec.name)
-    existing = _complete_runs(args.out, spec) if (args.report and not args.resume) else None
-    if existing is not None:
-        run_dirs = existing  # a finished sweep: only the report is asked for
-    else:
-        print(f"{spec.describe()} -> {_experiment_path(args.out, spec.name)[1]}"
-              + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
-        outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
-                            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                            resume=args.resume, max_failures=args.max_failures,
-                            tensorboard=not args.no_tensorboard, workers_per_trial=args.workers_per_trial,
-                            verbose=0 if args.quiet else (2 if args.verbose else 1))
-        print(f"{len(outcome.run_dirs)} run directories in {outcome.runs_dir}")
-        if args.no_tensorboard is False and outcome.run_dirs:
-            print(f"TensorBoard of every trial: tensorboard --logdir {outcome.runs_dir}")
-        if outcome.errored:
-            print(f"error: {len(outcome.errored)} trial(s) failed: {', '.join(outcome.errored)} (each trial's "
-                  f"error.txt is under {outcome.experiment}); {_failure_advice(spec)}", file=sys.stderr)
-            return 1
-        if outcome.unfinished:
-            print(f"error: {len(outcome.unfinished)} trial(s) did not finish (interrupted?): "
-                  f"{', '.join(outcome.unfinished)}; continue with the same command and --resume", file=sys.stderr)
-            return 1
-        run_dirs = outcome.run_dirs
-    if args.report:
-        path = write_sweep_report(run_dirs, local_dir / "report", title=f"Sweep {spec.name}")
-        print(f"report: {path}")
-    return 0

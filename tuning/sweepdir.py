@@ -7,6 +7,9 @@ early, so a resume does not run them on), and in every trial directory Ray's che
 complete run directory (``summary.json``, ``config.json``, ``checkpoints/last.pt``, read by
 ``train(resume=True)`` with ``weights_only=True``). Ray's own files (``tuner.pkl``, ``params.pkl``,
 the searcher and experiment state) are pickles and are never read.
+
+Where a sweep lives: ``OUT/NAME`` on storage (Ray's experiment path), and on this machine a local
+results directory whose ``runs/`` holds a copy of every trial's final run directory.
 """
 
 from __future__ import annotations
@@ -20,11 +23,32 @@ from typing import Any
 from adaptive_weights.errors import RefusedError
 from adaptive_weights.runs import summary_is_final
 
-__all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE"]
+__all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE", "DEFAULT_OUT"]
 
+DEFAULT_OUT = "results/sweeps"
 SPEC_FILE = "sweep.json"
 STOPPED_FILE = "stopped.json"
+_RUNS_DIR = "runs"
 _CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _experiment_path(out: str, name: str) -> tuple[str, str]:
+    """(storage root for Ray, experiment path): absolute local paths (trial workers change
+    directory) or URIs left as they are."""
+    root = out if _is_uri(out) else str(Path(out).expanduser().resolve())
+    return root, f"{root.rstrip('/')}/{name}"
+
+
+def _local_results_dir(out: str, name: str) -> Path:
+    """Where run directories and the report go on this machine: the experiment directory when
+    it is local, else ``results/sweeps/NAME``."""
+    if _is_uri(out):
+        return Path(DEFAULT_OUT).resolve() / name
+    return Path(out).expanduser().resolve() / name
 
 
 @dataclass(frozen=True)
@@ -46,7 +70,7 @@ class SweepDir:
         import pyarrow.fs
 
         self.experiment = experiment
-        self.is_uri = "://" in experiment
+        self.is_uri = _is_uri(experiment)
         self._fs, self._root = pyarrow.fs.FileSystem.from_uri(experiment)
 
     # ------------------------------------------------------------------ plain JSON files

@@ -76,7 +76,7 @@ class SweepSpec:
     space: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """One line: what the sweep runs (``--dry-run`` and the launcher print it)."""
+        """One line: what the sweep runs (``--dry-run`` and the sweep command print it)."""
         if self.search == "grid":
             return f"sweep {self.name}: {len(self.trials)} trials"
         searched = ", ".join(f"{k} ~ {_range_text(v)}" for k, v in self.space.items() if isinstance(v, (list, Mapping)))

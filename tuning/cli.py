@@ -1,0 +1,138 @@
+"""``adaptive-weights sweep``: run a sweep file with Ray Tune, locally or on a cluster.
+
+Without ``--address`` the sweep starts an in-process Ray on this machine, bound to loopback
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` set before Ray is imported, no dashboard): nothing to
+start by hand, nothing reachable from the network. With ``--address`` it joins an existing cluster
+(``ray start --head`` on one node, ``ray start --address HEAD:PORT`` on the others) with Ray's token
+authentication (``RAY_AUTH_MODE=token`` unless set otherwise). Results and checkpoints go to
+``OUT/NAME`` (``--out`` default ``results/sweeps``; any storage path Ray supports, e.g. a shared file
+system or ``s3://bucket/sweeps`` on a cluster). A failed trial is retried from its last checkpoint
+(``--max-failures``); an interrupted sweep continues with ``--resume``, which rebuilds the sweep
+from ``sweep.json`` and the trials' checkpoints (never from Ray's pickled state) and runs only the
+trials that did not finish. ``--report`` chooses each strategy's setting (the paper's rule,
+:mod:`tuning.selection`) and writes the report of the chosen settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from .launcher import run_sweep, write_sweep_report
+from .plan import _grid_size
+from .sweepdir import _RUNS_DIR, DEFAULT_OUT, SweepDir, _experiment_path, _is_uri, _local_results_dir
+from .sweepfile import SweepSpec, load_sweep, parse_overrides
+
+__all__ = ["cli_main"]
+
+
+def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
+    """The exported run directories if every trial of ``spec`` finished (or a scheduler stopped
+    it), else None."""
+    from adaptive_weights.runs import is_final
+
+    runs_dir = _local_results_dir(out, spec.name) / _RUNS_DIR
+    experiment = _experiment_path(out, spec.name)[1]
+    stopped = SweepDir(experiment).stopped() if _is_uri(experiment) or Path(experiment).is_dir() else set()
+    if spec.search == "grid":
+        names = [t["name"] for t in spec.trials]
+    else:
+        names = sorted(p.name for p in runs_dir.glob("*") if p.is_dir())
+        if len(names) < spec.num_samples * _grid_size(spec):
+            return None
+    dirs = []
+    for name in names:
+        run_dir = runs_dir / name
+        if not (is_final(run_dir) or (name in stopped and (run_dir / "summary.json").is_file())):
+            return None
+        dirs.append(run_dir)
+    return dirs
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .sweepfile import SCHEDULERS
+
+    p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
+                                epilog="Any dotted config key given as a flag replaces the file's value, read as "
+                                       "YAML: --data.root /data, --train.seed '[0, 1]' (a grid axis). "
+                                       "Sweep file format: see README.md, section \"Sweeps with Ray Tune\".")
+    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="config keys; a list is a grid axis")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"storage root; results go to OUT/NAME (default {DEFAULT_OUT})")
+    p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")
+    p.add_argument("--address", help="an existing Ray cluster (HEAD_IP:PORT), joined with Ray's token "
+                   "authentication; default: in-process Ray on loopback")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial; a fraction (0.25) lets several small trials share one GPU")
+    p.add_argument("--workers-per-trial", type=int, default=1,
+                   help="train every trial data-parallel on N Ray Train workers (DDP); --cpus-per-trial and "
+                        "--gpus-per-trial are then per worker")
+    p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once (default: as resources allow)")
+    p.add_argument("--max-failures", type=int, default=3, help="retries of a failed trial from its last checkpoint")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                   help="overrides sweep.scheduler: asha stops poor trials early on val/err/mean, pbt mutates "
+                        "searched strategy keys (default fifo: every trial to the end, as in the paper)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep; finished trials are kept")
+    p.add_argument("--report", action="store_true",
+                   help="choose each strategy's setting and write the report to OUT/NAME/report")
+    p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
+    p.add_argument("--dry-run", action="store_true", help="validate the sweep file and list the trials only")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
+    p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
+    return p
+
+
+def _failure_advice(spec: SweepSpec) -> str:
+    """What works after a failed trial: the same command with --resume, and which file changes it takes."""
+    change = ("a fix in the sweep file is taken too when it changes only trials that have not finished (they "
+              "start again); to change finished trials start a new sweep (--name NEW)" if spec.search == "grid" else
+              "the sweep file's search must stay the same (execution-only keys aside); for another search start "
+              "a new sweep (--name NEW)")
+    return (f"fix the cause and run the same command with --resume: failed and interrupted trials continue from "
+            f"their last checkpoint, finished ones are kept; {change}")
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """``adaptive-weights sweep SWEEP.yaml [--out DIR] [--address ADDR] [--gpus-per-trial 0.25]
+    [--cpus-per-trial 1] [--max-concurrent N] [--resume] [--report]``. Bad input raises
+    RefusedError (the CLI prints it and exits with status 2) before Ray starts."""
+    args, extra = _parser().parse_known_args(list(argv))
+    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra))
+    if args.scheduler:
+        spec = replace(spec, scheduler=args.scheduler)
+    if args.dry_run:
+        print(spec.describe())
+        for t in spec.trials:
+            print(f"  {t['name']}")
+        return 0
+    local_dir = _local_results_dir(args.out, spec.name)
+    existing = _complete_runs(args.out, spec) if (args.report and not args.resume) else None
+    if existing is not None:
+        run_dirs = existing  # a finished sweep: only the report is asked for
+    else:
+        print(f"{spec.describe()} -> {_experiment_path(args.out, spec.name)[1]}"
+              + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
+        outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                            resume=args.resume, max_failures=args.max_failures,
+                            tensorboard=not args.no_tensorboard, workers_per_trial=args.workers_per_trial,
+                            verbose=0 if args.quiet else (2 if args.verbose else 1))
+        print(f"{len(outcome.run_dirs)} run directories in {outcome.runs_dir}")
+        if args.no_tensorboard is False and outcome.run_dirs:
+            print(f"TensorBoard of every trial: tensorboard --logdir {outcome.runs_dir}")
+        if outcome.errored:
+            print(f"error: {len(outcome.errored)} trial(s) failed: {', '.join(outcome.errored)} (each trial's "
+                  f"error.txt is under {outcome.experiment}); {_failure_advice(spec)}", file=sys.stderr)
+            return 1
+        if outcome.unfinished:
+            print(f"error: {len(outcome.unfinished)} trial(s) did not finish (interrupted?): "
+                  f"{', '.join(outcome.unfinished)}; continue with the same command and --resume", file=sys.stderr)
+            return 1
+        run_dirs = outcome.run_dirs
+    if args.report:
+        path = write_sweep_report(run_dirs, local_dir / "report", title=f"Sweep {spec.name}")
+        print(f"report: {path}")
+    return 0

@@ -1,0 +1,162 @@
+"""Deciding what a (resumed) sweep runs, from plain JSON, before Ray starts.
+
+A sweep writes ``sweep.json`` (:mod:`tuning.sweepdir`): everything a resume needs. A resume rebuilds
+the sweep from that file and the trials' checkpoints (never from Ray's pickled state), keeps the
+finished trials and the ones a scheduler stopped, continues the others from their last checkpoint,
+and refuses a changed sweep file with a message that says what differs where trials already
+finished.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from adaptive_weights.config import EXECUTION_KEYS
+from adaptive_weights.errors import RefusedError
+
+from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
+from .sweepfile import SweepSpec
+
+__all__ = ["plan_sweep", "SweepPlan"]
+
+_SPEC_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a (resumed) sweep still runs, decided from plain JSON before Ray starts.
+
+    ``trials``: explicit trial configs to run (a grid's trials, or a searcher's started trials that
+    did not finish); ``resume_from``: run name -> the checkpoint (a run directory) it continues
+    from; ``samples``: new samples a searcher still draws; ``warm``: finished searcher trials
+    (searched values, mean validation error) that warm-start Optuna/HyperOpt."""
+
+    trials: list[dict[str, Any]]
+    resume_from: dict[str, str] = field(default_factory=dict)
+    samples: int = 0
+    warm: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    taken_dirs: frozenset[str] = frozenset()
+    expected: int = 0           # trials the whole sweep runs
+
+
+def _with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
+    """A trial uses the CPUs Ray gave it: ``train.num_threads`` defaults to ``--cpus-per-trial``."""
+    threads = max(1, int(cpus_per_trial))
+    trials = [t if t.get("train.num_threads") else {**t, "train.num_threads": threads} for t in spec.trials]
+    space = dict(spec.space)
+    if spec.search != "grid" and not space.get("train.num_threads"):
+        space["train.num_threads"] = threads
+    return replace(spec, trials=trials, space=space)
+
+
+def _spec_record(spec: SweepSpec) -> dict[str, Any]:
+    """``sweep.json``: everything a resume needs, as plain JSON."""
+    return {"format": _SPEC_FORMAT, "name": spec.name, "search": spec.search, "num_samples": spec.num_samples,
+            "scheduler": spec.scheduler, "trials": spec.trials, "space": spec.space}
+
+
+def _experiment_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Keys (not execution-only ones) whose values differ: ``key: old -> new``."""
+    skip = set(EXECUTION_KEYS)
+    keys = sorted((set(a) | set(b)) - skip)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPlan:
+    """Decide what runs, from ``sweep.json`` and the trials' checkpoints (JSON only), refusing with
+    a message that says what differs. A fresh sweep runs everything; a resume keeps finished trials
+    and the ones a scheduler stopped, continues the others from their last checkpoint, and accepts
+    changes to execution-only keys (threads, device, data root, ...) and to trials that have not
+    finished (they start again)."""
+    expected = spec.num_samples * _grid_size(spec) if spec.search != "grid" else len(spec.trials)
+    exists = sweep_dir.exists(SPEC_FILE) or bool(sweep_dir.trial_dirs())
+    if not resume:
+        if exists:
+            raise RefusedError(f"sweep directory {sweep_dir.experiment} already exists; pass --resume to continue it, "
+                               "or another --out / sweep.name")
+        return SweepPlan(trials=list(spec.trials), samples=0 if spec.search == "grid" else spec.num_samples,
+                         expected=expected)
+    if not sweep_dir.exists(SPEC_FILE):
+        raise RefusedError(f"--resume: no sweep to resume in {sweep_dir.experiment} (no {SPEC_FILE})")
+    stored = sweep_dir.spec()
+    if stored.get("format") != _SPEC_FORMAT:
+        raise RefusedError(f"--resume: {sweep_dir.uri(SPEC_FILE)} was written by another version of this library "
+                           f"(format {stored.get('format')!r}, expected {_SPEC_FORMAT}); start a new sweep")
+    found = sweep_dir.checkpoints()
+    stopped = sweep_dir.stopped()
+    taken = frozenset(sweep_dir.entries())
+    if spec.search == "grid":
+        _check_grid_change(stored, spec, found, sweep_dir)
+        current = _matching(found, spec)
+        todo = [t for t in spec.trials if t["name"] not in stopped
+                and not (t["name"] in current and current[t["name"]].completed)]
+        return SweepPlan(trials=todo, resume_from={t["name"]: current[t["name"]].path for t in todo
+                                                   if t["name"] in current},
+                         taken_dirs=taken, expected=expected)
+    _check_search_change(stored, spec, sweep_dir)
+    unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
+    todo = [{**{k: v for k, v in c.config.items() if k not in EXECUTION_KEYS or k == "name"},
+             **{k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and not isinstance(v, (list, Mapping))}}
+            for c in unfinished]
+    started = len(set(found) | stopped)
+    remaining = max(0, expected - started)
+    samples = math.ceil(remaining / _grid_size(spec)) if spec.search == "random" else remaining
+    searched = [k for k, v in spec.space.items() if isinstance(v, (list, Mapping))]
+    warm = [({k: c.config.get(k) for k in searched}, sum(c.val_errors) / len(c.val_errors))
+            for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]
+    return SweepPlan(trials=todo, resume_from={c.name: c.path for c in unfinished}, samples=samples, warm=warm,
+                     taken_dirs=taken, expected=expected)
+
+
+def _grid_size(spec: SweepSpec) -> int:
+    """Trials per sample of a random search: the grid of its lists (1 for Optuna/HyperOpt)."""
+    if spec.search != "random":
+        return 1
+    return math.prod(len(v) for v in spec.space.values() if isinstance(v, list))
+
+
+def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str, TrialCheckpoint],
+                       sweep_dir: SweepDir) -> None:
+    """A changed sweep file may resume only where it changes trials that have not finished."""
+    if stored.get("search") != "grid":
+        raise RefusedError(f"--resume: {sweep_dir.uri(SPEC_FILE)} holds a {stored.get('search')} search, the sweep "
+                           "file a grid; resume with the same file, or start a new sweep under another --name")
+    old = {t["name"]: t for t in stored.get("trials", [])}
+    finished = {n for n, c in found.items() if c.completed}
+    refused = []
+    for trial in spec.trials:
+        name = trial["name"]
+        if name in finished and name in old and _experiment_diff(old[name], trial):
+            refused.append(f"{name} ({'; '.join(_experiment_diff(old[name], trial))})")
+    removed = sorted(set(old) - {t["name"] for t in spec.trials} & finished)
+    if refused or removed:
+        parts = ([f"it changes finished trial(s): {', '.join(refused)}"] if refused else []) + (
+            [f"it drops finished trial(s): {', '.join(removed)}"] if removed else [])
+        raise RefusedError(f"--resume: the sweep file differs from {sweep_dir.uri(SPEC_FILE)} where trials already "
+                           f"finished: {'; '.join(parts)}. A resume may change execution-only keys and trials "
+                           "that have not finished; to change finished ones start a new sweep (--name NEW)")
+
+
+def _check_search_change(stored: dict[str, Any], spec: SweepSpec, sweep_dir: SweepDir) -> None:
+    skip = set(EXECUTION_KEYS)
+    changes = [f"sweep.{k}: {stored.get(k)!r} -> {getattr(spec, k)!r}" for k in ("search", "num_samples")
+               if stored.get(k) != getattr(spec, k)]
+    old, new = stored.get("space", {}), spec.space
+    changes += [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted((set(old) | set(new)) - skip)
+                if old.get(k) != new.get(k)]
+    if changes:
+        raise RefusedError(f"--resume: the sweep file's search differs from {sweep_dir.uri(SPEC_FILE)}: "
+                           f"{'; '.join(changes)}. A resume may change execution-only keys only; start a new "
+                           "sweep for another search (--name NEW)")
+
+
+def _matching(found: dict[str, TrialCheckpoint], spec: SweepSpec) -> dict[str, TrialCheckpoint]:
+    """The checkpoints that belong to this sweep: a grid's trials with their current config (a
+    failed trial whose config a resume changed starts again, its old checkpoint is not its run)."""
+    if spec.search != "grid":
+        return found
+    by_name = {t["name"]: t for t in spec.trials}
+    return {n: c for n, c in found.items() if n in by_name and not _experiment_diff(c.config, by_name[n])}
