@@ -114,7 +114,7 @@ def build_report(
         from .claims import claims_section
 
         labels = ["EANN"] if len(eann_chains) == 1 else [f"EANN {c}" for c in range(len(eann_chains))]
-        analyses = [(label, eann_analysis(chain, g.opt_runs, g.split)) for label, chain in zip(labels, eann_chains)]
+        analyses = [(label, eann_analysis(chain, g.opt_runs, g.split)) for label, chain in zip(labels, eann_chains, strict=True)]
         sections.insert(0, claims_section(g, analyses))
     tables: dict[str, list[dict[str, Any]]] = {}
     plots: list[Plot] = []

@@ -319,7 +319,6 @@ def test_grid_param_space_gives_every_trial_its_real_keys() -> None:
     from ray.tune.search.variant_generator import generate_variants
 
     from tuning.space import grid_param_space
-
     from tuning.trainable import run_config
 
     spec = parse_sweep({**TINY, "strategy.name": ["static", "eg"], "strategy.gamma": [0.1, 0.2], "train.seed": [0, 1],
@@ -346,12 +345,12 @@ def test_a_relative_data_root_is_made_absolute(tmp_path: Path, monkeypatch: pyte
 def _fake_sweep(out: Path, spec, done: dict[str, bool], threads: int = 1) -> Path:
     """A sweep folder as a sweep leaves it: sweep.json and, per started trial, a Ray checkpoint
     holding the run's summary.json (completed or not)."""
-    from tuning.plan import _spec_record, _with_threads
+    from tuning.plan import spec_record, with_threads
     from tuning.sweepdir import SweepDir
 
     exp = out / spec.name
-    SweepDir(str(exp)).write_spec(_spec_record(_with_threads(spec, threads)))
-    for trial in _with_threads(spec, threads).trials:
+    SweepDir(str(exp)).write_spec(spec_record(with_threads(spec, threads)))
+    for trial in with_threads(spec, threads).trials:
         if trial["name"] in done:
             ckpt = exp / trial["name"] / "checkpoint_000001"
             ckpt.mkdir(parents=True)

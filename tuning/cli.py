@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .launcher import run_sweep, write_sweep_report
 from .plan import _grid_size
-from .sweepdir import _RUNS_DIR, DEFAULT_OUT, SweepDir, _experiment_path, _is_uri, _local_results_dir
+from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, is_uri, local_results_dir
 from .sweepfile import SweepSpec, load_sweep, parse_overrides
 
 __all__ = ["cli_main"]
@@ -34,9 +34,9 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
     it), else None."""
     from adaptive_weights.runs import is_final
 
-    runs_dir = _local_results_dir(out, spec.name) / _RUNS_DIR
-    experiment = _experiment_path(out, spec.name)[1]
-    stopped = SweepDir(experiment).stopped() if _is_uri(experiment) or Path(experiment).is_dir() else set()
+    runs_dir = local_results_dir(out, spec.name) / RUNS_DIR
+    experiment = experiment_path(out, spec.name)[1]
+    stopped = SweepDir(experiment).stopped() if is_uri(experiment) or Path(experiment).is_dir() else set()
     if spec.search == "grid":
         names = [t["name"] for t in spec.trials]
     else:
@@ -108,12 +108,12 @@ def cli_main(argv: Sequence[str]) -> int:
         for t in spec.trials:
             print(f"  {t['name']}")
         return 0
-    local_dir = _local_results_dir(args.out, spec.name)
+    local_dir = local_results_dir(args.out, spec.name)
     existing = _complete_runs(args.out, spec) if (args.report and not args.resume) else None
     if existing is not None:
         run_dirs = existing  # a finished sweep: only the report is asked for
     else:
-        print(f"{spec.describe()} -> {_experiment_path(args.out, spec.name)[1]}"
+        print(f"{spec.describe()} -> {experiment_path(args.out, spec.name)[1]}"
               + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
         outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,

@@ -18,9 +18,9 @@ from typing import Any
 from adaptive_weights.errors import RefusedError
 
 from .cluster import ray_session
-from .plan import SweepPlan, _matching, _spec_record, _with_threads, plan_sweep
+from .plan import SweepPlan, matching_checkpoints, plan_sweep, spec_record, with_threads
 from .space import SELECTION_METRIC
-from .sweepdir import _RUNS_DIR, DEFAULT_OUT, SweepDir, _experiment_path, _local_results_dir
+from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, local_results_dir
 from .sweepfile import SweepSpec
 
 __all__ = ["run_sweep", "write_sweep_report", "SweepOutcome", "SELECTION_METRIC"]
@@ -94,9 +94,9 @@ def run_sweep(
         raise RefusedError(f"--max-failures must be >= 0, got {max_failures}")
     _check_workers(workers_per_trial, gpus_per_trial, spec.scheduler)
     check_search_available(spec.search)
-    root, experiment = _experiment_path(out, spec.name)
-    local_dir = _local_results_dir(out, spec.name)
-    spec = _with_threads(spec, cpus_per_trial)
+    root, experiment = experiment_path(out, spec.name)
+    local_dir = local_results_dir(out, spec.name)
+    spec = with_threads(spec, cpus_per_trial)
     sweep_dir = SweepDir(experiment)
     plan = plan_sweep(sweep_dir, spec, resume=resume)
     errored: set[str] = set()
@@ -107,15 +107,15 @@ def run_sweep(
                                max_concurrent=max_concurrent, max_failures=max_failures, tensorboard=tensorboard,
                                verbose=verbose, workers_per_trial=workers_per_trial)
     else:
-        sweep_dir.write_spec(_spec_record(spec))
-    found = _matching(sweep_dir.checkpoints(), spec)
-    run_dirs = [sweep_dir.download(c, local_dir / _RUNS_DIR / name) for name, c in sorted(found.items())]
+        sweep_dir.write_spec(spec_record(spec))
+    found = matching_checkpoints(sweep_dir.checkpoints(), spec)
+    run_dirs = [sweep_dir.download(c, local_dir / RUNS_DIR / name) for name, c in sorted(found.items())]
     expected = {t["name"] for t in spec.trials} if spec.search == "grid" else set(found) | errored
     done = {n for n, c in found.items() if c.completed} | sweep_dir.stopped()
     unfinished = sorted(expected - done - errored)
     if spec.search != "grid" and len(found) < plan.expected:  # samples that never reached a checkpoint
         unfinished.append(f"{plan.expected - len(found)} sample(s) without a checkpoint")
-    return SweepOutcome(experiment, local_dir / _RUNS_DIR, run_dirs, sorted(errored & expected), unfinished,
+    return SweepOutcome(experiment, local_dir / RUNS_DIR, run_dirs, sorted(errored & expected), unfinished,
                         _concat(frames))
 
 
@@ -126,7 +126,7 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, root: str, sweep_dir: SweepDir, ad
     errored: set[str] = set()
     frames = []
     with ray_session(address, verbose=options["verbose"]):
-        sweep_dir.write_spec(_spec_record(spec))
+        sweep_dir.write_spec(spec_record(spec))
         fits = [(plan.trials, 0)] if plan.trials else []
         if plan.samples:
             fits.append(([], plan.samples))

@@ -20,7 +20,7 @@ from adaptive_weights.errors import RefusedError
 from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
 from .sweepfile import SweepSpec
 
-__all__ = ["plan_sweep", "SweepPlan"]
+__all__ = ["plan_sweep", "SweepPlan", "matching_checkpoints", "spec_record", "with_threads"]
 
 _SPEC_FORMAT = 2
 
@@ -42,7 +42,7 @@ class SweepPlan:
     expected: int = 0           # trials the whole sweep runs
 
 
-def _with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
+def with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
     """A trial uses the CPUs Ray gave it: ``train.num_threads`` defaults to ``--cpus-per-trial``."""
     threads = max(1, int(cpus_per_trial))
     trials = [t if t.get("train.num_threads") else {**t, "train.num_threads": threads} for t in spec.trials]
@@ -52,7 +52,7 @@ def _with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
     return replace(spec, trials=trials, space=space)
 
 
-def _spec_record(spec: SweepSpec) -> dict[str, Any]:
+def spec_record(spec: SweepSpec) -> dict[str, Any]:
     """``sweep.json``: everything a resume needs, as plain JSON."""
     return {"format": _SPEC_FORMAT, "name": spec.name, "search": spec.search, "num_samples": spec.num_samples,
             "scheduler": spec.scheduler, "trials": spec.trials, "space": spec.space}
@@ -90,7 +90,7 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
     taken = frozenset(sweep_dir.entries())
     if spec.search == "grid":
         _check_grid_change(stored, spec, found, sweep_dir)
-        current = _matching(found, spec)
+        current = matching_checkpoints(found, spec)
         todo = [t for t in spec.trials if t["name"] not in stopped
                 and not (t["name"] in current and current[t["name"]].completed)]
         return SweepPlan(trials=todo, resume_from={t["name"]: current[t["name"]].path for t in todo
@@ -153,7 +153,7 @@ def _check_search_change(stored: dict[str, Any], spec: SweepSpec, sweep_dir: Swe
                            "sweep for another search (--name NEW)")
 
 
-def _matching(found: dict[str, TrialCheckpoint], spec: SweepSpec) -> dict[str, TrialCheckpoint]:
+def matching_checkpoints(found: dict[str, TrialCheckpoint], spec: SweepSpec) -> dict[str, TrialCheckpoint]:
     """The checkpoints that belong to this sweep: a grid's trials with their current config (a
     failed trial whose config a resume changed starts again, its old checkpoint is not its run)."""
     if spec.search != "grid":

@@ -23,30 +23,31 @@ from typing import Any
 from adaptive_weights.errors import RefusedError
 from adaptive_weights.runs import summary_is_final
 
-__all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE", "DEFAULT_OUT"]
+__all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE", "DEFAULT_OUT", "RUNS_DIR", "experiment_path", "is_uri",
+           "local_results_dir"]
 
 DEFAULT_OUT = "results/sweeps"
 SPEC_FILE = "sweep.json"
 STOPPED_FILE = "stopped.json"
-_RUNS_DIR = "runs"
+RUNS_DIR = "runs"
 _CHECKPOINT_PREFIX = "checkpoint_"
 
 
-def _is_uri(path: str) -> bool:
+def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def _experiment_path(out: str, name: str) -> tuple[str, str]:
+def experiment_path(out: str, name: str) -> tuple[str, str]:
     """(storage root for Ray, experiment path): absolute local paths (trial workers change
     directory) or URIs left as they are."""
-    root = out if _is_uri(out) else str(Path(out).expanduser().resolve())
+    root = out if is_uri(out) else str(Path(out).expanduser().resolve())
     return root, f"{root.rstrip('/')}/{name}"
 
 
-def _local_results_dir(out: str, name: str) -> Path:
+def local_results_dir(out: str, name: str) -> Path:
     """Where run directories and the report go on this machine: the experiment directory when
     it is local, else ``results/sweeps/NAME``."""
-    if _is_uri(out):
+    if is_uri(out):
         return Path(DEFAULT_OUT).resolve() / name
     return Path(out).expanduser().resolve() / name
 
@@ -70,7 +71,7 @@ class SweepDir:
         import pyarrow.fs
 
         self.experiment = experiment
-        self.is_uri = _is_uri(experiment)
+        self.is_uri = is_uri(experiment)
         self._fs, self._root = pyarrow.fs.FileSystem.from_uri(experiment)
 
     # ------------------------------------------------------------------ plain JSON files
