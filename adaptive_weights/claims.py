@@ -116,22 +116,30 @@ def paired(g: GroupedRuns, a: Method, b: Method, q: Fraction) -> Spread:
     return spread([ea[s] - eb[s] for s in sorted(set(ea) & set(eb), key=str)])
 
 
-def _relative_increase(g: GroupedRuns, method: Method, q: Fraction) -> tuple[Spread, int]:
+def _relative_increase(g: GroupedRuns, method: Method, q: Fraction) -> tuple[Spread, str]:
     """(e_ANN - e_OPT) / e_OPT at ``q`` over the method's runs (OPT of the run's seed, else OPT's
-    mean), and how many runs were left out because their OPT made no error (the ratio is undefined)."""
+    mean), and why runs were left out ("not run" without any run): no OPT run, or an OPT with 0
+    errors, where the ratio is undefined."""
     from .metrics import milestone_indices
 
-    values, zero = [], 0
-    for r in _runs_of(g, method):
+    runs = _runs_of(g, method)
+    values, left_out = [], []
+    for r in runs:
         idx = milestone_indices(r.num_units, [q])[0]
         e_ann = _milestones(g, r).get(q)
         e_opt, _ = g.opt_error(r, idx)
-        if e_ann is not None and e_opt is not None:
-            if e_opt > 0:
-                values.append((e_ann - e_opt) / e_opt)
-            else:
-                zero += 1
-    return spread(values), zero
+        if e_ann is None:
+            left_out.append(f"{r.name} has no exit at unit {idx}")
+        elif e_opt is None:
+            left_out.append(f"no OPT run at unit {idx}")
+        elif e_opt <= 0:
+            left_out.append("OPT has 0 errors")
+        else:
+            values.append((e_ann - e_opt) / e_opt)
+    if not runs:
+        return spread(values), "not run"
+    reasons = ", ".join(f"{left_out.count(w)} run(s) left out: {w}" for w in dict.fromkeys(left_out))
+    return spread(values), reasons
 
 
 def _direction_text(d: Spread, a: str, b: str) -> str:
@@ -182,13 +190,14 @@ def _claim_a(g: GroupedRuns) -> Claim:
     ri = {k: v for k, (v, _) in measured.items()}
 
     def text(name: str) -> str:
-        v, zero = measured[name]
-        left_out = f", {zero} run(s) left out: OPT has 0 errors" if zero else ""
-        return (v.text(unit="%") if v.n else "not run" if not zero else "undefined") + left_out
+        v, reasons = measured[name]
+        if not v.n:
+            return reasons
+        return v.text(unit="%") + (f", {reasons}" if reasons else "")
 
     numbers = "; ".join(f"{k} {text(k)}" for k in ri)
     if any(not v.n for v in ri.values()):
-        verdict = NOT_RUN
+        verdict = NOT_RUN if any(measured[k][1] == "not run" for k in ri) else CANNOT_TELL
     else:
         clear, reversed_ = 0, 0
         for heavy in ("const", "linear"):
@@ -211,13 +220,16 @@ def _claim_a(g: GroupedRuns) -> Claim:
 
 
 def _comparison(g: GroupedRuns, key: str, statement: str, a: Method, b: Method) -> Claim:
+    test = (f"{_name(a)} minus {_name(b)} at each milestone, paired by seed; holds when {_name(a)} is clearly "
+            "better at 3 or 4 milestones and clearly worse at none, does not hold when clearly worse at 2 or more")
+    missing = [_name(m) for m in (a, b) if not _runs_of(g, m)]
+    if missing:
+        return Claim(key, statement, test, f"no runs of {' and '.join(missing)}", NOT_RUN, [])
     rows, diffs, pooled = _milestone_rows(g, a, b)
     verdict = _most(diffs, better=3, against=2)
     numbers = ", ".join(f"{r[0]} {r[1].split(' (')[0]}" for r in rows) + f"; {pooled}"
     details = md_table(["milestone", f"{_name(a)} - {_name(b)} (error)", "direction"], rows) + [pooled, ""]
-    return Claim(key, statement, f"{_name(a)} minus {_name(b)} at each milestone, paired by seed; holds when "
-                 f"{_name(a)} is clearly better at 3 or 4 milestones and clearly worse at none, does not hold when "
-                 "clearly worse at 2 or more", numbers, verdict, details)
+    return Claim(key, statement, test, numbers, verdict, details)
 
 
 def _claim_c(g: GroupedRuns) -> Claim:
@@ -225,7 +237,7 @@ def _claim_c(g: GroupedRuns) -> Claim:
     parts, verdicts = [], []
     for name, method in NO_REGRET.items():
         rows, diffs, pooled = _milestone_rows(g, method, AANN)
-        if not any(d.n for d in diffs):
+        if not _runs_of(g, method) or not _runs_of(g, AANN):
             verdicts.append(NOT_RUN)
             parts.append(f"{name}: not run")
             continue

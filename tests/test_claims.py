@@ -73,6 +73,12 @@ def test_claim_a_holds_does_not_hold_and_is_not_run() -> None:
         + _method("exp-lin", "static", [0.21, 0.212])
     claims, _ = _section(without_linear)
     assert claims["a"]["verdict"] == NOT_RUN and "linear not run" in claims["a"]["numbers"]
+    # without OPT runs the claim cannot be told, and the numbers say why (the runs exist)
+    claims, _ = _section([r for r in runs if not r.name.startswith("opt")])
+    assert claims["a"]["verdict"] == CANNOT_TELL
+    assert "const 3 run(s) left out: no OPT run at unit 2" in claims["a"]["numbers"]
+    # a comparison whose method was not run says which
+    assert _section(runs)[0]["b"]["numbers"] == "no runs of sieve+aann"
     # an OPT with 0 errors leaves its runs out and says so, never a silent n/a
     zero = [r for r in without_linear if r.name != "opt2-s0"] + [_run("opt2-s0", 0, [0.0], scheme="optimal@2",
                                                                       units=(2,))]
