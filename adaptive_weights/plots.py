@@ -74,19 +74,26 @@ def plot_error_vs_macs(curves: Mapping[str, tuple[Sequence[float], Sequence[floa
     """Error (%) versus MACs for several labelled curves; labels in ``step`` draw step curves
     (EANN, OPT+), the others markers joined by lines (one point per exit)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for label, (macs, errors) in curves.items():
+    # beyond the default cycle's 10 colours, curves would share colours: take tab20's 20, alternate
+    # the line style, and put the legend beside the axes where it hides no curve
+    many = len(curves) > 10
+    fig, ax = plt.subplots(figsize=(9.6, 4.8) if many else (6.4, 4.0), dpi=100)
+    colours = plt.get_cmap("tab20").colors if many else [None] * len(curves)
+    for i, (label, (macs, errors)) in enumerate(curves.items()):
         x = [m / 1e6 for m in macs]
         y = [100.0 * e for e in errors]
+        style = {"color": colours[i % len(colours)], "linestyle": "-" if i % 2 == 0 or not many else "--"}
         if label in step:
-            ax.step(x, y, where="post", label=label)
+            ax.step(x, y, where="post", label=label, **style)
         else:
-            ax.plot(x, y, marker="o", markersize=3, label=label)
+            ax.plot(x, y, marker="o", markersize=3, label=label, **style)
     ax.set_xlabel("MACs (millions; conv + linear layers)")
     ax.set_ylabel("error (%)")
     ax.set_title(title or "anytime error versus cost")
     ax.grid(alpha=0.3)
-    if curves:
+    if many:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    elif curves:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
