@@ -77,11 +77,13 @@ def build_report(
     title: str = "Anytime prediction report",
     claims: bool = False,
     preamble: str = "",
+    baselines: Sequence[str] = (),
 ) -> Report:
     """Compute every table and plot of a report from loaded runs (see the module docstring).
     ``without_summary``: run directories found without ``summary.json``, listed under Warnings;
     ``claims``: open with "The paper's claims, checked" (:mod:`adaptive_weights.claims`);
-    ``preamble``: markdown placed under the title (the protocol of a campaign, say)."""
+    ``preamble``: markdown placed under the title (the protocol of a campaign, say); ``baselines``:
+    method labels that the win rates compare every other method with (default: every pair)."""
     if split not in ("test", "val"):
         raise ValueError(f"--split {split!r}; allowed: test, val")
     group_by = tuple(group_by)
@@ -92,6 +94,10 @@ def build_report(
     g = group_runs(runs, group_by, split)
     if not g.methods and not eann_chains:
         raise ValueError("no anytime run among the run directories (only OPT runs); nothing to report")
+    unknown = [b for b in baselines if b not in g.methods]
+    if unknown:
+        raise ValueError(f"--baseline {unknown[0]!r} is no method of these runs (grouped by {'+'.join(group_by)}); "
+                         f"methods: {', '.join(g.method_names)}")
     warnings = [f"{_display_path(p)} has no summary.json (killed before its first epoch finished?), so it is "
                 "left out; resume it (`adaptive-weights train --resume DIR`, if it has a checkpoint) or remove it"
                 for p in without_summary]
@@ -108,7 +114,7 @@ def build_report(
         md += [preamble.strip(), ""]
     exit_errors, method_curves = _section_exit_errors(g)
     eann, eann_curves = _section_eann(g, eann_chains)
-    sections = [exit_errors, _section_opt(g), _section_relative_increase(g), _section_win_rates(g), eann,
+    sections = [exit_errors, _section_opt(g), _section_relative_increase(g), _section_win_rates(g, baselines), eann,
                 _section_plots(g, method_curves, eann_curves, eann.plots)]
     if claims:
         from .claims import claims_section
@@ -245,8 +251,9 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
     return Section(md, {"relative_increase": rows}, warnings + sorted(missing) + sorted(fallback))
 
 
-def _section_win_rates(g: GroupedRuns) -> Section:
-    """(c) Every pair of methods at every milestone over their shared settings, with p-values."""
+def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section:
+    """(c) Every pair of methods (or every method against each baseline) at every milestone over
+    their shared settings, with p-values."""
     from .metrics import win_rate_table
 
     md = ["## (c) Win rates", "",
@@ -255,7 +262,9 @@ def _section_win_rates(g: GroupedRuns) -> Section:
           "dropped; n = A wins + B wins. `p(A>B)` is the one-sided p-value of 'A beats B more often than not': "
           "Hoeffding is the paper's bound exp(-2n(k/n - 1/2)^2) with k = A wins (1 when k/n <= 1/2); exact is "
           "the sign test P[Binomial(n, 1/2) >= k], never larger. `p(B>A)` swaps the roles. A small p says the "
-          "difference is unlikely to be chance; with few settings no p can be small.", ""]
+          "difference is unlikely to be chance; with few settings no p can be small."
+          + (f" Only pairs with a baseline ({', '.join(f'`{b}`' for b in baselines)}) are shown." if baselines else ""),
+          ""]
     results: dict[str, dict[tuple, dict[Fraction, float]]] = {}
     for name in g.method_names:
         per_setting: dict[tuple, list[dict[Fraction, float]]] = defaultdict(list)
@@ -269,6 +278,8 @@ def _section_win_rates(g: GroupedRuns) -> Section:
     names = g.method_names
     for i, a in enumerate(names):
         for b in names[i + 1:]:
+            if baselines and a not in baselines and b not in baselines:
+                continue
             shared = [s for s in results[a] if s in results[b]]
             only = len(results[a]) + len(results[b]) - 2 * len(shared)
             if only:
@@ -382,6 +393,9 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--title", default="Anytime prediction report")
     parser.add_argument("--preamble", metavar="FILE.md",
                         help="markdown placed under the title: the protocol of the runs, what the data are")
+    parser.add_argument("--baseline", action="append", default=[], metavar="METHOD",
+                        help="win rates of every method against this method only (repeat for several); "
+                             "default: every pair of methods")
     parser.add_argument("--claims", action="store_true",
                         help="open the report with \"The paper's claims, checked\": each claim, its number with the "
                              "seed spread, and a verdict (needs the paper's methods among the runs)")
@@ -398,7 +412,7 @@ def cli_main(argv: Sequence[str]) -> int:
     chains = [[load_run(p) for p in chain] for chain in args.eann]
     report = build_report(runs, group_by=group_by, split=args.split, eann_chains=chains,
                           without_summary=found.without_summary, title=args.title, claims=args.claims,
-                          preamble=preamble)
+                          preamble=preamble, baselines=args.baseline)
     written = write_report(report, args.out)
     print(f"report: {Path(args.out) / 'report.md'} ({len(written)} files)")
     for w in report.warnings:

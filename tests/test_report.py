@@ -96,6 +96,19 @@ def test_tables_are_hand_computed():
         assert text in md
 
 
+def test_baselines_keep_the_win_rates_that_involve_them():
+    runs = _hand_runs() + [_run(f"c{s}", "linear", s, [0.4, 0.3, 0.2]) for s in range(3)]
+    every = build_report(runs, group_by=["scheme.name", "strategy.name"])
+    assert {(r["a"], r["b"]) for r in every.tables["win_rates"]} == {
+        ("const+static", "linear+static"), ("const+static", "sieve+static"), ("linear+static", "sieve+static")}
+    one = build_report(runs, group_by=["scheme.name", "strategy.name"], baselines=["sieve+static"])
+    assert {(r["a"], r["b"]) for r in one.tables["win_rates"]} == {
+        ("const+static", "sieve+static"), ("linear+static", "sieve+static")}
+    assert "Only pairs with a baseline (`sieve+static`) are shown." in one.markdown
+    with pytest.raises(ValueError, match=r"--baseline 'sieve' is no method .* methods: const\+static, linear"):
+        build_report(runs, group_by=["scheme.name", "strategy.name"], baselines=["sieve"])
+
+
 def test_mismatches_and_single_key_grouping_are_reported():
     rep = build_report(_hand_runs(drop_opt=None, opt_epochs=2))
     assert not any(w.startswith("missing OPT") for w in rep.warnings)

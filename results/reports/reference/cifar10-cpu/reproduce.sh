@@ -45,5 +45,6 @@ step "OPT at the milestones, seeds 0 and 1 (8 runs)" opt_both_seeds
 step "report" $AW report "$RUNS" --group-by scheme.name,strategy.name,objective.name,gradient.name \
   --eann "$EANN/cifar10-resnet1c8-sieve-aann-s0" "$EANN/cifar10-resnet2c8-sieve-aann-s0" \
          "$EANN/cifar10-resnet4c8-sieve-aann-s0" \
+  --baseline const+static+ce+sum --baseline sieve+static+ce+sum --baseline sieve+aann+ce+sum \
   --claims --preamble "$HERE/protocol.md" --title "Weighting rules on CIFAR-10, CPU scale (resnet n=3, c=8, 4 short epochs)" --out "$HERE"
 echo "wall times: $TIMES"
