@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptive_weights.claims import CANNOT_TELL, HOLDS, NOT_HOLD, NOT_RUN, claims_section, spread
+from adaptive_weights.claims import CANNOT_TELL, HOLDS, NOT_HOLD, NOT_RUN, claims_section, spread, welch
 from adaptive_weights.eann import CostInflation, EannAnalysis, StepCurve
 from adaptive_weights.grouping import group_runs
 from adaptive_weights.report import build_report
@@ -45,26 +45,32 @@ def _section(runs: list[Run], analyses=()):
 
 
 def test_the_difference_rule_is_hand_computed() -> None:
-    d = spread([-0.02, -0.03, -0.01])  # mean -0.02, sd 0.01, SE 0.0058: clear
+    """Clear = a two-sided 5% t-test: |mean| / (sd / sqrt(n)) above 4.303 for 3 seeds, 12.706 for 2."""
+    d = spread([-0.02, -0.03, -0.01])  # mean -0.02, sd 0.01: t = 3.46 < 4.303, not clear
     assert (d.n, d.mean, d.sd) == (3, pytest.approx(-0.02), pytest.approx(0.01))
-    assert d.sign == -1
+    assert d.sign == 0
     assert d.text() == "-2.00 ± 1.00 pp (n=3)"
-    assert spread([-0.02, 0.01, -0.03]).sign == 0          # mixed signs
+    assert spread([-0.02, -0.021, -0.019]).sign == -1     # sd 0.001: t = 34.6
+    assert spread([0.03, 0.04]).sign == 0                  # t = 7.0 < 12.706
+    assert spread([0.030, 0.031]).sign == 1                # t = 61
+    assert spread([0.01, 0.01]).sign == 1                  # no spread at all: any gap is clear
     assert spread([-0.02]).sign == 0                       # one seed is never clear
-    assert spread([0.01, 0.05]).sign == 0                  # mean 0.03 < 2 * SE = 0.04
-    assert spread([0.03, 0.04]).sign == 1                  # mean 0.035 > 2 * SE = 0.01
     assert math.isnan(spread([]).mean) and spread([]).text() == "n/a"
+    # Welch: groups 0.30 +- 0.029 (n=3) and 0.05, 0.06 (n=2): t = 15 on about 2.3 degrees of freedom
+    assert welch(spread([0.30, 0.35, 0.30]), spread([0.05, 0.06])) == 1
+    assert welch(spread([0.30, 0.35]), spread([0.05, 0.06])) == 0  # t = 10.6 on 1.1 df: not clear
+    assert welch(spread([0.05, 0.06]), spread([0.30, 0.301, 0.30])) == -1
 
 
 def test_claim_a_holds_does_not_hold_and_is_not_run() -> None:
     # RI at q=1 against OPT 0.2: const/linear finals ~0.26-0.27 (+30 to +35%), sieve/exp-lin 0.21 (+5%)
-    runs = _opt() + _method("const", "static", [0.26, 0.27, 0.26]) + _method("linear", "static", [0.27, 0.26]) \
+    runs = _opt() + _method("const", "static", [0.26, 0.27, 0.26]) + _method("linear", "static", [0.27, 0.268]) \
         + _method("sieve", "static", [0.21, 0.21, 0.21]) + _method("exp-lin", "static", [0.21, 0.212])
     claims, md = _section(runs)
     assert claims["a"]["verdict"] == HOLDS
     assert "const +31.67 ± 2.89% (n=3)" in claims["a"]["numbers"]  # (0.3 + 0.35 + 0.3) / 3; seed 2 uses OPT's mean
     reverse = _opt() + _method("const", "static", [0.21, 0.21]) + _method("linear", "static", [0.21, 0.212]) \
-        + _method("sieve", "static", [0.26, 0.27]) + _method("exp-lin", "static", [0.27, 0.26])
+        + _method("sieve", "static", [0.26, 0.262]) + _method("exp-lin", "static", [0.27, 0.268])
     assert _section(reverse)[0]["a"]["verdict"] == NOT_HOLD
     overlap = _opt() + _method("const", "static", [0.21, 0.27]) + _method("linear", "static", [0.27, 0.26]) \
         + _method("sieve", "static", [0.22, 0.21]) + _method("exp-lin", "static", [0.21, 0.212])
@@ -106,7 +112,8 @@ def test_claim_c_by_sampler() -> None:
     eg_better = _method("sieve", "eg", [0.23, 0.22], early=0.55) + _method("sieve", "rwm", [0.27, 0.28], early=0.65)
     claims, md = _section(aann + eg_better)
     assert claims["c"]["verdict"] == NOT_HOLD
-    assert "eg: clearly better at 4, clearly worse at 0 of 4 milestones" in claims["c"]["numbers"]
+    # the early exits differ by 5 points on both seeds (clear); the finals by 2 and 3 (t = 5 < 12.7)
+    assert "eg: clearly better at 3, clearly worse at 0 of 4 milestones" in claims["c"]["numbers"]
     assert "avgl: not run" in claims["c"]["numbers"]
 
 
