@@ -28,16 +28,19 @@ def setting_text(run: Run) -> str:
     return f"{run.model_label} seed {run.seed}"
 
 
-def _protocol_mismatches(runs: Sequence[Run]) -> list[str]:
+def _protocol_mismatches(runs: Sequence[Run], group_by: Sequence[str] = ()) -> list[str]:
     """Config keys (other than method, setting and execution keys) on which runs of one data set
-    disagree: their comparison (win rates, OPT, EANN) would not be like for like."""
-    skip = set(EXECUTION_KEYS) | set(MODEL_KEYS) | {"train.seed"}
+    disagree: their comparison (win rates, OPT, EANN) would not be like for like. A method key
+    names the method, and so may differ: the scheme and strategy sections always, and a section
+    whose ``name`` is a ``group_by`` key (``objective.name`` makes every ``objective.*`` a method key)."""
+    skip = set(EXECUTION_KEYS) | set(MODEL_KEYS) | {"train.seed"} | set(group_by)
+    method_sections = ("scheme.", "strategy.") + tuple(k[: -len("name")] for k in group_by if k.endswith(".name"))
     by_data: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         by_data[str(r.config.get("data.name"))].append(r)
     out = []
     for data_name, group in sorted(by_data.items()):
-        keys = sorted({k for r in group for k in r.config if k not in skip and not k.startswith(("scheme.", "strategy."))})
+        keys = sorted({k for r in group for k in r.config if k not in skip and not k.startswith(method_sections)})
         for key in keys:
             by_value: dict[str, list[str]] = defaultdict(list)
             for r in group:
@@ -57,6 +60,7 @@ class GroupedRuns:
     split: str
     methods: dict[str, list[Run]]
     opt_runs: list[Run]
+    group_by: tuple[str, ...] = ()
 
     @property
     def method_names(self) -> list[str]:
@@ -107,7 +111,7 @@ def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> Grou
     for r in runs:
         if not r.is_opt:
             methods[r.label(group_by)].append(r)
-    return GroupedRuns(split, dict(methods), [r for r in runs if r.is_opt])
+    return GroupedRuns(split, dict(methods), [r for r in runs if r.is_opt], tuple(group_by))
 
 
 def grouping_warnings(g: GroupedRuns, runs: Sequence[Run]) -> list[str]:
@@ -115,7 +119,7 @@ def grouping_warnings(g: GroupedRuns, runs: Sequence[Run]) -> list[str]:
     EANN members that are no method), and methods with several runs of one setting."""
     out = [f"run {r.name} is unfinished (its summary is of epoch {r.epochs} of "
            f"{r.config.get('train.epochs')}); its numbers are provisional" for r in runs if not r.completed]
-    out += _protocol_mismatches(runs)
+    out += _protocol_mismatches(runs, g.group_by)
     for name in g.method_names:
         seen: dict[tuple, str] = {}
         for r in g.methods[name]:

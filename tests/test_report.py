@@ -109,6 +109,20 @@ def test_baselines_keep_the_win_rates_that_involve_them():
         build_report(runs, group_by=["scheme.name", "strategy.name"], baselines=["sieve"])
 
 
+def test_a_plug_in_named_by_group_by_is_a_method_not_a_mismatch():
+    distill = [_run(f"d{s}", "const", s, [0.3, 0.4, 0.2]) for s in range(3)]
+    for r in distill:
+        r.config.update({"objective.name": "distill", "objective.alpha": 0.5})
+    runs = [*_hand_runs(drop_opt=None), *distill]
+    for r in runs:
+        r.config.setdefault("objective.name", "ce")
+    keys = ["scheme.name", "strategy.name", "objective.name"]
+    assert not [w for w in build_report(runs, group_by=keys).warnings if "mismatched" in w]
+    # grouped without the objective, the same runs do differ in protocol, and the warning says how
+    warned = [w for w in build_report(runs, group_by=keys[:2]).warnings if "mismatched" in w]
+    assert any("`objective.name`" in w for w in warned) and any("`objective.alpha`" in w for w in warned)
+
+
 def test_mismatches_and_single_key_grouping_are_reported():
     rep = build_report(_hand_runs(drop_opt=None, opt_epochs=2))
     assert not any(w.startswith("missing OPT") for w in rep.warnings)
