@@ -212,13 +212,14 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
     rows: list[dict[str, Any]] = []
     rel: dict[tuple[str, tuple], dict[Fraction, list[float | str]]] = defaultdict(lambda: defaultdict(list))
     missing: set[str] = set()
-    fallback: set[str] = set()
+    fallback: dict[tuple[str, str], list[int]] = defaultdict(list)  # (setting, note) -> units
     for name in g.method_names:
         for r in g.methods[name]:
             for q, idx, e_ann in g.milestone_errors(r):
                 e_opt, note = g.opt_error(r, idx)
                 if note:  # OPT has fewer seeds than the anytime runs
-                    fallback.add(f"{setting_text(r)}, unit {idx}: {note}")
+                    if idx not in fallback[(setting_text(r), note)]:
+                        fallback[(setting_text(r), note)].append(idx)
                 value: float | str = "n/a"
                 if e_ann is None:
                     note = f"{r.name} has no exit at or around unit {idx} (exits at units {list(r.exit_units)})"
@@ -248,7 +249,9 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
         body.append(["**all settings**", name]
                     + [cell([v for (n, _), d in rel.items() if n == name for v in d[q]]) for q in QUANTILES])
     md += md_table(["model", "method"] + [f"q={Q_LABEL[q]} (%)" for q in QUANTILES], body)
-    return Section(md, {"relative_increase": rows}, warnings + sorted(missing) + sorted(fallback))
+    fallbacks = [f"{setting}, unit{'s' if len(units) > 1 else ''} {', '.join(map(str, sorted(units)))}: {note}"
+                 for (setting, note), units in sorted(fallback.items())]
+    return Section(md, {"relative_increase": rows}, warnings + sorted(missing) + fallbacks)
 
 
 def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section:
@@ -276,15 +279,14 @@ def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section
     rows: list[dict[str, Any]] = []
     body = []
     names = g.method_names
+    one_sided: dict[tuple, list[str]] = defaultdict(list)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             if baselines and a not in baselines and b not in baselines:
                 continue
             shared = [s for s in results[a] if s in results[b]]
-            only = len(results[a]) + len(results[b]) - 2 * len(shared)
-            if only:
-                warnings.append(f"win rate {a} vs {b}: {only} setting(s) have only one of the two methods and "
-                                "are left out of the comparison")
+            for s in set(results[a]) ^ set(results[b]):
+                one_sided[s].append(f"{a} vs {b}")
             if not shared:
                 warnings.append(f"win rate {a} vs {b}: no common setting, no comparison")
                 continue
@@ -300,12 +302,24 @@ def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section
                              "b_wins": ba.wins, "ties": ab.ties, "n": ab.n, "a_win_rate": None if ab.n == 0 else ab.rate,
                              "hoeffding_p_a_better": ab.hoeffding_p, "binomial_p_a_better": ab.binomial_p,
                              "hoeffding_p_b_better": ba.hoeffding_p, "binomial_p_b_better": ba.binomial_p})
+    # one line per setting that some pairs lack (a seed run for some methods only), not one per pair
+    for s, pairs in sorted(one_sided.items(), key=lambda kv: str(kv[0])):
+        have = [m for m in names if s in results[m]]
+        shown = ", ".join(pairs[:3]) + (f" and {len(pairs) - 3} more" if len(pairs) > 3 else "")
+        warnings.append(f"win rates: setting {_setting_label(g, s)} has only {len(have)} of the {len(names)} methods "
+                        f"({', '.join(have)}), so it is left out of the {len(pairs)} comparison(s) of a method that "
+                        f"has it with one that does not ({shown})")
     if body:
         md += md_table(["A vs B", "q", "A wins", "B wins", "ties", "A win rate", "p(A>B) Hoeffding / exact",
                         "p(B>A) Hoeffding / exact"], body)
     else:
         md += ["No pair of methods shares a setting." if len(names) > 1 else "Only one method: nothing to compare.", ""]
     return Section(md, {"win_rates": rows}, warnings)
+
+
+def _setting_label(g: GroupedRuns, setting: tuple) -> str:
+    run = next(r for rs in g.methods.values() for r in rs if r.setting == setting)
+    return setting_text(run)
 
 
 def _section_eann(g: GroupedRuns, chains: Sequence[Sequence[Run]]) -> tuple[Section, dict[str, list[tuple[str, StepCurve]]]]:

@@ -105,6 +105,13 @@ def test_baselines_keep_the_win_rates_that_involve_them():
     assert {(r["a"], r["b"]) for r in one.tables["win_rates"]} == {
         ("const+static", "sieve+static"), ("linear+static", "sieve+static")}
     assert "Only pairs with a baseline (`sieve+static`) are shown." in one.markdown
+    # a seed that one method lacks is one warning line, not one per pair
+    two_seeds = [r for r in runs if r.name != "c2"]
+    lines = [w for w in build_report(two_seeds, group_by=["scheme.name", "strategy.name"]).warnings
+             if w.startswith("win rates:")]
+    assert lines == ["win rates: setting synthetic/resnet n1 c4 seed 2 has only 2 of the 3 methods (const+static, "
+                     "sieve+static), so it is left out of the 2 comparison(s) of a method that has it with one that "
+                     "does not (const+static vs linear+static, linear+static vs sieve+static)"]
     with pytest.raises(ValueError, match=r"--baseline 'sieve' is no method .* methods: const\+static, linear"):
         build_report(runs, group_by=["scheme.name", "strategy.name"], baselines=["sieve"])
 
