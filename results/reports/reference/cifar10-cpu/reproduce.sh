@@ -2,15 +2,19 @@
 # The CIFAR-10 reference campaign on CPU: every run behind report.md, then the report itself.
 #   results/reports/reference/cifar10-cpu/reproduce.sh DATA_ROOT [OUT]
 # DATA_ROOT holds cifar-10-batches-py/ (../shared/data/cifar10/build.sh DATA_ROOT .venv/bin/python);
-# OUT (default results/sweeps) receives the run directories. Every step resumes: rerun the same
+# Needs the repository's .venv (make test or make demo creates it). OUT (default results/sweeps)
+# receives the run directories. Every step resumes: rerun the same
 # command after an interruption and finished runs are kept. Each step's wall time is appended to
 # OUT/cifar10-cpu.wall_times.md (wall_times.md here holds those of the committed campaign).
 set -euo pipefail
-DATA=$(cd "${1:?usage: reproduce.sh DATA_ROOT [OUT]}" && pwd)
+[ -d "${1:?usage: reproduce.sh DATA_ROOT [OUT]}" ] || {
+  echo "error: DATA_ROOT $1 is not a directory; build it: ../shared/data/cifar10/build.sh $1 .venv/bin/python" >&2; exit 2; }
+DATA=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 cd "$HERE/../../../.."
 OUT=${2:-results/sweeps}
 AW=.venv/bin/adaptive-weights
+[ -x $AW ] || { echo "error: $AW not found; run make test (or make demo) first" >&2; exit 2; }
 RUNS=$OUT/cifar10-cpu/runs
 EANN=$OUT/cifar10-cpu-eann/runs
 TIMES=$OUT/cifar10-cpu.wall_times.md
