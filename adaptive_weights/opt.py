@@ -129,14 +129,17 @@ def _check_existing(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True,
-                 log: Callable[[str], None] = print) -> list[Path]:
-    """Train every run of ``plan`` in turn: completed ones are skipped, interrupted ones resumed
-    (after checking that they hold the planned config).
+                 log: Callable[[str], None] = print, jobs: int = 1) -> list[Path]:
+    """Train every run of ``plan``: completed ones are skipped, interrupted ones resumed (after
+    checking that they hold the planned config). ``jobs`` > 1 trains that many at once, each in its
+    own process (OPT runs are independent; on a CPU give each ``train.num_threads`` = cores / jobs),
+    the deepest first so the longest runs do not start last.
 
     Returns the run directories (all completed on return).
     """
-    from .train import train
-
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r}: expected a positive integer")
+    todo = []
     for i, (unit, cfg, run_dir) in enumerate(plan, 1):
         state = _state(run_dir)
         if state != "new":
@@ -144,34 +147,71 @@ def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True,
         if state == "done":
             log(f"[{i}/{len(plan)}] OPT at unit {unit}: {run_dir} is complete, skipped")
             continue
-        log(f"[{i}/{len(plan)}] OPT at unit {unit} ({cfg.scheme.name}): "
-            f"{'resuming' if state == 'partial' else 'training'} {run_dir}")
-        train(cfg, out_dir=run_dir, resume=state == "partial", tensorboard=tensorboard)
+        todo.append((i, unit, cfg, run_dir, state == "partial"))
+    if jobs == 1 or len(todo) <= 1:
+        for i, unit, cfg, run_dir, resume in todo:
+            log(_start_line(i, len(plan), unit, cfg, run_dir, resume))
+            _train_one(cfg, run_dir, resume, tensorboard)
+        return [run_dir for _, _, run_dir in plan]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (no forked torch thread pools or open files)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = []
+        for i, unit, cfg, run_dir, resume in sorted(todo, key=lambda t: -t[1]):
+            log(_start_line(i, len(plan), unit, cfg, run_dir, resume))
+            futures.append(pool.submit(_train_one, cfg, run_dir, resume, tensorboard))
+        for future in futures:
+            future.result()  # re-raises a failed run's error here
     return [run_dir for _, _, run_dir in plan]
 
 
+def _start_line(i: int, total: int, unit: int, cfg: RunConfig, run_dir: Path, resume: bool) -> str:
+    return f"[{i}/{total}] OPT at unit {unit} ({cfg.scheme.name}): {'resuming' if resume else 'training'} {run_dir}"
+
+
+def _train_one(cfg: RunConfig, run_dir: Path, resume: bool, tensorboard: bool) -> None:
+    from .train import train
+
+    train(cfg, out_dir=run_dir, resume=resume, tensorboard=tensorboard)
+
+
 def cli_main(argv: Sequence[str]) -> int:
-    """``adaptive-weights opt --like RUN_DIR [--out DIR] [--every-exit] [--dry-run] [--device D]``."""
+    """``adaptive-weights opt --like RUN_DIR [--like RUN_DIR ...] [--out DIR] [--every-exit] [--dry-run]
+    [--device D] [--jobs N]``."""
     parser = argparse.ArgumentParser(
         prog="adaptive-weights opt",
         description="Train the OPT baselines (single-exit runs, spec §5.4) for the model of an anytime run: "
                     "at the milestone units round_half_up(q*L)-1, q in {1/4, 1/2, 3/4, 1} (n=9: 6, 13, 19, 26), "
                     "or at every exit. Everything but the scheme and strategy is copied from --like.")
-    parser.add_argument("--like", required=True, metavar="RUN_DIR", help="an anytime run directory to copy")
+    parser.add_argument("--like", required=True, action="append", metavar="RUN_DIR",
+                        help="an anytime run directory to copy; repeat for several (e.g. one per seed)")
     parser.add_argument("--out", metavar="DIR", help="parent directory of the OPT runs (default: beside RUN_DIR)")
     parser.add_argument("--every-exit", action="store_true", help="one OPT run per exit instead of per milestone")
     parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
     parser.add_argument("--device", help="train.device for the OPT runs (default: the --like run's)")
     parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="train N OPT runs at once, each in its own process (default 1); on a CPU pair it "
+                             "with --threads")
+    parser.add_argument("--threads", type=int, metavar="T", help="train.num_threads of every OPT run "
+                        "(default: the --like run's)")
     args = parser.parse_args(list(argv))
-    overrides = {"train.device": args.device} if args.device else None
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise ValueError(f"--jobs {args.jobs} / --threads {args.threads}: expected positive integers")
+    overrides = {k: v for k, v in (("train.device", args.device), ("train.num_threads", args.threads)) if v}
     try:
-        plan = plan_opt_runs(args.like, out_root=args.out, every_exit=args.every_exit, overrides=overrides)
+        plan: list[OptRun] = []
+        for like in args.like:
+            plan += [p for p in plan_opt_runs(like, out_root=args.out, every_exit=args.every_exit,
+                                              overrides=overrides or None)
+                     if p.run_dir not in {q.run_dir for q in plan}]
         if args.dry_run:
             for unit, cfg, run_dir in plan:
                 print(f"unit {unit:>3}  {cfg.scheme.name:<12} {_state(run_dir):<8} {run_dir}")
             return 0
-        dirs = run_opt_plan(plan, tensorboard=not args.no_tensorboard)
+        dirs = run_opt_plan(plan, tensorboard=not args.no_tensorboard, jobs=args.jobs)
     except FileNotFoundError as err:
         raise ValueError(str(err)) from None
     print("OPT runs:")

@@ -86,6 +86,21 @@ def test_plan_and_train_single_exit_runs(like_run, tmp_path):
     assert all("is complete, skipped" in line for line in log) and len(log) == 3
 
 
+def test_jobs_train_in_parallel_processes_with_the_same_results(like_run, tmp_path, capsys):
+    """--jobs 2 trains the OPT runs two at a time in spawned processes; each run is the same as when
+    trained in turn (same seed, one thread), and --like repeats for several anytime runs."""
+    one = run_opt_plan(plan_opt_runs(like_run, out_root=tmp_path / "one"), tensorboard=False, log=lambda m: None)
+    assert cli_main(["--like", str(like_run), "--like", str(like_run), "--out", str(tmp_path / "two"),
+                     "--jobs", "2", "--threads", "1", "--no-tensorboard"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("training") == 3  # the second --like plans the same runs: each once
+    for d in one:
+        first, second = read_json(d / "summary.json"), read_json(tmp_path / "two" / d.name / "summary.json")
+        assert second["completed"] and second["errors"] == first["errors"]
+    with pytest.raises(ValueError, match="jobs=0"):
+        run_opt_plan(plan_opt_runs(like_run, out_root=tmp_path / "three"), jobs=0)
+
+
 def test_cli(like_run, tmp_path, capsys):
     assert cli_main(["--like", str(like_run), "--out", str(tmp_path), "--every-exit", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()

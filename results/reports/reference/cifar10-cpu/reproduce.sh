@@ -31,11 +31,9 @@ sweep() {  # a sweep, resumed when its directory exists
   local resume=(); [ -d "$OUT/$name" ] && resume=(--resume)
   $AW sweep "tuning/sweeps/$file" --data.root "$DATA" --out "$OUT" --cpus-per-trial 1 -q "${resume[@]}"
 }
-opt_both_seeds() {  # OPT at the four milestones for seeds 0 and 1, one process (one core) each
-  $AW opt --like "$RUNS/cifar10-resnet3c8-sieve-static-s0" --no-tensorboard > /dev/null &
-  local first=$!
-  $AW opt --like "$RUNS/cifar10-resnet3c8-sieve-static-s1" --no-tensorboard > /dev/null
-  wait $first
+opt_both_seeds() {  # OPT at the four milestones for seeds 0 and 1, two runs at a time, one core each
+  $AW opt --like "$RUNS/cifar10-resnet3c8-sieve-static-s0" --like "$RUNS/cifar10-resnet3c8-sieve-static-s1" \
+    --jobs 2 --threads 1 --no-tensorboard > /dev/null
 }
 
 mkdir -p "$OUT"
