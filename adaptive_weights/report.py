@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import EXIT_NUMBERING, MACS_CONVENTION
-from .eann import EANN_EXPLANATION, StepCurve, eann_analysis, eann_markdown, eann_plot_curves, eann_rows
+from .eann import (
+    EANN_EXPLANATION,
+    EannAnalysis,
+    StepCurve,
+    eann_analysis,
+    eann_markdown,
+    eann_plot_curves,
+    eann_rows,
+)
 from .grouping import Q_LABEL, QUANTILES, GroupedRuns, group_runs, grouping_warnings, setting_text
 from .rendering import Plot, Report, Section, md_table, mean, pct, write_report
 from .runs import Run, find_run_dirs, load_run, model_label, opt_points
@@ -113,15 +121,14 @@ def build_report(
     if preamble.strip():
         md += [preamble.strip(), ""]
     exit_errors, method_curves = _section_exit_errors(g)
-    eann, eann_curves = _section_eann(g, eann_chains)
+    analyses = _eann_analyses(g, eann_chains)
+    eann, eann_curves = _section_eann(g, analyses)
     sections = [exit_errors, _section_opt(g), _section_relative_increase(g), _section_win_rates(g, baselines), eann,
                 _section_plots(g, method_curves, eann_curves, eann.plots)]
     if claims:
         from .claims import claims_section
 
-        labels = ["EANN"] if len(eann_chains) == 1 else [f"EANN {c}" for c in range(len(eann_chains))]
-        analyses = [(label, eann_analysis(chain, g.opt_runs, g.split)) for label, chain in zip(labels, eann_chains, strict=True)]
-        sections.insert(0, claims_section(g, analyses))
+        sections.insert(0, claims_section(g, [(label, a) for label, _, a in analyses]))
     tables: dict[str, list[dict[str, Any]]] = {}
     plots: list[Plot] = []
     for s in sections:
@@ -322,19 +329,24 @@ def _setting_label(g: GroupedRuns, setting: tuple) -> str:
     return setting_text(run)
 
 
-def _section_eann(g: GroupedRuns, chains: Sequence[Sequence[Run]]) -> tuple[Section, dict[str, list[tuple[str, StepCurve]]]]:
+def _eann_analyses(g: GroupedRuns, chains: Sequence[Sequence[Run]]) -> list[tuple[str, Sequence[Run], EannAnalysis]]:
+    """Every EANN chain with its label (``EANN``, or ``EANN c`` for several) and its analysis, computed once."""
+    return [(f"EANN {c}" if len(chains) > 1 else "EANN", chain, eann_analysis(chain, g.opt_runs, g.split))
+            for c, chain in enumerate(chains)]
+
+
+def _section_eann(g: GroupedRuns, analyses: Sequence[tuple[str, Sequence[Run], EannAnalysis]],
+                  ) -> tuple[Section, dict[str, list[tuple[str, StepCurve]]]]:
     """(d) Every EANN chain: its step curve, OPT+ and the cost-inflation factors, and a plot each.
     Also returns the chains' curves by data set, drawn into that data set's error-versus-MACs plots."""
     curves: dict[str, list[tuple[str, StepCurve]]] = defaultdict(list)
-    if not chains:
+    if not analyses:
         return Section([]), curves
     md = ["## (d) EANN", "", EANN_EXPLANATION, ""]
     warnings: list[str] = []
     plots: list[Plot] = []
     rows: list[dict[str, Any]] = []
-    for c, chain in enumerate(chains):
-        label = f"EANN {c}" if len(chains) > 1 else "EANN"
-        a = eann_analysis(chain, g.opt_runs, g.split)
+    for c, (label, chain, a) in enumerate(analyses):
         md += [f"### {label}: {' -> '.join(model_label(r.config) for r in chain)}", ""] + eann_markdown(a)
         warnings += [f"{label}: {note}" for note in a.notes]
         rows += [{"chain": label, **row} for row in eann_rows(a.curve)]

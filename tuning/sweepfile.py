@@ -204,12 +204,17 @@ def _union(name: str, specs: list[SweepSpec], scheduler: str) -> SweepSpec:
         for key, values in spec.axes.items():
             axes.setdefault(key, [])
             axes[key].extend(v for v in values if v not in axes[key])
+    _refuse_shared_names(trials, "sweep.cases: two different trials would both be the run {!r}; give the key "
+                                 "that tells them apart as an axis of the file rather than of the cases")
+    return SweepSpec(name=name, trials=trials, axes=axes, scheduler=scheduler)
+
+
+def _refuse_shared_names(trials: list[dict[str, Any]], message: str) -> None:
+    """Two different trials must not write the same run directory: ``message.format(name)`` if they would."""
     names = [t["name"] for t in trials]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
-        raise RefusedError(f"sweep.cases: two different trials would both be the run {dup!r}; give the key that "
-                           "tells them apart as an axis of the file rather than of the cases")
-    return SweepSpec(name=name, trials=trials, axes=axes, scheduler=scheduler)
+        raise RefusedError(message.format(dup))
 
 
 def _option(key: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -307,10 +312,7 @@ def expand_sweep(
                 trial = {**trial, "name": trial["name"] + suffix}
             if trial not in trials:  # an objective/gradient axis the trial's plug-in lacks repeats it
                 trials.append(trial)
-    names = [t["name"] for t in trials]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup is not None:
-        raise RefusedError(f"two trials of the sweep would both be the run {dup!r}; remove the duplicate values")
+    _refuse_shared_names(trials, "two trials of the sweep would both be the run {!r}; remove the duplicate values")
     axes_out = {k: v for k, v in shared.items() if len(v) > 1}
     axes_out["strategy.name"] = list(dict.fromkeys(strategy_names))
     return SweepSpec(name=name, trials=trials, axes=axes_out, scheduler=scheduler)
