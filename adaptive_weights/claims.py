@@ -19,6 +19,7 @@ the win-rate columns show why (the exact sign test of 3 seeds cannot go below p 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -41,6 +42,7 @@ RULE = ("A difference is **clear** when a two-sided t-test over seeds rejects 'n
         "standard errors, with 3 seeds 4.3); `±` is the standard deviation over seeds "
         "(of the paired differences for A - B, of the values otherwise). Errors and differences are in "
         "percentage points (pp).")
+ALPHA = 0.05  # the level of every t-test of RULE
 # the paper's bound on EANN's cost inflation using members' finals only (spec §5.5)
 EANN_BOUND = 4.0
 
@@ -65,9 +67,13 @@ class Spread(NamedTuple):
     @property
     def sign(self) -> int:
         """+1 / -1 when the values are clearly above / below 0 (:data:`RULE`: a one-sample t-test), else 0."""
+        from scipy.stats import t
+
         if self.n < 2 or self.mean == 0:
             return 0
-        return _direction(self.mean, self.sd / math.sqrt(self.n), self.n - 1)
+        clear = _no_spread(self.sd, self.mean) or \
+            2 * t.sf(abs(self.mean) / (self.sd / math.sqrt(self.n)), self.n - 1) < ALPHA
+        return (1 if self.mean > 0 else -1) if clear else 0
 
     def text(self, scale: float = 100.0, unit: str = " pp", signed: bool = True) -> str:
         if not self.n:
@@ -76,36 +82,30 @@ class Spread(NamedTuple):
         return f"{body} ± {scale * self.sd:.2f}{unit} (n={self.n})"
 
 
-def _direction(gap: float, se: float, df: float) -> int:
-    """Sign of ``gap`` when |gap| / se exceeds the two-sided 5% critical t with ``df`` degrees of
-    freedom (any nonzero gap with se = 0), else 0."""
-    from scipy.stats import t
-
-    if gap == 0 or not df > 0:
-        return 0
-    clear = se == 0 or abs(gap) / se > t.ppf(0.975, df)
-    return (1 if gap > 0 else -1) if clear else 0
+def _no_spread(sd: float, gap: float) -> bool:
+    """Identical values up to float rounding: any gap is then clear (the t statistic is infinite;
+    scipy would return NaN and warn of catastrophic cancellation)."""
+    return sd <= 1e-9 * abs(gap)
 
 
 def welch(x: Spread, y: Spread) -> int:
     """+1 / -1 when ``x``'s values are clearly above / below ``y``'s (Welch's t-test), else 0."""
-    if x.n < 2 or y.n < 2:
+    from scipy.stats import ttest_ind_from_stats
+
+    if x.n < 2 or y.n < 2 or x.mean == y.mean:
         return 0
-    vx, vy = x.sd ** 2 / x.n, y.sd ** 2 / y.n
-    se = math.sqrt(vx + vy)
-    df = (vx + vy) ** 2 / (vx ** 2 / (x.n - 1) + vy ** 2 / (y.n - 1)) if se else 1.0
-    return _direction(x.mean - y.mean, se, df)
+    gap = x.mean - y.mean
+    sx, sy = (0.0 if _no_spread(v.sd, gap) else v.sd for v in (x, y))
+    clear = sx == sy == 0 or ttest_ind_from_stats(x.mean, sx, x.n, y.mean, sy, y.n, equal_var=False).pvalue < ALPHA
+    return (1 if x.mean > y.mean else -1) if clear else 0
 
 
 def spread(values: Sequence[float]) -> Spread:
     """:class:`Spread` of ``values`` (sample standard deviation)."""
     vals = tuple(float(v) for v in values)
-    n = len(vals)
-    if not n:
+    if not vals:
         return Spread(0, math.nan, math.nan, vals)
-    m = sum(vals) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
-    return Spread(n, m, sd, vals)
+    return Spread(len(vals), statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, vals)
 
 
 def _matches(run: Run, method: Method) -> bool:
@@ -142,29 +142,20 @@ def paired(g: GroupedRuns, a: Method, b: Method, q: Fraction) -> Spread:
 
 
 def _relative_increase(g: GroupedRuns, method: Method, q: Fraction) -> tuple[Spread, str]:
-    """(e_ANN - e_OPT) / e_OPT at ``q`` over the method's runs (OPT of the run's seed, else OPT's
-    mean), and why runs were left out ("not run" without any run): no OPT run, or an OPT with 0
-    errors, where the ratio is undefined."""
+    """(e_ANN - e_OPT) / e_OPT at ``q`` over the method's runs (:meth:`GroupedRuns.relative_increase`),
+    and why runs were left out ("not run" without any run)."""
     from .metrics import milestone_indices
 
     runs = _runs_of(g, method)
-    values, left_out = [], []
+    if not runs:
+        return spread([]), "not run"
+    ratios = []
     for r in runs:
         idx = milestone_indices(r.num_units, [q])[0]
-        e_ann = _milestones(g, r).get(q)
-        e_opt, _ = g.opt_error(r, idx)
-        if e_ann is None:
-            left_out.append(f"{r.name} has no exit at unit {idx}")
-        elif e_opt is None:
-            left_out.append(f"no OPT run at unit {idx}")
-        elif e_opt <= 0:
-            left_out.append("OPT has 0 errors")
-        else:
-            values.append((e_ann - e_opt) / e_opt)
-    if not runs:
-        return spread(values), "not run"
+        ratios.append((idx, g.relative_increase(r, idx, _milestones(g, r).get(q))))
+    left_out = [f"{ratio.problem} {idx}" for idx, ratio in ratios if ratio.value is None]
     reasons = ", ".join(f"{left_out.count(w)} run(s) left out: {w}" for w in dict.fromkeys(left_out))
-    return spread(values), reasons
+    return spread([ratio.value for _, ratio in ratios if ratio.value is not None]), reasons
 
 
 def _opt_final(g: GroupedRuns) -> Spread:
@@ -273,11 +264,11 @@ def _claim_c(g: GroupedRuns) -> Claim:
     details: list[str] = []
     parts, verdicts = [], []
     for name, method in NO_REGRET.items():
-        rows, diffs, pooled = _milestone_rows(g, method, AANN)
         if not _runs_of(g, method) or not _runs_of(g, AANN):
             verdicts.append(NOT_RUN)
             parts.append(f"{name}: not run")
             continue
+        rows, diffs, pooled = _milestone_rows(g, method, AANN)
         better = sum(d.sign < 0 for d in diffs)
         worse = sum(d.sign > 0 for d in diffs)
         verdicts.append(NOT_HOLD if better >= 2 else HOLDS if worse >= 2 and not better else CANNOT_TELL)
@@ -298,22 +289,20 @@ def _claim_d(analyses: Sequence[tuple[str, EannAnalysis]]) -> Claim:
     statement = (f"EANN stays within a small constant factor of OPT+ at every budget (the paper bounds the worst "
                  f"cost inflation by about {EANN_BOUND:g} with members' finals)")
     test = f"worst and average cost inflation of each EANN chain against OPT+; holds when the worst is at most {EANN_BOUND:g}"
-    measured = [(label, a.inflation) for label, a in analyses if a.inflation is not None]
+    measured = [(label, a) for label, a in analyses if a.inflation is not None and a.opt_plus is not None]
     if not measured:
         return Claim("d", statement, test, "no EANN chain with OPT runs", NOT_RUN, [])
+
     def factor(x: float, never: str = "some OPT+ error") -> str:
         return f"{x:.2f}x" if math.isfinite(x) else f"inf (the EANN never reaches {never})"
 
     parts = []
-    for label, a in analyses:
-        if a.inflation is None or a.opt_plus is None:
-            continue
+    for label, a in measured:
         at = ", ".join(f"{b / 1e6:.3g}M MACs ({100 * e:.2f}%): {factor(r, 'it')}" for (b, r), e in
                        zip(inflation_ratios(a.curve, a.opt_plus), a.opt_plus.errors, strict=True))
         parts.append(f"{label}: worst {factor(a.inflation.worst)}, average {factor(a.inflation.average)}; at each "
                      f"OPT+ breakpoint (its error): {at}; the EANN's best error is {100 * min(a.curve.errors):.2f}%")
-    worst = max(inf.worst for _, inf in measured)
-    verdict = HOLDS if worst <= EANN_BOUND else NOT_HOLD
+    verdict = HOLDS if max(a.inflation.worst for _, a in measured) <= EANN_BOUND else NOT_HOLD
     return Claim("d", statement, test, "; ".join(parts) + " (one seed per chain: no spread)", verdict, [])
 
 
@@ -332,8 +321,8 @@ def _plugin_claims(g: GroupedRuns) -> list[Claim]:
     ):
         runs = _runs_of(g, a)
         if runs and _runs_of(g, b):
-            scopes = sorted({str(r.config["gradient.scope"]) for r in runs if "gradient.scope" in r.config})
-            if a.get("gradient.name") not in (None, "sum", "ge") and scopes:
+            scopes = sorted({str(r.config["gradient.scope"]) for r in runs if r.config.get("gradient.scope")})
+            if scopes:  # only the rules with a scope hyper-parameter (TorchJD's) record one
                 statement += f"; `gradient.scope` {', '.join(scopes)}"
             out.append(_comparison(g, key, statement, a, b))
     return out

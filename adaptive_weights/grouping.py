@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from typing import NamedTuple
 
 from .config import EXECUTION_KEYS, MODEL_KEYS
 from .runs import Run, opt_points
 
-__all__ = ["QUANTILES", "Q_LABEL", "GroupedRuns", "group_runs", "grouping_warnings", "setting_text"]
+__all__ = ["QUANTILES", "Q_LABEL", "GroupedRuns", "NO_EXIT", "NO_OPT", "Ratio", "ZERO_OPT_ERRORS", "group_runs",
+           "grouping_warnings", "setting_text"]
 
 QUANTILES = (Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), Fraction(1))
 Q_LABEL = {Fraction(1, 4): "1/4", Fraction(1, 2): "1/2", Fraction(3, 4): "3/4", Fraction(1): "1"}
@@ -103,6 +105,33 @@ class GroupedRuns:
             return None, ""
         seeds = sorted({o.seed for o in pooled[unit].runs})
         return pooled[unit].error, f"no OPT run of seed {run.seed}: compared with OPT's mean over seeds {seeds}"
+
+
+    def relative_increase(self, run: Run, unit: int, e_ann: float | None) -> Ratio:
+        """(e_ANN - e_OPT) / e_OPT of ``run`` at ``unit`` (``e_ann``: its error there, None without an
+        exit around it) against :meth:`opt_error`, or why it is undefined."""
+        e_opt, fallback = self.opt_error(run, unit)
+        if e_ann is None:
+            return Ratio(None, NO_EXIT, e_opt, fallback)
+        if e_opt is None:
+            return Ratio(None, NO_OPT, None, fallback)
+        if e_opt <= 0:
+            return Ratio(None, ZERO_OPT_ERRORS, e_opt, fallback)
+        return Ratio((e_ann - e_opt) / e_opt, "", e_opt, fallback)
+
+
+# why a relative increase is undefined (Ratio.problem)
+NO_EXIT, NO_OPT, ZERO_OPT_ERRORS = "no exit at or around unit", "no OPT run at unit", "OPT has 0 errors at unit"
+
+
+class Ratio(NamedTuple):
+    """A relative error increase against OPT: its value, or None and the ``problem`` (NO_EXIT, NO_OPT,
+    ZERO_OPT_ERRORS); the OPT error used, and the note when OPT's mean stood in for the run's seed."""
+
+    value: float | None
+    problem: str
+    e_opt: float | None
+    fallback: str
 
 
 def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> GroupedRuns:

@@ -45,7 +45,17 @@ from .eann import (
     eann_plot_curves,
     eann_rows,
 )
-from .grouping import Q_LABEL, QUANTILES, GroupedRuns, group_runs, grouping_warnings, setting_text
+from .grouping import (
+    NO_EXIT,
+    NO_OPT,
+    Q_LABEL,
+    QUANTILES,
+    ZERO_OPT_ERRORS,
+    GroupedRuns,
+    group_runs,
+    grouping_warnings,
+    setting_text,
+)
 from .rendering import Plot, Report, Section, md_table, mean, pct, write_report
 from .runs import Run, find_run_dirs, load_run, model_label, opt_points
 
@@ -223,27 +233,25 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
     for name in g.method_names:
         for r in g.methods[name]:
             for q, idx, e_ann in g.milestone_errors(r):
-                e_opt, note = g.opt_error(r, idx)
-                if note:  # OPT has fewer seeds than the anytime runs
-                    if idx not in fallback[(setting_text(r), note)]:
-                        fallback[(setting_text(r), note)].append(idx)
-                value: float | str = "n/a"
-                if e_ann is None:
+                ratio = g.relative_increase(r, idx, e_ann)
+                note = ratio.fallback
+                if note and idx not in fallback[(setting_text(r), note)]:  # OPT has fewer seeds than the runs
+                    fallback[(setting_text(r), note)].append(idx)
+                value: float | str = "n/a" if ratio.value is None else ratio.value
+                if ratio.problem == NO_EXIT:
                     note = f"{r.name} has no exit at or around unit {idx} (exits at units {list(r.exit_units)})"
                     warnings.append(note)
-                elif e_opt is None:
+                elif ratio.problem == NO_OPT:
                     note = f"missing OPT at unit {idx} for {setting_text(r)}"
                     missing.add(note)
-                elif e_opt <= 0:
+                elif ratio.problem == ZERO_OPT_ERRORS:
                     value = ZERO_OPT
                     note = f"{ZERO_OPT} (unit {idx}, {setting_text(r)}), so (e_ANN - e_OPT) / e_OPT divides by 0"
                     warnings.append(note)
-                else:
-                    value = (e_ann - e_opt) / e_opt
                 rel[(name, r.model_key)][q].append(value)
                 rows.append({"run": r.name, "method": name, "model": r.model_label, "seed": r.seed,
-                             "q": Q_LABEL[q], "unit": idx, "ann_error": e_ann, "opt_error": e_opt,
-                             "relative_increase": value if isinstance(value, float) else None, "note": note})
+                             "q": Q_LABEL[q], "unit": idx, "ann_error": e_ann, "opt_error": ratio.e_opt,
+                             "relative_increase": ratio.value, "note": note})
 
     def cell(values: list[float | str]) -> str:
         if ZERO_OPT in values:
