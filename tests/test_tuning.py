@@ -117,8 +117,8 @@ def test_dotted_flags_replace_the_file_values(tmp_path: Path, capsys: pytest.Cap
     assert {t["data.synthetic_size"] for t in spec.trials} == {32} and spec.trials[0]["data.root"] == str(tmp_path)
     assert cli_main([str(path), "--dry-run", "--model.n", "2", "--train.seed", "7"]) == 0
     assert "synthetic-resnet2c16-sieve-static-s7" in capsys.readouterr().out
-    for argv, message in ((["--colour", "red"], "unrecognised argument '--colour'"),
-                          (["--model.n"], "--model.n: expected a value"),
+    for argv, message in ((["--colour", "red"], "unexpected argument '--colour'"),
+                          (["--model.n"], "model.n: expected int, got True"),  # a bare flag is true
                           (["--model.n", "0"], "model.n"),
                           (["--train.seed", "[0, 1"], "--train.seed: '\\[0, 1' is not a YAML value")):
         with pytest.raises(ValueError, match=message):

@@ -100,27 +100,18 @@ def load_sweep(path: str | Path, *, name: str | None = None,
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """``--key value`` / ``--key=value`` pairs of dotted config keys, each value read as YAML (``[0, 1]``
-    is a grid axis, ``{uniform: [0.1, 0.3]}`` a range), as the train command reads its flags."""
+    """The train command's ``--key value`` / ``--key=value`` flags (:func:`adaptive_weights.cli.parse_overrides`),
+    each value read as YAML, since here a list is a grid axis and ``{uniform: [0.1, 0.3]}`` a range."""
     import yaml
 
+    from adaptive_weights.cli import parse_overrides as flag_texts
+
     out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        key, eq, text = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if "." not in key:
-            raise RefusedError(f"unrecognised argument {arg!r}: the sweep command's options are listed by --help; "
-                               "a config key that replaces the file's value is dotted, e.g. --data.root /data")
-        if not eq:
-            if i + 1 >= len(args):
-                raise RefusedError(f"--{key}: expected a value after it")
-            i, text = i + 1, args[i + 1]
+    for key, text in flag_texts(args).items():
         try:
-            out[key.replace("-", "_")] = yaml.safe_load(text)
+            out[key] = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise RefusedError(f"--{key}: {text!r} is not a YAML value: {err}") from None
-        i += 1
     return out
 
 
