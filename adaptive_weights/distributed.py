@@ -17,6 +17,7 @@ queued on the stream, asynchronous to the host).
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from dataclasses import dataclass
 
@@ -127,5 +128,9 @@ def _rank_device(device: torch.device) -> torch.device:
 
 
 def _destroy() -> None:
+    """Destroy the group while the interpreter is whole. A DDP wrapper left in a reference cycle
+    holds the gloo group until the interpreter's final collection, where freeing gloo's pending
+    work can abort the process (SIGABRT) after the run has succeeded; collect it here first."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -8,6 +8,7 @@ written by rank 0 alone, and a resume from a checkpoint of either world size in 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -60,9 +61,17 @@ def _rank_main(rank: int, world_size: int, port: int, flat: dict, out: str) -> N
 
     train_module.build_run = capture
     out_dir = Path(out) / ("run" if rank == 0 else f"rank{rank}-run")
-    train(RunConfig.from_flat(flat), out_dir=out_dir, tensorboard=False,
-          report=_snapshot_after_first_epoch(out_dir, Path(out) / "after-epoch-1") if rank == 0 else None)
-    torch.save(built["run"][3].state_dict(), Path(out) / f"strategy-rank{rank}.pt")
+    try:
+        train(RunConfig.from_flat(flat), out_dir=out_dir, tensorboard=False,
+              report=_snapshot_after_first_epoch(out_dir, Path(out) / "after-epoch-1") if rank == 0 else None)
+        torch.save(built["run"][3].state_dict(), Path(out) / f"strategy-rank{rank}.pt")
+    finally:
+        # drop every reference to the run (its DDP wrapper holds the gloo group) before the group
+        # goes: one left for the interpreter's teardown can abort this rank after it succeeded
+        train_module.build_run = build_run
+        built.clear()
+        gc.collect()
+    torch.distributed.barrier()  # neither rank tears down while the other still talks to it
     torch.distributed.destroy_process_group()
 
 
