@@ -8,6 +8,7 @@ written by rank 0 alone, and a resume from a checkpoint of either world size in 
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
 import os
@@ -50,6 +51,7 @@ def _rank_main(rank: int, world_size: int, port: int, flat: dict, out: str) -> N
     strategy state saved for the comparison."""
     import adaptive_weights.train as train_module
 
+    faulthandler.enable()  # a rank killed by a signal prints where each thread was
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     built = {}
