@@ -537,9 +537,7 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
     if t.epochs is not None:
         _positive("train.epochs", t.epochs)
         if t.lr_milestones is None and t.epochs != epochs:
-            # the preset's schedule shrinks or stretches with the run
-            milestones = tuple(max(1, math.floor(e * t.epochs / epochs)) for e in milestones)
-            milestones = tuple(e for e in milestones if e < t.epochs)
+            milestones, values = _scaled_steps(milestones, values, epochs, t.epochs)
         epochs = t.epochs
     if t.warmup_epochs >= epochs:
         raise RefusedError(f"train.warmup_epochs: {t.warmup_epochs} leaves no epoch after the warm-up of a "
@@ -570,6 +568,27 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise RefusedError(f"train.lr_values: expected positive finite learning rates, got {list(values)}")
     return replace(t, preset=preset, epochs=epochs, lr_milestones=tuple(milestones), lr_values=tuple(values))
+
+
+def _scaled_steps(milestones: tuple[int, ...], values: tuple[float, ...], epochs: int,
+                  new_epochs: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """A preset's step schedule shrunk or stretched from ``epochs`` to ``new_epochs``: each
+    milestone moves to ``max(1, floor(m * new_epochs / epochs))``; milestones that land in one epoch
+    become one (the rate after it is the later milestone's), and those at or past the run's end go,
+    with the rates after them. So a short run of any preset keeps the preset's rates in order
+    (cifar at 2 epochs: 0.1 for epoch 1, then 0.0002) instead of refusing a schedule nobody typed."""
+    kept_milestones: list[int] = []
+    kept_values = [values[0]]
+    for milestone, after in zip(milestones, values[1:], strict=True):
+        moved = max(1, math.floor(milestone * new_epochs / epochs))
+        if moved >= new_epochs:
+            break
+        if kept_milestones and kept_milestones[-1] == moved:
+            kept_values[-1] = after
+        else:
+            kept_milestones.append(moved)
+            kept_values.append(after)
+    return tuple(kept_milestones), tuple(kept_values)
 
 
 def default_run_name(cfg: RunConfig) -> str:

@@ -29,6 +29,24 @@ def test_resolve_fills_strategy_defaults_and_preset():
         [0.1, 0.1, 0.01, 0.001, 0.0002]
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("epochs", [1, 2, 3, 4])
+def test_a_short_run_of_any_preset_merges_milestones_that_land_in_one_epoch(preset, epochs):
+    """cifar at 2 epochs puts all three milestones in epoch 1: once refused as a schedule the user
+    never typed, now one milestone after which the preset's last rate holds."""
+    t = RunConfig.from_flat({"train.preset": preset, "train.epochs": epochs}).resolve().train
+    assert list(t.lr_milestones) == sorted(set(t.lr_milestones)) and all(1 <= m < epochs for m in t.lr_milestones)
+    assert len(t.lr_values) == len(t.lr_milestones) + 1
+    assert t.lr_values[0] == PRESETS[preset][2][0] or preset == "imagenet"
+
+
+def test_collapsed_milestones_keep_the_later_rate():
+    t = RunConfig.from_flat({"train.preset": "cifar", "train.epochs": 2}).resolve().train
+    assert (t.lr_milestones, t.lr_values) == ((1,), (0.1, 0.0002))
+    t = RunConfig.from_flat({"train.preset": "digits", "train.epochs": 4}).resolve().train
+    assert (t.lr_milestones, t.lr_values) == ((2, 3), (0.1, 0.01, 0.001))  # 20, 26 of 30 -> 2, 3 of 4
+
+
 def test_imagenet_preset_scales_the_rate_with_the_batch():
     cfg = RunConfig.from_flat({"train.preset": "imagenet", "train.batch_size": 128}).resolve()
     assert cfg.train.epochs == 128 and cfg.train.lr_milestones == (30, 60, 90, 105)

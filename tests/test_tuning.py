@@ -280,6 +280,26 @@ def test_searcher_sweep_holds_the_space_and_validates_both_ends(tmp_path: Path) 
     assert "strategy.gamma ~ loguniform(0.01, 0.5)" in spec.describe()
 
 
+def test_a_searchers_fixed_tuple_value_is_not_searched(tmp_path: Path) -> None:
+    """``train.lr_milestones: [1, 2]`` is one value of a tuple-typed key: a random search once took
+    it for a grid axis over 1 and 2 (two trials per sample, each with one milestone)."""
+    from tuning.plan import _grid_size
+    from tuning.space import search_param_space
+
+    path = _write(tmp_path, "data.name: synthetic\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n"
+                            "train.epochs: 3\ntrain.lr_values: [0.1, 0.01, 0.001]\ntrain.lr_milestones: [1, 2]\n"
+                            "train.seed: [0, 1]\n"
+                            "sweep: {search: random, num_samples: 2, paper_grid: false}\n")
+    spec = load_sweep(path)
+    assert spec.searched == ["train.seed", "strategy.gamma"]
+    assert spec.space["train.lr_milestones"] == [1, 2] and "lr_milestones" not in spec.describe()
+    assert _grid_size(spec) == 2  # the seeds only
+    space = search_param_space(spec)
+    assert space["train.lr_milestones"] == [1, 2] and space["train.seed"] == {"grid_search": [0, 1]}
+    two_rates = path.read_text().replace("[0.1, 0.01, 0.001]", "[[0.1, 0.01, 0.001], [0.2, 0.02, 0.002]]")
+    assert load_sweep(_write(tmp_path, two_rates)).searched == ["train.lr_values", "train.seed", "strategy.gamma"]
+
+
 @pytest.mark.parametrize("text, key", [
     ("sweep.search: bayes\n", "sweep.search"),
     ("sweep.scheduler: hyperband\n", "sweep.scheduler"),
@@ -299,6 +319,17 @@ def test_searcher_sweep_holds_the_space_and_validates_both_ends(tmp_path: Path) 
 def test_bad_searcher_options_are_rejected_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_sweep(_write(tmp_path, "data.name: synthetic\nsweep.paper_grid: false\n" + text))
+
+
+def test_a_searcher_sweep_names_a_bad_fixed_key_not_the_searched_one(tmp_path: Path) -> None:
+    """A fixed key the run refuses is reported as itself: it once read 'strategy.gamma: ... reaches
+    0.01, which a run refuses: train.lr_milestones ...', blaming the searched key."""
+    path = _write(tmp_path, "data.name: synthetic\nsweep.paper_grid: false\nsweep.search: random\n"
+                            "strategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n"
+                            "train.lr_milestones: [2, 1]\n")
+    with pytest.raises(ValueError, match=r"^train\.lr_milestones") as err:
+        load_sweep(path)
+    assert "strategy.gamma" not in str(err.value)
 
 
 def test_a_missing_searcher_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:

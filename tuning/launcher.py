@@ -160,7 +160,7 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
     from .space import grid_param_space, make_scheduler, pbt_mutations, search_algorithm, search_param_space
     from .trainable import train_trial
 
-    hparam_keys = ([k for k in spec.axes if k != "strategy.name"] if spec.search != "grid"
+    hparam_keys = (spec.searched if spec.search != "grid"
                    else _varying(spec.trials))
     trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
                                      hparam_keys=hparam_keys, workers=workers_per_trial,

@@ -18,7 +18,7 @@ from adaptive_weights.config import EXECUTION_KEYS
 from adaptive_weights.errors import RefusedError
 
 from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
-from .sweepfile import SweepSpec
+from .sweepfile import SweepSpec, is_range
 
 __all__ = ["plan_sweep", "SweepPlan", "matching_checkpoints", "spec_record", "with_threads"]
 
@@ -99,12 +99,12 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
     _check_search_change(stored, spec, sweep_dir)
     unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
     todo = [{**{k: v for k, v in c.config.items() if k not in EXECUTION_KEYS or k == "name"},
-             **{k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and not isinstance(v, (list, Mapping))}}
+             **{k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and k not in spec.searched}}
             for c in unfinished]
     started = len(set(found) | stopped)
     remaining = max(0, expected - started)
     samples = math.ceil(remaining / _grid_size(spec)) if spec.search == "random" else remaining
-    searched = [k for k, v in spec.space.items() if isinstance(v, (list, Mapping))]
+    searched = spec.searched
     warm = [({k: c.config.get(k) for k in searched}, sum(c.val_errors) / len(c.val_errors))
             for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]
     return SweepPlan(trials=todo, resume_from={c.name: c.path for c in unfinished}, samples=samples, warm=warm,
@@ -115,7 +115,7 @@ def _grid_size(spec: SweepSpec) -> int:
     """Trials per sample of a random search: the grid of its lists (1 for Optuna/HyperOpt)."""
     if spec.search != "random":
         return 1
-    return math.prod(len(v) for v in spec.space.values() if isinstance(v, list))
+    return math.prod(len(spec.space[k]) for k in spec.searched if not is_range(spec.space[k]))
 
 
 def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str, TrialCheckpoint],

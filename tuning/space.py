@@ -65,7 +65,7 @@ def search_param_space(spec: SweepSpec) -> dict[str, Any]:
         if is_range(value):
             kind, args = next(iter(value.items()))
             out[key] = tune.choice(list(args)) if kind == "choice" else getattr(tune, kind)(*args)
-        elif isinstance(value, list):
+        elif key in spec.searched:
             out[key] = tune.grid_search(value) if spec.search == "random" else tune.choice(value)
         else:
             out[key] = value
@@ -137,5 +137,5 @@ def pbt_mutations(spec: SweepSpec) -> dict[str, Any]:
     if spec.search == "grid":
         return {}
     domains = search_param_space(spec)
-    return {k: (list(v) if isinstance(v, list) else domains[k]) for k, v in spec.space.items()
-            if k.startswith("strategy.") and k != "strategy.name" and (is_range(v) or isinstance(v, list))}
+    return {k: (domains[k] if is_range(spec.space[k]) else list(spec.space[k])) for k in spec.searched
+            if k.startswith("strategy.")}

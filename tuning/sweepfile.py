@@ -75,13 +75,20 @@ class SweepSpec:
     scheduler: str = "fifo"
     space: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def searched(self) -> list[str]:
+        """A searcher's varied keys, in ``space`` order: its ranges and lists of values. Read from
+        ``axes``, not from the values' types: a tuple-typed key's fixed value
+        (``train.lr_milestones: [1, 2]``) is a list in ``space`` too."""
+        return [k for k in self.space if k in self.axes and k != "strategy.name"]
+
     def describe(self) -> str:
         """One line: what the sweep runs (``--dry-run`` and the sweep command print it)."""
         if self.search == "grid":
             return f"sweep {self.name}: {len(self.trials)} trials"
-        searched = ", ".join(f"{k} ~ {_range_text(v)}" for k, v in self.space.items() if isinstance(v, (list, Mapping)))
+        searched = ", ".join(f"{k} ~ {_range_text(self.space[k])}" for k in self.searched)
         per = "x the grid of its lists " if self.search == "random" and any(
-            isinstance(v, list) for v in self.space.values()) else ""
+            not is_range(self.space[k]) for k in self.searched) else ""
         return f"sweep {self.name}: {self.search} search, {self.num_samples} samples {per}over {searched}"
 
 
@@ -319,9 +326,12 @@ def _search_spec(name: str, search: str, num_samples: int, scheduler: str, strat
     """A searcher's space: one-point axes become fixed values; every value a sample can take is
     resolved once here (each range at both ends), so a sampled trial never fails validation."""
     space: dict[str, Any] = {"strategy.name": strategy}
+    searched = []
     for key, axis in list(shared.items()) + list(hparams.items()):
-        space[key] = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-    searched = [k for k, v in space.items() if isinstance(v, (list, Mapping))]
+        fixed = isinstance(axis, list) and len(axis) == 1
+        space[key] = axis[0] if fixed else axis
+        if not fixed:
+            searched.append(key)
     if not searched:
         raise RefusedError(f"sweep.search: {search!r} has nothing to search; give a range (e.g. strategy.gamma: "
                          "{loguniform: [0.01, 0.5]}) or a list, or use sweep.search: grid")
@@ -329,6 +339,7 @@ def _search_spec(name: str, search: str, num_samples: int, scheduler: str, strat
         raise RefusedError("sweep.search: random samples ranges and this file has none (its lists are grid axes); "
                          "give a range, e.g. strategy.gamma: {loguniform: [0.01, 0.5]}, or use sweep.search: grid")
     base = {k: _points(v)[0] if k in searched else v for k, v in space.items()}
+    _resolve_trial(base)  # a refusal of the fixed keys is theirs, not blamed on a searched key
     for key in searched:
         for point in _points(space[key]):
             try:
