@@ -137,11 +137,11 @@ def test_in_process_ray_listens_on_loopback_only(local_ray: None) -> None:
     assert [s for s in sockets if not s[1].startswith("127.0.0.1:")] == [], sockets
 
 
-@pytest.mark.parametrize("search", ["random", "optuna"])
+@pytest.mark.parametrize("search", ["random", "optuna", "hyperopt"])
 def test_search_sweep_samples_the_range_and_reports(local_ray: None, search: str, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    if search == "optuna":
-        pytest.importorskip("optuna")
+    if search != "random":
+        pytest.importorskip(search)
     from adaptive_weights._io import read_json
     from tuning.cli import cli_main
     from tuning.launcher import run_sweep
