@@ -127,8 +127,14 @@ class StepCurve:
         return self.errors[i]
 
     def cost_to_reach(self, error: float) -> float:
-        """The smallest cost at which the output's error is <= ``error`` (inf if never)."""
-        return next((c for c, e in zip(self.costs, self.errors, strict=True) if e <= error), math.inf)
+        """The smallest cost from which on the output's error stays <= ``error`` (inf if the curve ends
+        above it). Not the first cost at which it dips there: outputs are chosen on validation errors,
+        so a later output can be worse on the reported split, and a budget factor must hold at every
+        larger budget too."""
+        above = [i for i, e in enumerate(self.errors) if e > error]
+        if not above:
+            return self.costs[0]
+        return self.costs[above[-1] + 1] if above[-1] + 1 < len(self.costs) else math.inf
 
 
 class _Output(NamedTuple):
@@ -243,8 +249,9 @@ def opt_plus_curve(
 def inflation_ratios(curve: StepCurve, reference: StepCurve) -> list[tuple[float, float]]:
     """``(B, T(B)/B)`` at every breakpoint B of ``reference``.
 
-    T(B) is the smallest cost at which ``curve`` outputs an error <= ``reference``'s error at B
-    (``inf`` if it never does): how much more budget ``curve`` needs to match ``reference``.
+    T(B) is the smallest cost from which on ``curve``'s error stays <= ``reference``'s error at B
+    (:meth:`StepCurve.cost_to_reach`; ``inf`` if it ends above it): how much more budget ``curve``
+    needs to match ``reference`` for good.
     """
     return [(b, curve.cost_to_reach(e) / b) for b, e in zip(reference.costs, reference.errors, strict=True)]
 
@@ -319,7 +326,7 @@ EANN_EXPLANATION = (
     "output's error on the report's split. Exit i of member k costs the full MACs of members 0..k-1 plus its own "
     "MACs up to exit i. OPT+ is, at every cost, the best OPT net affordable (the OPT runs of the same data set, "
     "mean over seeds). The cost-inflation factor at an OPT+ breakpoint B is T(B)/B, with T(B) the smallest cost "
-    "at which the EANN is at least as good as OPT+ at B; worst = the maximum over breakpoints (the supremum over "
+    "from which on the EANN is at least as good as OPT+ at B; worst = the maximum over breakpoints (the supremum over "
     "all budgets in OPT+'s range), average = their mean. The paper's analysis bounds the worst by about 4 using "
     "members' finals only, 2 to 3 with good second-half exits, for costs that double.")
 

@@ -131,6 +131,17 @@ def test_cost_inflation_by_hand():
     assert cost_inflation(eann, opt2) == CostInflation(math.inf, math.inf)
 
 
+def test_cost_inflation_counts_from_where_the_curve_stays_good_enough():
+    """A later output can be worse on the reported split (outputs are chosen on validation): the
+    factor counts from the cost after which the EANN stays at or below OPT+'s error, not from where
+    it first dips there (at budget 5 this EANN is at 0.42, worse than OPT+'s 0.40 at budget 4)."""
+    b = Member("B", [1, 2, 3, 4], [0.60, 0.38, 0.45, 0.30], [0.61, 0.39, 0.46, 0.31])
+    eann = eann_curve([A, b])  # errors .52 .42 .39 .42 .31 at 1 2 4 5 6
+    assert eann.cost_to_reach(0.40) == 6.0 and eann.cost_to_reach(0.45) == 2.0 and eann.cost_to_reach(0.6) == 1.0
+    assert cost_inflation(eann, opt_plus_curve([(4, 0.40)])) == CostInflation(1.5, 1.5)
+    assert StepCurve((1.0, 2.0), (0.3, 0.5), (("a", 0), ("b", 0))).cost_to_reach(0.4) == math.inf  # ends above
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
