@@ -275,9 +275,9 @@ def _claim_c(g: GroupedRuns) -> Claim:
         parts.append(f"{name}: clearly better at {better}, clearly worse at {worse} of 4 milestones")
         details += [f"`{name}` against `aann`:", ""] + md_table(
             ["milestone", f"sieve+{name} - sieve+aann (error)", "direction"], rows) + [pooled, ""]
-    run = [v for v in verdicts if v != NOT_RUN]
-    verdict = NOT_RUN if not run else NOT_HOLD if NOT_HOLD in run else HOLDS if all(v == HOLDS for v in run) \
-        else CANNOT_TELL
+    # one sampler with a gain refutes the claim; it holds only when every sampler was run and lost
+    verdict = NOT_HOLD if NOT_HOLD in verdicts else NOT_RUN if NOT_RUN in verdicts else \
+        HOLDS if all(v == HOLDS for v in verdicts) else CANNOT_TELL
     return Claim("c", "the no-regret samplers (`eg`, `rwm`, `avgl`) bring no gain over AANN's fixed distribution "
                  "(the authors' final code makes `aann` the default)",
                  "each sampler minus sieve+aann at each milestone, paired by seed; does not hold when some sampler "

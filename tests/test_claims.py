@@ -109,6 +109,10 @@ def test_claim_c_by_sampler() -> None:
     aann = _method("sieve", "aann", [0.25, 0.25], early=0.6)
     worse = [r for name in ("eg", "rwm", "avgl") for r in _method("sieve", name, [0.27, 0.28], early=0.65)]
     assert _section(aann + worse)[0]["c"]["verdict"] == HOLDS
+    # the claim is about all three samplers: two that lose do not make it hold while avgl was not run
+    two = [r for r in worse if r.config["strategy.name"] != "avgl"]
+    claims, _ = _section(aann + two)
+    assert claims["c"]["verdict"] == NOT_RUN and "avgl: not run" in claims["c"]["numbers"]
     eg_better = _method("sieve", "eg", [0.23, 0.22], early=0.55) + _method("sieve", "rwm", [0.27, 0.28], early=0.65)
     claims, md = _section(aann + eg_better)
     assert claims["c"]["verdict"] == NOT_HOLD
