@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -126,24 +126,29 @@ def _milestones(g: GroupedRuns, run: Run) -> dict[Fraction, float]:
     return {q: e for q, _, e in g.milestone_errors(run) if e is not None}
 
 
+def _setting_means(values: Iterable[tuple[tuple, float]]) -> dict[tuple, float]:
+    """``(setting, value)`` pairs -> one value per setting: the mean over its runs when a method has
+    several, so that a setting counts once in every test (n is the number of settings)."""
+    acc: dict[tuple, list[float]] = {}
+    for setting, v in values:
+        acc.setdefault(setting, []).append(v)
+    return {s: sum(v) / len(v) for s, v in sorted(acc.items(), key=lambda kv: str(kv[0]))}
+
+
 def paired(g: GroupedRuns, a: Method, b: Method, q: Fraction) -> Spread:
     """A's error minus B's at milestone ``q``, one value per setting both have (mean over a
     setting's runs when a method has several)."""
     def by_setting(method: Method) -> dict[tuple, float]:
-        acc: dict[tuple, list[float]] = {}
-        for r in _runs_of(g, method):
-            e = _milestones(g, r).get(q)
-            if e is not None:
-                acc.setdefault(r.setting, []).append(e)
-        return {s: sum(v) / len(v) for s, v in acc.items()}
+        return _setting_means((r.setting, e) for r in _runs_of(g, method)
+                              if (e := _milestones(g, r).get(q)) is not None)
 
     ea, eb = by_setting(a), by_setting(b)
     return spread([ea[s] - eb[s] for s in sorted(set(ea) & set(eb), key=str)])
 
 
 def _relative_increase(g: GroupedRuns, method: Method, q: Fraction) -> tuple[Spread, str]:
-    """(e_ANN - e_OPT) / e_OPT at ``q`` over the method's runs (:meth:`GroupedRuns.relative_increase`),
-    and why runs were left out ("not run" without any run)."""
+    """(e_ANN - e_OPT) / e_OPT at ``q`` over the method's settings (:meth:`GroupedRuns.relative_increase`;
+    mean over a setting's runs), and why runs were left out ("not run" without any run)."""
     from .metrics import milestone_indices
 
     runs = _runs_of(g, method)
@@ -152,10 +157,11 @@ def _relative_increase(g: GroupedRuns, method: Method, q: Fraction) -> tuple[Spr
     ratios = []
     for r in runs:
         idx = milestone_indices(r.num_units, [q])[0]
-        ratios.append((idx, g.relative_increase(r, idx, _milestones(g, r).get(q))))
-    left_out = [f"{ratio.problem} {idx}" for idx, ratio in ratios if ratio.value is None]
+        ratios.append((r.setting, idx, g.relative_increase(r, idx, _milestones(g, r).get(q))))
+    left_out = [f"{ratio.problem} {idx}" for _, idx, ratio in ratios if ratio.value is None]
     reasons = ", ".join(f"{left_out.count(w)} run(s) left out: {w}" for w in dict.fromkeys(left_out))
-    return spread([ratio.value for _, ratio in ratios if ratio.value is not None]), reasons
+    kept = _setting_means((s, ratio.value) for s, _, ratio in ratios if ratio.value is not None)
+    return spread(list(kept.values())), reasons
 
 
 def _opt_final(g: GroupedRuns) -> Spread:

@@ -83,6 +83,10 @@ def test_claim_a_holds_does_not_hold_and_is_not_run() -> None:
     claims, _ = _section([r for r in runs if not r.name.startswith("opt")])
     assert claims["a"]["verdict"] == CANNOT_TELL
     assert "const 3 run(s) left out: no OPT run at unit 2" in claims["a"]["numbers"]
+    # a second run of one seed is averaged into its setting, not counted as one more seed
+    twice = _opt() + _method("const", "static", [0.26, 0.27]) + [_run("const-again-s0", 0, [0.6, 0.5, 0.26],
+                                                                      scheme="const")]
+    assert "const +32.50 ± 3.54% (n=2)" in _section(twice)[0]["a"]["numbers"]  # seeds 0, 1: +30%, +35%
     # a comparison whose method was not run says which
     assert _section(runs)[0]["b"]["numbers"] == "no runs of sieve+aann"
     # an OPT with 0 errors leaves its runs out and says so, never a silent n/a
