@@ -345,32 +345,36 @@ def test_opt_points_group_by_model_and_unit_mean_over_seeds():
 
 
 def test_a_diverged_run_is_listed_and_left_out(trained, tmp_path, capsys):
-    """A run that diverged in its first epoch (status 'diverged', errors null) neither stops the report
-    nor lends its last good epoch's errors to its method: it is named under Warnings with the reason."""
+    """A run that diverged in its first epoch (status 'diverged', errors null) does not stop the report,
+    and one that diverged later does not lend its last good epoch's errors to its method: each is
+    named under Warnings with the reason."""
     import json
     import shutil
 
     root = trained["root"][0]
     for p in trained["runs"]:
         shutil.copytree(p, tmp_path / "runs" / p.name)
-    bad = tmp_path / "runs" / "diverged-run"
-    shutil.copytree(trained["runs"][0], bad)
-    summary = json.loads((bad / "summary.json").read_text())
-    summary.update(status="diverged", completed=False, errors={"val": None, "test": None}, name="diverged-run",
-                   diverged={"epoch": 1, "step": 3, "reason": "the training loss was non-finite in every step"})
-    summary["config"] = {**summary["config"], "train.seed": 99}
-    (bad / "summary.json").write_text(json.dumps(summary))
+    for name, seed, epoch, errors in (("diverged-run", 99, 1, {"val": None, "test": None}),
+                                      ("diverged-later", 98, 2, None)):
+        bad = tmp_path / "runs" / name
+        shutil.copytree(trained["runs"][0], bad)
+        summary = json.loads((bad / "summary.json").read_text())
+        summary.update(status="diverged", completed=False, errors=errors or summary["errors"], name=name,
+                       diverged={"epoch": epoch, "step": 3, "reason": "the training loss was non-finite in every step"})
+        summary["config"] = {**summary["config"], "train.seed": seed}
+        (bad / "summary.json").write_text(json.dumps(summary))
     out = tmp_path / "report"
     assert cli_main([str(tmp_path / "runs"), str(root / "opt"), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     warning = next(w for w in md.splitlines() if "diverged-run" in w)
     assert "diverged (epoch 1: the training loss was non-finite" in warning and "left out" in warning
     assert "diverged-run" in capsys.readouterr().out
-    # the tables are those of the report without it
+    # every table is that of the report without it (everything above Warnings; the run list below
+    # names the copies' paths)
     clean = tmp_path / "clean"
     cli_main([*map(str, trained["runs"]), str(root / "opt"), "--out", str(clean)])
-    table = (out / "report.md").read_text().split("## ")[1]
-    assert table == (clean / "report.md").read_text().split("## ")[1]
+    tables = md.split("## Warnings")[0]
+    assert "## (c) Win rates" in tables and tables == (clean / "report.md").read_text().split("## Warnings")[0]
 
 
 def test_keys_newer_than_a_run_read_as_their_defaults(trained, tmp_path):
