@@ -200,9 +200,8 @@ def _milestone_rows(g: GroupedRuns, a: Method, b: Method) -> tuple[list[list[str
 
 def _most(diffs: Sequence[Spread], *, better: int, against: int) -> str:
     """Verdict of 'A improves on B at most milestones': holds when A is clearly better at ``better``
-    milestones or more, does not hold when clearly worse at ``against`` or more."""
-    if not any(d.n for d in diffs):
-        return NOT_RUN
+    milestones or more, does not hold when clearly worse at ``against`` or more. Both methods were
+    run (the caller checks): without a setting they share, that is *cannot tell*, not *not run*."""
     wins = sum(d.sign < 0 for d in diffs)
     losses = sum(d.sign > 0 for d in diffs)
     if wins >= better and not losses:

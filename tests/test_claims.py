@@ -107,6 +107,10 @@ def test_claim_b_needs_clear_wins_at_most_milestones() -> None:
     worse = _method("sieve", "aann", [0.27, 0.28, 0.27], early=0.65)
     assert _section(_opt() + static + worse)[0]["b"]["verdict"] == NOT_HOLD
     assert _section(_opt() + static)[0]["b"]["verdict"] == NOT_RUN
+    # both were run, but never in one setting: nothing to compare, which is no "not run"
+    apart = [r for r in better if r.seed == 2] + [r for r in static if r.seed < 2]
+    claims, _ = _section(_opt() + apart)
+    assert claims["b"]["verdict"] == CANNOT_TELL and claims["b"]["numbers"].startswith("q=1/4 n/a, q=1/2 n/a")
 
 
 def test_claim_c_by_sampler() -> None:
