@@ -123,6 +123,29 @@ def test_conflict_averse_rules_do_not_increase_any_exit_loss_to_first_order(name
         assert torch.dot(got, g1) >= -1e-4 and torch.dot(got, g2) >= -1e-4
 
 
+@pytest.mark.parametrize("name", ["pcgrad", "upgrad", "mgda", "cagrad"])
+def test_an_exit_with_weight_zero_is_no_row_of_the_jacobian(name):
+    # round-robin's step: exit 1 does not train. The trunk update must be the rule's update of the
+    # two exits that do (as a zero row it made MGDA's and CAGrad's update 0 and shrank UPGrad's mean)
+    two = _net(exits=[1, 2])
+    g1, g2 = _conflicting_rows(two)
+    torch.manual_seed(5)
+    create_gradient_rule(name, two).backward(torch.ones(2), _linear_losses(two, [g1, g2]))
+    expected = two.stem[0].weight.grad.flatten()
+    assert expected.norm() > 0
+    three = _net()
+    rule = create_gradient_rule(name, three)
+    torch.manual_seed(5)
+    rule.backward(torch.tensor([1.0, 0.0, 1.0]), _linear_losses(three, [g1, g1 + g2, g2]))
+    assert torch.allclose(three.stem[0].weight.grad.flatten(), expected, rtol=1e-4, atol=1e-6)
+    # no exit that reaches the chosen units trains this step: their gradient is 0, as with `sum`
+    last = create_gradient_rule(name, three, scope="last-group")
+    three.zero_grad(set_to_none=True)
+    x, y = _batch()
+    last.backward(torch.tensor([1.0, 0.0, 0.0]), create_objective("ce")(three(x), y))
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in last.shared)
+
+
 def test_torchjd_rules_leave_the_heads_with_their_own_gradient_and_scope_limits_the_rows():
     model = _net()
     x, y = _batch()

@@ -2,9 +2,9 @@
 Descent for Multi-Objective Optimization", 2024; https://github.com/SimplexLab/TorchJD).
 
 Each exit is a task. The Jacobian of the weighted losses ``[w_k L_k]`` with respect to the chosen
-trunk parameters (one row per exit) is aggregated into one update by a TorchJD aggregator; every
-other parameter (the heads, and the trunk outside ``scope``) gets the ordinary gradient of
-``sum_k w_k L_k``, which for a head is its own exit's gradient anyway.
+trunk parameters (one row per exit of weight > 0) is aggregated into one update by a TorchJD
+aggregator; every other parameter (the heads, and the trunk outside ``scope``) gets the ordinary
+gradient of ``sum_k w_k L_k``, which for a head is its own exit's gradient anyway.
 
 ``scope`` bounds the cost: the Jacobian needs one backward pass per exit (batched with vmap) from
 the losses down to the deepest chosen parameter, and K rows of their size in memory.
@@ -14,9 +14,10 @@ the losses down to the deepest chosen parameter, and K rows of their size in mem
   backward passes stop at that group; only the exits placed in it are rows (the others cannot reach
   it).
 
-An exit whose weight is 0 this step (a sampling strategy with ``ratio 0``, ``round-robin``) is a zero
-row: PCGrad, UPGrad and CAGrad ignore it, but MGDA's min-norm point of a hull that contains 0 is 0
-(no update of those parameters); pair MGDA with a strategy that keeps every weight positive.
+An exit whose weight is 0 this step (a sampling strategy with ``ratio 0``, ``round-robin``) trains
+nothing this step, so it is no row of the Jacobian: as a zero row it would make the min-norm point of
+MGDA and CAGrad's solution 0 (no update of those parameters at all) and would count in UPGrad's
+mean. Choosing the rows reads the weights on the host once per step, as the aggregators do anyway.
 TorchJD is an install extra: ``pip install 'adaptive-weights[multitask]'``.
 """
 
@@ -70,7 +71,12 @@ class TorchJDRule(GradientRule):
         weighted = weights * losses                               # [K], one Jacobian row per exit
         loss = weighted.sum()
         torch.autograd.backward(loss, inputs=self.others, retain_graph=True)
-        backward(weighted[self.first_row:], inputs=self.shared)
+        rows = torch.nonzero(weights[self.first_row:]).flatten() + self.first_row  # the exits that train
+        if rows.numel() == 0:  # none of them reaches the chosen units: their gradient is 0, as with `sum`
+            for p in self.shared:
+                p.grad = torch.zeros_like(p)
+            return loss
+        backward(weighted[rows], inputs=self.shared)
         jac_to_grad(self.shared, self.aggregator)
         return loss
 
