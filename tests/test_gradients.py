@@ -121,6 +121,10 @@ def test_conflict_averse_rules_do_not_increase_any_exit_loss_to_first_order(name
     assert got.norm() > 0
     if name == "upgrad":  # in the dual cone of the rows (Quinton & Rey 2024, Thm. 1)
         assert torch.dot(got, g1) >= -1e-4 and torch.dot(got, g2) >= -1e-4
+    else:  # Liu et al. 2021: on the ball |d - g0| = c |g0| around the mean row, a better worst case than g0
+        g0 = (g1 + g2) / 2
+        assert (got - g0).norm().item() == pytest.approx(0.5 * g0.norm().item(), rel=1e-3)
+        assert min(torch.dot(got, g1), torch.dot(got, g2)) > min(torch.dot(g0, g1), torch.dot(g0, g2))
 
 
 @pytest.mark.parametrize("name", ["pcgrad", "upgrad", "mgda", "cagrad"])
