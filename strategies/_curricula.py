@@ -60,7 +60,8 @@ class RoundRobinStrategy(Strategy):
 
 
 def warmup_factor(epoch: int, warmup_epochs: int, shape: str) -> float:
-    """The early exits' weight multiplier in `epoch`: grows from 1/(W+1) to 1 over W epochs."""
+    """The early exits' weight multiplier in `epoch`: grows to 1 over W epochs, from 1/(W+1) (linear)
+    or (1 - cos(pi / (W+1))) / 2 (cosine)."""
     if epoch >= warmup_epochs:
         return 1.0
     progress = (epoch + 1) / (warmup_epochs + 1)
