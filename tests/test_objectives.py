@@ -76,6 +76,16 @@ def test_distill_teacher_is_detached_and_the_final_exit_is_plain_ce():
     assert torch.allclose(plain, per_exit_losses(logits, targets), rtol=1e-6, atol=0)
 
 
+def test_label_smoothing_smooths_the_cross_entropy_terms_only():
+    # train.label_smoothing enters (1 - alpha) CE of the early exits and the final exit's CE; the
+    # distillation term matches the teacher's softened prediction, not smoothed labels
+    logits, targets = _toy(3)
+    smooth, plain = (create_objective("distill", label_smoothing=ls, alpha=0.3)(logits, targets) for ls in (0.2, 0.0))
+    ce_shift = per_exit_losses(logits, targets, label_smoothing=0.2) - per_exit_losses(logits, targets)
+    assert torch.allclose(smooth - plain, ce_shift * torch.tensor([0.7, 0.7, 1.0]), rtol=1e-5, atol=1e-6)
+    assert ce_shift.abs().min() > 1e-3
+
+
 def test_distill_with_one_exit_is_ce():
     logits, targets = _toy()
     one = logits[-1:]
