@@ -101,6 +101,10 @@ class WarmupStrategy(Strategy):
     def step_weights(self) -> Tensor:
         return self.weights
 
+    def probabilities(self) -> Tensor:
+        """Each exit's share of this epoch's weights (as AdaLoss reports its own), not the scheme's."""
+        return self.weights / self.weights.sum()
+
     def start_epoch(self, epoch: int) -> None:
         super().start_epoch(epoch)
         self._set_weights()

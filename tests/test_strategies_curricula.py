@@ -44,6 +44,10 @@ def test_warmup_grows_the_early_exits_to_the_scheme(shape):
         p = (epoch + 1) / 4
         f = 1.0 if epoch >= 3 else (p if shape == "linear" else 0.5 * (1 - math.cos(math.pi * p)))
         assert row == pytest.approx([0.5 * f, 1.0 * f, 2.0 * f, 4.0])  # the final exit keeps its weight
+    # train/prob (the probability stack) shows this epoch's shares, not the scheme's
+    assert s.probabilities().tolist() == pytest.approx([0.5 / 7.5, 1 / 7.5, 2 / 7.5, 4 / 7.5])
+    s.start_epoch(0)
+    assert s.probabilities().tolist() == pytest.approx([r / sum(rows[0]) for r in rows[0]])
     resumed = create_strategy("warmup", BASE, warmup_epochs=3, shape=shape)
     s.start_epoch(1)
     resumed.load_state_dict(s.state_dict())
