@@ -32,7 +32,8 @@ class RoundRobinStrategy(Strategy):
     Source: torchtune's ``RotationalEarlyExitCurriculum`` (LayerSkip recipe, Elhoushi et al. 2024,
     "LayerSkip: Enabling Early Exit Inference and Self-Speculative Decoding"), which rolls the
     enabled-layer mask by one every step and keeps the last layer trained (``train_last_layer``).
-    `probabilities()` is the share of steps each exit trains alone, 1/K.
+    `probabilities()` is the share of steps in which each exit is the rotation's pick, 1/K (with
+    ``train_final`` = 1 the final exit trains in every step besides).
     """
 
     feedback = "none"
