@@ -54,7 +54,8 @@ def test_the_default_step_is_bit_identical_to_the_old_one(tiny_flat, strategy):
 # every new objective, gradient rule and strategy at least once (combined, to keep the suite fast)
 NEW_PLUGINS = {
     "ge+distill-final+round-robin": {"gradient.name": "ge", "objective.name": "distill",
-                                     "strategy.name": "round-robin"},
+                                     "strategy.name": "round-robin",
+                                     "data.synthetic_size": 64},  # 2 steps an epoch: resumes mid-rotation
     "pcgrad+distill-ensemble+aann": {"gradient.name": "pcgrad", "objective.name": "distill",
                                      "objective.teacher": "ensemble-of-deeper", "strategy.name": "aann"},
     "upgrad-last-group+warmup": {"gradient.name": "upgrad", "gradient.scope": "last-group",
