@@ -48,7 +48,10 @@ def opt_units(config: RunConfig, *, every_exit: bool = False) -> list[int]:
 def opt_config(config: RunConfig, unit: int) -> RunConfig:
     """``config`` turned into OPT at ``unit``: scheme ``optimal@j`` with j the slot of ``unit``,
     strategy ``static`` (no hyper-parameters), a default run name; everything else unchanged except
-    the period when ``unit`` is not one of its slots (see the module docstring)."""
+    the period when ``unit`` is not one of its slots (see the module docstring) and a ``log``
+    normalisation, which becomes ``last``: the spec's OPT (f=2) weighs its one exit 1, while ``log``
+    would weigh it log2(K+1) (4.8 for K = 27), scaling its loss, so its effective learning rate, and
+    its head's weight decay."""
     num_units = num_units_of(config)
     if not 0 <= unit < num_units:
         raise ValueError(f"OPT unit {unit} is out of range for a model of {num_units} units (0 .. {num_units - 1})")
@@ -61,7 +64,8 @@ def opt_config(config: RunConfig, unit: int) -> RunConfig:
         config,
         name="",
         model=model,
-        scheme=replace(config.scheme, name=f"optimal@{slots.index(unit)}"),
+        scheme=replace(config.scheme, name=f"optimal@{slots.index(unit)}",
+                       normalize="last" if config.scheme.normalize == "log" else config.scheme.normalize),
         strategy=StrategyConfig(name="static", params={}),
     ).resolve()
 
@@ -184,7 +188,8 @@ def cli_main(argv: Sequence[str]) -> int:
         prog="adaptive-weights opt",
         description="Train the OPT baselines (single-exit runs, spec §5.4) for the model of an anytime run: "
                     "at the milestone units round_half_up(q*L)-1, q in {1/4, 1/2, 3/4, 1} (n=9: 6, 13, 19, 26), "
-                    "or at every exit. Everything but the scheme and strategy is copied from --like.")
+                    "or at every exit. Everything but the scheme and strategy is copied from --like (a scheme.normalize "
+                    "log becomes last: OPT weighs its one exit 1).")
     parser.add_argument("--like", required=True, action="append", metavar="RUN_DIR",
                         help="an anytime run directory to copy; repeat for several (e.g. one per seed)")
     parser.add_argument("--out", metavar="DIR", help="parent directory of the OPT runs (default: beside RUN_DIR)")

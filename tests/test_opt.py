@@ -11,6 +11,7 @@ import torch
 from adaptive_weights._io import read_json
 from adaptive_weights.config import RunConfig
 from adaptive_weights.opt import cli_main, num_units_of, opt_config, opt_units, plan_opt_runs, run_opt_plan
+from adaptive_weights.schemes import scheme_weights
 from adaptive_weights.train import train
 
 TINY = {
@@ -53,6 +54,15 @@ def test_opt_config_changes_only_scheme_and_strategy():
     assert b["name"] == "synthetic-resnet1c4-optimalat2-static-s3"
     with pytest.raises(ValueError, match="out of range for a model of 3 units"):
         opt_config(like, 3)
+
+
+@pytest.mark.parametrize("normalize", ["log", "last", "sum", "none"])
+def test_opt_weighs_its_exit_one_whatever_the_normalisation(normalize):
+    # spec §1.3 f=2: a one-hot, never rescaled. 'log' (sum = log2(K+1)) would weigh OPT's exit
+    # log2(10) = 3.32 for n=3 (K = 9), a 3.3x loss scale and head decay the baseline does not have
+    like = _cfg(**{"model.n": 3, "scheme.normalize": normalize}).resolve()
+    opt = opt_config(like, 4)
+    assert scheme_weights(opt.scheme.name, 9, opt.scheme.normalize).tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 0]
 
 
 @pytest.fixture(scope="module")
