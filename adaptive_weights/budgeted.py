@@ -11,11 +11,12 @@ themselves). Thresholds are fitted on the
 the expected cost ``sum_k q_k * exit_macs[k]`` equals the target, then T_k is set so that a
 fraction q_k of the validation samples exits at k. Inference really exits early: finished rows
 are dropped from the batch before the next exit's units run, so the reported MACs are the MACs
-spent (``exit_macs[k]`` for a sample leaving at k: the trunk up to exit k plus heads 0..k).
+spent (``exit_macs[k]`` for a sample leaving at k: the trunk up to exit k plus heads 0..k, for the
+spatial size of the images given, as ``anytime()`` counts them).
 
 The model needs ``stem_forward(x) -> h``, ``advance(h, k) -> (h, logits_k)`` (the units between
-exits k-1 and k, then head k, on any batch), ``num_exits`` and ``exit_macs()``; the anytime
-ResNets of :mod:`adaptive_weights.models` provide them.
+exits k-1 and k, then head k, on any batch), ``num_exits`` and ``exit_macs(input_size)`` (``(H, W)``
+of ``x``); the anytime ResNets of :mod:`adaptive_weights.models` provide them.
 """
 
 from __future__ import annotations
@@ -192,12 +193,12 @@ def budgeted_inference(model: torch.nn.Module, x: Tensor, thresholds: Sequence[f
     the caller's choice.
     """
     t = _check_thresholds(model, thresholds)
-    exit_macs = torch.as_tensor(model.exit_macs(), dtype=torch.int64, device=x.device)
+    h = model.stem_forward(x)  # checks x's shape first
+    exit_macs = torch.as_tensor(model.exit_macs(tuple(x.shape[2:])), dtype=torch.int64, device=x.device)
     batch = x.shape[0]
     predictions = torch.zeros(batch, dtype=torch.int64, device=x.device)
     exits = torch.full((batch,), model.num_exits - 1, dtype=torch.int64, device=x.device)
     rows = torch.arange(batch, device=x.device)
-    h = model.stem_forward(x)
     for k in range(model.num_exits):
         h, logits = model.advance(h, k)
         conf, pred = _log_odds(logits)
@@ -225,10 +226,13 @@ def _to(device: torch.device | str | None, *tensors: Tensor) -> tuple[Tensor, ..
 @torch.no_grad()
 def _validation_confidences(
     model: torch.nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device | str | None
-) -> Tensor:
+) -> tuple[Tensor, tuple[int, ...]]:
+    """Every exit's confidence ``[K, N]`` on the loader and the spatial size of its images."""
     chunks = []
+    size: tuple[int, ...] = ()
     for x, _ in loader:
         (x,) = _to(device, x)
+        size = tuple(x.shape[2:])
         h = model.stem_forward(x)
         per_exit = []
         for k in range(model.num_exits):
@@ -237,7 +241,7 @@ def _validation_confidences(
         chunks.append(torch.stack(per_exit))
     if not chunks:
         raise ValueError("val_loader yielded no batch; thresholds need validation samples")
-    return torch.cat(chunks, dim=1)
+    return torch.cat(chunks, dim=1), size
 
 
 def evaluate_budgeted(
@@ -260,8 +264,8 @@ def evaluate_budgeted(
     was_training = model.training
     model.eval()
     try:
-        exit_macs = list(model.exit_macs())
-        val_conf = _validation_confidences(model, val_loader, device)
+        val_conf, size = _validation_confidences(model, val_loader, device)
+        exit_macs = list(model.exit_macs(size))  # the MACs of these images, as budgeted_inference's
         macs_table = torch.tensor(exit_macs, dtype=torch.float64)
         results = []
         for target in targets:

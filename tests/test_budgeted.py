@@ -29,7 +29,7 @@ class FakeAnytime(torch.nn.Module):
         self.register_buffer("table", probs.log())
         self.seen = [[] for _ in range(self.num_exits)]
 
-    def exit_macs(self):
+    def exit_macs(self, input_size=None):
         return [1, 2, 3]
 
     def stem_forward(self, x):
@@ -206,3 +206,22 @@ def test_real_anytime_resnet_skips_units_after_each_exit():
     chosen = full[exits, torch.arange(16)].argmax(-1)
     assert out.predictions.tolist() == chosen.tolist()
     assert out.macs.tolist() == [model.exit_macs()[e] for e in exits.tolist()]
+
+
+def test_budgeted_macs_are_those_of_the_images_given():
+    """A net built for 32x32 inputs and run on 8x8 ones spends the 8x8 MACs, as anytime() counts.
+
+    At 8x8, n=1, c=4, 3 -> 5 classes: stem 3*4*9*64 = 6,912; unit 0 2*4*4*9*64 = 18,432; units 1
+    and 2 13,824 each; heads 4*5, 8*5, 16*5 -> exits cost 25,364, 39,228 and 53,132.
+    """
+    from adaptive_weights.models import AnytimeResNet
+
+    torch.manual_seed(0)
+    model = AnytimeResNet(1, 4, num_classes=5).eval()  # input_size 32
+    x = torch.randn(6, 3, 8, 8)
+    assert [cost for _, cost, _ in model.anytime(x)] == [25_364, 39_228, 53_132]
+    out = budgeted_inference(model, x, [math.inf, math.inf, -math.inf])  # everyone at the last exit
+    assert out.macs.tolist() == [53_132] * 6
+    loader = [(x, torch.zeros(6, dtype=torch.long))]
+    (res,) = evaluate_budgeted(model, loader, loader, [53_132])  # the last exit's cost at 8x8
+    assert res["avg_macs"] == res["val_avg_macs"] == 53_132 and res["exit_histogram"] == [0, 0, 6]
