@@ -74,12 +74,22 @@ def test_label_smoothing_keeps_one_vectorised_call():
 
 
 def test_a_run_uses_the_schedule_smoothing_and_nesterov(tmp_path, tiny_flat):
+    """The rates are recorded; label smoothing and Nesterov show in the trained weights: leaving
+    either out of the same run changes them (each acts from the first step)."""
     from adaptive_weights.logging import read_metrics
     from adaptive_weights.train import train
 
     flat = {**tiny_flat, "train.lr_schedule": "cosine", "train.lr_values": "0.2", "train.epochs": 2,
-            "train.label_smoothing": 0.1, "train.nesterov": True}
-    train(RunConfig.from_flat(flat), out_dir=tmp_path / "r", tensorboard=False)
-    rows = read_metrics(tmp_path / "r" / "metrics.jsonl")
-    # the row records the rate of the epoch's last step: half-way, then zero
+            "train.label_smoothing": 0.1, "train.nesterov": True, "train.max_steps_per_epoch": 1}
+
+    def trained(name: str, **over) -> dict[str, torch.Tensor]:
+        train(RunConfig.from_flat({**flat, **over}), out_dir=tmp_path / name, tensorboard=False)
+        return torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+    both = trained("both")
+    rows = read_metrics(tmp_path / "both" / "metrics.jsonl")
+    # the row records the rate of the epoch's last (here: only) step: half-way, then zero
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.0], abs=1e-9)
+    for name, off in (("no-smoothing", {"train.label_smoothing": 0.0}), ("no-nesterov", {"train.nesterov": False})):
+        other = trained(name, **off)
+        assert any(not torch.equal(both[k], other[k]) for k in both if both[k].is_floating_point()), name
