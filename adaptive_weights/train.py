@@ -397,9 +397,15 @@ def train(
                 elapsed = time.perf_counter() - t_epoch
                 progress.update(epoch, batch, float(loss.detach()), images / max(elapsed, 1e-9))
             if cfg.train.checkpoint_minutes and time.monotonic() - last_ckpt_time > 60 * cfg.train.checkpoint_minutes:
-                if ddp.is_main and (reason := _divergence(model, acc, epoch_end=False)):
-                    stop_diverged(epoch, reason)  # the other ranks end with the process group
-                checkpoint_now(epoch, batch)
+                # rank 0's clock alone decides this, so the other ranks never learn of a divergence
+                # found here: a single process stops at once; a data-parallel run keeps the last good
+                # checkpoint and stops at the epoch's end, where every rank checks (the state stays
+                # non-finite), rather than leave the others waiting in the next collective
+                reason = _divergence(model, acc, epoch_end=False) if ddp.is_main else None
+                if reason and not ddp.enabled:
+                    stop_diverged(epoch, reason)
+                if not reason:
+                    checkpoint_now(epoch, batch)
                 last_ckpt_time = time.monotonic()
         train_time = time.perf_counter() - t_epoch
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import ClassVar
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ import adaptive_weights.train as train_module
 from adaptive_weights._lock import RunDirBusyError, RunDirLock
 from adaptive_weights.cli import main
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import _divergence, train
+from adaptive_weights.distributed import Distributed
+from adaptive_weights.train import DivergedError, _divergence, train
 
 
 def _strict_json(text: str):
@@ -61,6 +63,44 @@ def test_divergence_check_reads_state_and_whole_epoch_losses():
     with torch.no_grad():
         model.bias[0] = float("inf")
     assert "bias" in _divergence(model, {"nonfinite": torch.tensor(0), "steps": torch.tensor(3)}, epoch_end=False)
+
+
+class _RankZeroOfTwo(Distributed):
+    """Rank 0 of a two-process run whose collectives are no-ops (the other rank is imagined);
+    counts the per-step loss all-reduces, which every rank must join."""
+
+    steps: ClassVar[list[int]] = []
+
+    def wrap_model(self, model, device):
+        return model
+
+    def mean(self, tensor):
+        self.steps.append(1)
+        return tensor
+
+    def sum(self, tensor):
+        return tensor
+
+    def sync_buffers(self, model):
+        pass
+
+
+def test_a_divergence_seen_at_rank_0s_mid_epoch_checkpoint_stops_every_rank_together(tmp_path, tiny_flat, monkeypatch):
+    """Rank 0 alone decides when a mid-epoch checkpoint is due (by its own clock), so the other ranks
+    cannot learn of a divergence found there: rank 0 stopping alone would leave them waiting in the
+    next step's collective (under Ray Train rank 0 then waits in its report: a deadlock). Rank 0
+    keeps the last good checkpoint and stops at the epoch's end, with every rank."""
+    _RankZeroOfTwo.steps.clear()
+    monkeypatch.setattr(train_module, "setup_distributed", lambda device: (_RankZeroOfTwo(world_size=2), device))
+    out = tmp_path / "r"
+    cfg = RunConfig.from_flat({**tiny_flat, "train.lr_values": "0.05,1e6", "train.checkpoint_minutes": 1e-9})
+    with pytest.raises(DivergedError, match="epoch 2"):
+        train(cfg, out_dir=out, tensorboard=False)
+    assert len(_RankZeroOfTwo.steps) == 8  # both epochs' 4 steps: rank 0 left no collective unmatched
+    ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1  # the last mid-epoch checkpoint before the state turned non-finite
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
+    assert _strict_json((out / "summary.json").read_text())["diverged"]["epoch"] == 2
 
 
 class Killed(Exception):
