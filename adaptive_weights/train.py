@@ -38,7 +38,7 @@ from .evaluate import autocast_for, evaluate_exits
 from .gradients import create_gradient_rule
 from .logging import Progress, RunLogger, exit_key
 from .objectives import create_objective
-from .schedules import describe_schedule, set_learning_rate
+from .schedules import describe_schedule, learning_rate, set_learning_rate
 from .schemes import scheme_weights
 
 __all__ = ["train", "training_step", "build_run", "build_step_plugins", "resolve_device", "RunExistsError",
@@ -366,7 +366,9 @@ def train(
     for epoch in range(start_epoch, cfg.train.epochs):
         strategy.start_epoch(epoch)
         first = start_batch if epoch == start_epoch else 0
-        lr = set_learning_rate(optimizer, cfg.train, epoch, first, steps_per_epoch)
+        # the row records the rate of the epoch's last step: the one before `first` when a resume
+        # from a checkpoint after the epoch's last step takes none
+        lr = learning_rate(cfg.train, epoch, max(first - 1, 0), steps_per_epoch)
         data.train.set_epoch(epoch, start_batch=first)
         model.train()
         progress.start(epoch, first)

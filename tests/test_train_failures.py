@@ -138,6 +138,28 @@ def test_a_kill_next_to_the_epochs_checkpoint_loses_no_record(tmp_path, tiny_fla
     assert [e.step for e in events.Scalars("test/err/final")] == [1, 2]
 
 
+@pytest.mark.parametrize("batch", [2, 4], ids=["mid-epoch", "after-the-epochs-last-step"])
+def test_a_kill_after_a_mid_epoch_checkpoint_resumes_the_uninterrupted_record(tmp_path, tiny_flat, monkeypatch, batch):
+    """A crash right after epoch 1's checkpoint at ``batch`` (of 4; at 4 the epoch's evaluation and
+    its own checkpoint were still to come): the resumed run's rows (rate of the epoch's last step,
+    the restored accumulators) equal an uninterrupted run's."""
+    cfg = RunConfig.from_flat({**tiny_flat, "train.lr_schedule": "cosine", "train.checkpoint_minutes": 1e-9})
+    train(cfg, out_dir=tmp_path / "a", tensorboard=False)
+    real_save = train_module.save_checkpoint
+
+    def crashing_save(path, state):
+        real_save(path, state)
+        if (state["epoch"], state["batch"]) == (0, batch):
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "save_checkpoint", crashing_save)
+        with pytest.raises(Killed):
+            train(cfg, out_dir=tmp_path / "b", tensorboard=False)
+    train(cfg, out_dir=tmp_path / "b", resume=True, tensorboard=False)
+    assert _without_timings(_rows(tmp_path / "b")) == _without_timings(_rows(tmp_path / "a"))
+
+
 HOLDER = textwrap.dedent("""
     import sys
     from adaptive_weights._lock import RunDirLock
