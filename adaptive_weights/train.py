@@ -209,16 +209,20 @@ def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable
         if not _writes_run_dir() or (kwargs.get("resume") and not run_dir.is_dir()):
             return train_fn(cfg, out_dir=run_dir, **kwargs)  # nothing to lock (a resume is refused)
         fresh = not run_dir.exists()
+        # taken outside the clean-up below: a trainer refused here lost the race for the directory,
+        # which (lock file included) is the winner's
+        lock = RunDirLock(run_dir).acquire()
         try:
-            with RunDirLock(run_dir):
-                return train_fn(cfg, out_dir=run_dir, **kwargs)
+            return train_fn(cfg, out_dir=run_dir, **kwargs)
         except RefusedError:
             # refused before anything was written (e.g. a file data set's sizes, checked once read):
-            # leave no directory behind that only the lock made
+            # leave no directory behind that only the lock made (removed while still held)
             if fresh and [p.name for p in run_dir.iterdir()] == [LOCK_NAME]:
                 (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()
             raise
+        finally:
+            lock.release()
 
     return locked
 

@@ -187,6 +187,29 @@ def test_a_second_trainer_into_the_same_run_directory_is_refused(tmp_path, tiny_
     assert train(cfg, out_dir=out, tensorboard=False)["completed"]
 
 
+def test_the_loser_of_a_race_for_a_new_run_directory_leaves_the_winners_lock(tmp_path, tiny_flat, monkeypatch):
+    """Two trainers start into one new directory; the other one takes the lock first. The refused
+    one must not clean up the directory as if it had made it (removing the winner's lock file
+    would let a third trainer in beside the winner)."""
+    out = tmp_path / "r"
+    winner = []
+
+    class LosingLock(RunDirLock):
+        def acquire(self):
+            winner.append(RunDirLock(self.run_dir).acquire())  # the other trainer got there first
+            return super().acquire()
+
+    monkeypatch.setattr(train_module, "RunDirLock", LosingLock)
+    with pytest.raises(RunDirBusyError):
+        train(RunConfig.from_flat(tiny_flat), out_dir=out, tensorboard=False)
+    try:
+        assert (out / ".lock").exists()
+        with pytest.raises(RunDirBusyError):  # a third trainer is still refused
+            RunDirLock(out).acquire()
+    finally:
+        winner[0].release()
+
+
 def test_the_lock_is_held_while_training_and_released_after(tmp_path, tiny_flat):
     out = tmp_path / "r"
     cfg = RunConfig.from_flat({**tiny_flat, "train.epochs": 1})
