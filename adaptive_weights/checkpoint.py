@@ -45,7 +45,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as err:  # torch raises several types for truncated/corrupt archives
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated and was not used "
                               f"({_first_sentence(err)})") from None
-    required = ("model", "optimizer", "strategy", "epoch", "batch", "step", "config")
+    required = ("model", "optimizer", "strategy", "rng", "epoch", "batch", "step", "accumulators", "config")
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}; it was not written by this library")

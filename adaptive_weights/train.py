@@ -269,8 +269,9 @@ def train(
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
-    # Nothing is written until the run is known to be valid: the checkpoint is read and its config
-    # compared, the data read and its sizes checked; only then the run directory and config.json.
+    # Nothing is written until the run is known to be valid: the checkpoint is read, its config
+    # compared and its states loaded, the data read and its sizes checked, the metrics rows read;
+    # only then the run directory's files.
     checkpoint = None
     if resume:
         if not ckpt_path.exists():
@@ -283,15 +284,6 @@ def train(
     # ---------------------------------------------------------------- build everything
     torch.manual_seed(cfg.train.seed)
     data, model, base_weights, strategy = build_run(cfg, device, ddp)
-    if ddp.is_main:  # rank 0 alone writes the run directory
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {
-            "adaptive_weights_version": library_version(),
-            "git_revision": git_revision(),
-            "torch_version": torch.__version__,
-            **ddp.describe(),
-            "config": cfg.to_dict(),
-        })
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
@@ -319,7 +311,17 @@ def train(
         if not ddp.is_main:  # the checkpoint holds rank 0's share of the per-rank counts
             acc.update({k: torch.zeros_like(acc[k]) for k in _PER_RANK})
 
+    # the checkpoint's states fitted and the rows of metrics.jsonl are read: now the directory is written
     logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard) if ddp.is_main else None
+    if ddp.is_main:  # rank 0 alone writes the run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {
+            "adaptive_weights_version": library_version(),
+            "git_revision": git_revision(),
+            "torch_version": torch.__version__,
+            **ddp.describe(),
+            "config": cfg.to_dict(),
+        })
     summary = None
     if logger is not None and checkpoint is not None and logger.rows and logger.rows[-1]["epoch"] == start_epoch:
         # a kill between the epoch's checkpoint and its summary.json: rewrite it from the row

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from adaptive_weights.cli import main
 from adaptive_weights.config import RESUMABLE_KEYS, RunConfig
@@ -46,6 +47,38 @@ def test_a_refused_resume_names_the_key_and_writes_nothing(finished, flag, value
     # config.json (and every other file) is exactly as before: evaluate and resume still work
     assert _files(run) == before
     assert main(["evaluate", str(run)]) == 0
+
+
+def _model_state_of_another_run(run):
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["model"].popitem()
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+
+
+def _checkpoint_without_accumulators(run):
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    del ckpt["accumulators"]
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+
+
+def _corrupt_metrics_row(run):
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("{not json\n")
+
+
+@pytest.mark.parametrize("tamper,refusal", [(_model_state_of_another_run, "does not fit the model"),
+                                            (_checkpoint_without_accumulators, "lacks accumulators"),
+                                            (_corrupt_metrics_row, "corrupt metrics row")])
+def test_a_resume_refused_on_reading_the_run_writes_nothing(finished, tiny_flat, tamper, refusal):
+    """The same config (a longer run) but a checkpoint or record that cannot be used: refused
+    before config.json is rewritten with the new train.epochs."""
+    run, _ = finished
+    tamper(run)
+    before = _files(run)
+    with pytest.raises(RefusedError, match=refusal):
+        train(RunConfig.from_flat({**tiny_flat, "train.epochs": 3}), out_dir=run, resume=True,
+              tensorboard=False)
+    assert _files(run) == before
 
 
 def test_a_shortened_schedule_is_refused_and_config_stays_consistent(finished, capsys):
