@@ -18,8 +18,8 @@ import torch
 from ._io import atomic_write
 from .errors import RefusedError
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model_state", "rng_state",
-           "set_rng_state"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model_state", "load_state",
+           "rng_state", "set_rng_state"]
 
 
 class CheckpointError(RefusedError):
@@ -62,6 +62,16 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: str | 
         raise CheckpointError(f"checkpoint {path} does not fit the model of this run's config "
                               f"({'; '.join(details) or _first_sentence(err)}); was config.json edited, or the "
                               "checkpoint copied from another run?") from None
+
+
+def load_state(target: Any, state: dict[str, Any], path: str | Path, what: str) -> None:
+    """``target.load_state_dict(state)`` (the optimiser, the strategy), refusing a state that does
+    not fit this run with an error naming the file and the part."""
+    try:
+        target.load_state_dict(state)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path}: its {what} state does not fit this run ({_first_sentence(err)}); "
+                              "was the checkpoint edited or copied from another run?") from None
 
 
 def _refusal_reason(err: Exception) -> str:

@@ -28,7 +28,14 @@ import torch
 
 from ._io import atomic_write_json, read_json
 from ._lock import LOCK_NAME, RunDirLock
-from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .compiled import compile_training, mark_step_begin
 from .config import RESUMABLE_KEYS, RunConfig, plugin_class
 from .data._shard import local_batch_size
@@ -303,8 +310,8 @@ def train(
     acc = _new_accumulators(num_exits, device)
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], ckpt_path)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        strategy.load_state_dict(checkpoint["strategy"])
+        load_state(optimizer, checkpoint["optimizer"], ckpt_path, "optimizer")
+        load_state(strategy, checkpoint["strategy"], ckpt_path, "strategy")
         set_rng_state(checkpoint["rng"], device)
         start_epoch, start_batch, step = checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]
         acc.update({k: v.to(device) for k, v in checkpoint["accumulators"].items()})

@@ -61,6 +61,12 @@ def _checkpoint_without_accumulators(run):
     torch.save(ckpt, run / "checkpoints" / "last.pt")
 
 
+def _strategy_state_of_another_run(run):
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["strategy"]["hparams"]["ratio"] = 0.5
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+
+
 def _corrupt_metrics_row(run):
     with open(run / "metrics.jsonl", "a") as f:
         f.write("{not json\n")
@@ -68,6 +74,7 @@ def _corrupt_metrics_row(run):
 
 @pytest.mark.parametrize("tamper,refusal", [(_model_state_of_another_run, "does not fit the model"),
                                             (_checkpoint_without_accumulators, "lacks accumulators"),
+                                            (_strategy_state_of_another_run, r"last.pt: its strategy state"),
                                             (_corrupt_metrics_row, "corrupt metrics row")])
 def test_a_resume_refused_on_reading_the_run_writes_nothing(finished, tiny_flat, tamper, refusal):
     """The same config (a longer run) but a checkpoint or record that cannot be used: refused
