@@ -85,6 +85,15 @@ def test_cases_are_a_union_of_grids_over_the_shared_keys(tmp_path: Path) -> None
     assert spec.axes["strategy.name"] == ["static", "aann"]
 
 
+def test_a_trial_two_cases_share_runs_once_even_under_two_names() -> None:
+    """A key that one case varies gets a name suffix there (batch_size32), the other case's same
+    trial has none: it is still one trial, run once under the first case's name."""
+    spec = parse_sweep({**TINY, "strategy.name": "static", "sweep.paper_grid": False,
+                        "sweep.cases": [{"train.batch_size": [32, 16]}, {"train.batch_size": 32}]})
+    assert [t["train.batch_size"] for t in spec.trials] == [32, 16]
+    assert spec.trials[0]["name"].endswith("-batch_size32")
+
+
 @pytest.mark.parametrize("cases, message", [
     ("[]", "non-empty list"),
     ("[{model.n: 2}, 3]", "non-empty list"),

@@ -196,9 +196,14 @@ def _union(name: str, specs: list[SweepSpec], scheduler: str) -> SweepSpec:
     """The trials of several grids in case order; a trial two cases share runs once, and two
     different trials that would share a run name are refused (a case's axis the names do not show)."""
     trials: list[dict[str, Any]] = []
+    configs: list[dict[str, Any]] = []  # the trials without their names: a case's name suffixes differ
     axes: dict[str, list[Any]] = {}
     for spec in specs:
-        trials.extend(t for t in spec.trials if t not in trials)
+        for trial in spec.trials:
+            config = {k: v for k, v in trial.items() if k != "name"}
+            if config not in configs:
+                configs.append(config)
+                trials.append(trial)
         for key, values in spec.axes.items():
             axes.setdefault(key, [])
             axes[key].extend(v for v in values if v not in axes[key])
