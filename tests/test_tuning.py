@@ -437,6 +437,23 @@ def test_resume_takes_a_fix_in_the_sweep_file_for_unfinished_trials_only(tmp_pat
         plan_sweep(SweepDir(str(exp)), changed, resume=True)
 
 
+def test_resume_restarts_a_stopped_trial_whose_config_the_file_changes(tmp_path: Path) -> None:
+    """A trial a scheduler stopped is kept only while its config stays: changed (here a key its run
+    name does not show), it starts again instead of being neither run nor exported."""
+    from tuning.plan import plan_sweep
+    from tuning.sweepdir import SweepDir
+
+    base = {**TINY, "strategy.name": "aann", "sweep.paper_grid": False}
+    spec = parse_sweep(base, name="stopped")
+    (name,) = (t["name"] for t in spec.trials)
+    exp = _fake_sweep(tmp_path, spec, {name: False})
+    SweepDir(str(exp)).record_stopped(name)
+    assert plan_sweep(SweepDir(str(exp)), spec, resume=True).trials == []  # unchanged: kept
+    fixed = parse_sweep({**base, "train.batch_size": 16}, name="stopped")
+    plan = plan_sweep(SweepDir(str(exp)), fixed, resume=True)
+    assert [t["name"] for t in plan.trials] == [name] and plan.resume_from == {}
+
+
 def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
     from tuning.plan import plan_sweep

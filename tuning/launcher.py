@@ -127,6 +127,7 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, root: str, sweep_dir: SweepDir, ad
     frames = []
     with ray_session(address, verbose=options["verbose"]):
         sweep_dir.write_spec(spec_record(spec))
+        sweep_dir.forget_stopped({t["name"] for t in plan.trials})  # they run again: stopped only if stopped again
         fits = [(plan.trials, 0)] if plan.trials else []
         if plan.samples:
             fits.append(([], plan.samples))

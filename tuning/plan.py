@@ -91,8 +91,9 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
     if spec.search == "grid":
         _check_grid_change(stored, spec, found, sweep_dir)
         current = matching_checkpoints(found, spec)
-        todo = [t for t in spec.trials if t["name"] not in stopped
-                and not (t["name"] in current and current[t["name"]].completed)]
+        # kept: finished, or stopped by a scheduler, with the config they have now (a changed one starts again)
+        todo = [t for t in spec.trials
+                if not (t["name"] in current and (current[t["name"]].completed or t["name"] in stopped))]
         return SweepPlan(trials=todo, resume_from={t["name"]: current[t["name"]].path for t in todo
                                                    if t["name"] in current},
                          taken_dirs=taken, expected=expected)

@@ -116,6 +116,12 @@ class SweepDir:
     def record_stopped(self, name: str) -> None:
         self.write_json(sorted(self.stopped() | {name}), STOPPED_FILE)
 
+    def forget_stopped(self, names: set[str]) -> None:
+        """Trials that run again (a resume restarts a stopped trial whose config changed)."""
+        stopped = self.stopped()
+        if stopped & names:
+            self.write_json(sorted(stopped - names), STOPPED_FILE)
+
     # ------------------------------------------------------------------ trial directories
     def _children(self, path: str) -> list[str]:
         import pyarrow.fs
