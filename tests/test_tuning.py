@@ -454,6 +454,24 @@ def test_resume_restarts_a_stopped_trial_whose_config_the_file_changes(tmp_path:
     assert [t["name"] for t in plan.trials] == [name] and plan.resume_from == {}
 
 
+def test_report_of_a_finished_sweep_refuses_a_changed_sweep_file(tmp_path: Path) -> None:
+    """``sweep FILE --report`` on a finished sweep reports its runs without Ray only while FILE
+    still describes them; a changed file (a key the run names do not show) is the refusal of a
+    sweep that already exists, not a report of the old runs under the new file's name."""
+    from adaptive_weights.errors import RefusedError
+    from tuning.cli import _complete_runs, cli_main
+    from tuning.launcher import run_sweep
+
+    path = _write(tmp_path, "".join(f"{k}: {json.dumps(v)}\n" for k, v in TINY.items())
+                  + "strategy.name: static\nsweep: {paper_grid: false, name: rep}\n")
+    spec = load_sweep(path)
+    _fake_sweep(tmp_path, spec, {t["name"]: True for t in spec.trials})
+    run_sweep(spec, out=tmp_path, resume=True, verbose=0)  # exports runs/ as a finished sweep does
+    assert [p.name for p in _complete_runs(str(tmp_path), spec)] == [t["name"] for t in spec.trials]
+    with pytest.raises(RefusedError, match="already exists; pass --resume"):
+        cli_main([str(path), "--out", str(tmp_path), "--report", "-q", "--train.batch_size", "16"])
+
+
 def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
     from tuning.plan import plan_sweep

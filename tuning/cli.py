@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .launcher import run_sweep, write_sweep_report
-from .plan import _grid_size
+from .plan import _experiment_diff, _grid_size
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, is_uri, local_results_dir
 from .sweepfile import SweepSpec, load_sweep, parse_overrides
 
@@ -31,14 +31,17 @@ __all__ = ["cli_main"]
 
 def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
     """The exported run directories if every trial of ``spec`` finished (or a scheduler stopped
-    it), else None."""
+    it) with the config ``spec`` gives it, else None (a changed sweep file is then run_sweep's to
+    refuse or resume)."""
+    from adaptive_weights._io import read_json
     from adaptive_weights.runs import is_final
 
     runs_dir = local_results_dir(out, spec.name) / RUNS_DIR
     experiment = experiment_path(out, spec.name)[1]
     stopped = SweepDir(experiment).stopped() if is_uri(experiment) or Path(experiment).is_dir() else set()
+    trials = {t["name"]: t for t in spec.trials}
     if spec.search == "grid":
-        names = [t["name"] for t in spec.trials]
+        names = list(trials)
     else:
         names = sorted(p.name for p in runs_dir.glob("*") if p.is_dir())
         if len(names) < spec.num_samples * _grid_size(spec):
@@ -47,6 +50,9 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
     for name in names:
         run_dir = runs_dir / name
         if not (is_final(run_dir) or (name in stopped and (run_dir / "summary.json").is_file())):
+            return None
+        if spec.search == "grid" and _experiment_diff(read_json(run_dir / "summary.json").get("config") or {},
+                                                      trials[name]):
             return None
         dirs.append(run_dir)
     return dirs
