@@ -392,12 +392,44 @@ def _fake_sweep(out: Path, spec, done: dict[str, bool], threads: int = 1) -> Pat
     SweepDir(str(exp)).write_spec(spec_record(with_threads(spec, threads)))
     for trial in with_threads(spec, threads).trials:
         if trial["name"] in done:
-            ckpt = exp / trial["name"] / "checkpoint_000001"
-            ckpt.mkdir(parents=True)
-            (ckpt / "summary.json").write_text(json.dumps({
-                "name": trial["name"], "completed": done[trial["name"]], "epochs": 2 if done[trial["name"]] else 1,
-                "config": trial, "errors": {"val": [0.5, 0.4], "test": [0.5, 0.4]}}))
+            _fake_checkpoint(exp / trial["name"] / "checkpoint_000001", trial, epochs=2 if done[trial["name"]] else 1,
+                             completed=done[trial["name"]])
     return exp
+
+
+def _fake_checkpoint(ckpt: Path, trial: dict, *, epochs: int, completed: bool) -> Path:
+    """A Ray checkpoint of a run directory: its summary.json and a training checkpoint (a zip, as torch.save writes)."""
+    import zipfile
+
+    (ckpt / "checkpoints").mkdir(parents=True)
+    with zipfile.ZipFile(ckpt / "checkpoints" / "last.pt", "w") as z:
+        z.writestr("archive/data.pkl", b"state")
+    (ckpt / "summary.json").write_text(json.dumps({
+        "name": trial["name"], "completed": completed, "epochs": epochs,
+        "config": trial, "errors": {"val": [0.5, 0.4], "test": [0.5, 0.4]}}))
+    return ckpt
+
+
+def test_resume_skips_a_checkpoint_ray_was_copying_when_killed(tmp_path: Path) -> None:
+    """Ray copies a checkpoint into its folder file by file: a kill mid-copy leaves a summary.json
+    cut short (which made every --resume refuse the sweep) or a run without its whole last.pt (which
+    every retry would fail on). The trial continues from its last complete checkpoint instead."""
+    from tuning.plan import plan_sweep
+    from tuning.sweepdir import SweepDir
+
+    spec = parse_sweep({**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}, name="cut")
+    static, aann = (t["name"] for t in spec.trials)
+    exp = _fake_sweep(tmp_path, spec, {static: False, aann: False})
+    trials = {t["name"]: t for t in spec.trials}
+    cut_summary = _fake_checkpoint(exp / static / "checkpoint_000002", trials[static], epochs=2, completed=True)
+    (cut_summary / "summary.json").write_text('{"name": "' + static + '", "compl')
+    cut_pt = _fake_checkpoint(exp / aann / "checkpoint_000002", trials[aann], epochs=2, completed=True)
+    data = (cut_pt / "checkpoints" / "last.pt").read_bytes()
+    (cut_pt / "checkpoints" / "last.pt").write_bytes(data[: len(data) // 2])
+    plan = plan_sweep(SweepDir(str(exp)), spec, resume=True)
+    assert sorted(t["name"] for t in plan.trials) == sorted([static, aann])
+    assert {n: Path(p).name for n, p in plan.resume_from.items()} == {static: "checkpoint_000001",
+                                                                      aann: "checkpoint_000001"}
 
 
 def test_resume_with_another_cpus_per_trial_is_not_a_changed_grid(tmp_path: Path) -> None:

@@ -144,9 +144,9 @@ class SweepDir:
         best: dict[str, TrialCheckpoint] = {}
         for trial in self.trial_dirs():
             for ckpt in self._children(self._path(trial)):
-                if not ckpt.startswith(_CHECKPOINT_PREFIX) or not self.exists(trial, ckpt, "summary.json"):
+                summary = self._complete_summary(trial, ckpt) if ckpt.startswith(_CHECKPOINT_PREFIX) else None
+                if summary is None:
                     continue
-                summary = self.read_json(trial, ckpt, "summary.json")
                 diverged = summary.get("status") == "diverged"
                 found = TrialCheckpoint(
                     name=str(summary["name"]), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
@@ -156,6 +156,30 @@ class SweepDir:
                 if found.name not in best or found.epochs > best[found.name].epochs or diverged:
                     best[found.name] = found
         return best
+
+    def _complete_summary(self, trial: str, ckpt: str) -> dict[str, Any] | None:
+        """The ``summary.json`` of a checkpoint that Ray finished copying, else None. Ray copies a
+        checkpoint into its folder file by file: a kill mid-copy leaves a summary.json cut short, or
+        a run without its whole ``checkpoints/last.pt`` (a zip, whose directory is written last),
+        which no retry could resume from. A diverged run may have no last.pt: it is never resumed."""
+        if not self.exists(trial, ckpt, "summary.json"):
+            return None
+        try:
+            summary = self.read_json(trial, ckpt, "summary.json")
+        except RefusedError:
+            return None
+        if not isinstance(summary, dict):
+            return None
+        return summary if summary.get("status") == "diverged" or self._is_zip(trial, ckpt, "checkpoints", "last.pt") else None
+
+    def _is_zip(self, *parts: str) -> bool:
+        import zipfile
+
+        try:
+            with self._fs.open_input_file(self._path(*parts)) as f:
+                return zipfile.is_zipfile(f)
+        except OSError:
+            return False
 
     def download(self, checkpoint: TrialCheckpoint, dest: Path) -> Path:
         """Copy a checkpoint (a run directory) to the local ``dest``, replacing what was there."""
