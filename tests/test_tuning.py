@@ -504,6 +504,30 @@ def test_report_of_a_finished_sweep_refuses_a_changed_sweep_file(tmp_path: Path)
         cli_main([str(path), "--out", str(tmp_path), "--report", "-q", "--train.batch_size", "16"])
 
 
+def test_resume_of_a_random_search_completes_a_sample_killed_between_its_seeds(tmp_path: Path) -> None:
+    """A random search runs each sample over its grid (here 2 seeds). Killed after one seed of a
+    sample, a resume runs that sample's other seed with the sampled gamma, rather than a new sample
+    (which left the setting one seed short and ran more trials than the sweep asked for)."""
+    from adaptive_weights.config import RunConfig
+    from tuning.plan import plan_sweep, spec_record
+    from tuning.sweepdir import SweepDir
+
+    spec = parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": {"loguniform": [0.01, 0.5]},
+                        "train.seed": [0, 1], "sweep.search": "random", "sweep.num_samples": 2,
+                        "sweep.paper_grid": False}, name="rnd")
+    exp = tmp_path / "rnd"
+    SweepDir(str(exp)).write_spec(spec_record(spec))
+    fixed = {k: v for k, v in spec.space.items() if k not in spec.searched}
+    for number, (gamma, seed) in enumerate([(0.05, 0), (0.05, 1), (0.2, 0)], start=1):
+        trial = RunConfig.from_flat({**fixed, "strategy.gamma": gamma, "train.seed": seed,
+                                     "name": f"eg-s{seed}-0000{number}"}).resolve().to_flat()
+        _fake_checkpoint(exp / trial["name"] / "checkpoint_000001", trial, epochs=2, completed=True)
+    plan = plan_sweep(SweepDir(str(exp)), spec, resume=True)
+    assert [(t["strategy.gamma"], t["train.seed"]) for t in plan.trials] == [(0.2, 1)]
+    assert plan.samples == 0 and plan.resume_from == {}
+    assert plan.trials[0]["name"] not in {d for d in SweepDir(str(exp)).entries()}
+
+
 def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
     from tuning.plan import plan_sweep

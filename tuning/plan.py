@@ -99,10 +99,13 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
                          taken_dirs=taken, expected=expected)
     _check_search_change(stored, spec, sweep_dir)
     unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
-    todo = [{**{k: v for k, v in c.config.items() if k not in EXECUTION_KEYS or k == "name"},
-             **{k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and k not in spec.searched}}
+    execution = {k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and k not in spec.searched}
+    todo = [{**{k: v for k, v in c.config.items() if k not in EXECUTION_KEYS or k == "name"}, **execution}
             for c in unfinished]
-    started = len(set(found) | stopped)
+    # (PBT mutates a sample's values trial by trial: its trials no longer tell which sample they are)
+    missing = _unstarted_grid_points(spec, found) if spec.search == "random" and spec.scheduler != "pbt" else []
+    todo += missing
+    started = len(set(found) | stopped) + len(missing)
     remaining = max(0, expected - started)
     samples = math.ceil(remaining / _grid_size(spec)) if spec.search == "random" else remaining
     searched = spec.searched
@@ -110,6 +113,34 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
             for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]
     return SweepPlan(trials=todo, resume_from={c.name: c.path for c in unfinished}, samples=samples, warm=warm,
                      taken_dirs=taken, expected=expected)
+
+
+def _unstarted_grid_points(spec: SweepSpec, found: dict[str, TrialCheckpoint]) -> list[dict[str, Any]]:
+    """A random search's grid points (seeds, ...) of started samples that never reached a checkpoint
+    (a kill between a sample's trials), with the sample's values: each sampled setting keeps the
+    whole grid its selection averages over, and no extra sample runs in their place. A point is
+    named after its sample's trial number and its place in the grid (no Tune trial name can be)."""
+    import itertools
+
+    from .trainable import sampled_run_name
+
+    ranges = [k for k in spec.searched if is_range(spec.space[k])]
+    axes = {k: spec.space[k] for k in spec.searched if not is_range(spec.space[k])}
+    samples: dict[tuple[str, ...], list[TrialCheckpoint]] = {}
+    for c in found.values():
+        samples.setdefault(tuple(repr(c.config.get(k)) for k in ranges), []).append(c)
+    out = []
+    for members in samples.values():
+        have = {tuple(repr(m.config.get(k)) for k in axes) for m in members}
+        first = members[0]
+        for j, point in enumerate(itertools.product(*axes.values())):
+            if tuple(map(repr, point)) in have:
+                continue
+            config = {**{k: v for k, v in spec.space.items() if k not in axes},  # as Tune would have drawn it
+                      **{k: first.config.get(k) for k in ranges}, **dict(zip(axes, point, strict=True))}
+            config["name"] = f"{sampled_run_name(config, first.name.rsplit('-', 1)[-1])}-{j}"
+            out.append(config)
+    return out
 
 
 def _grid_size(spec: SweepSpec) -> int:
