@@ -568,6 +568,18 @@ def test_pbt_mutates_the_searched_strategy_keys_and_needs_some() -> None:
         make_scheduler("pbt", max_epochs=2, mutations={})
 
 
+def test_pbt_without_a_searched_strategy_key_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """``--scheduler pbt`` on a grid (nothing to mutate) was refused only once Ray ran and sweep.json
+    was written, so the fixed command then met 'sweep directory already exists'."""
+    from adaptive_weights.errors import RefusedError
+    from tuning.launcher import run_sweep
+
+    spec = parse_sweep({**TINY, "strategy.name": "eg", "sweep.paper_grid": False}, name="pbt-grid")
+    with pytest.raises(RefusedError, match="sweep.scheduler: pbt mutates searched keys"):
+        run_sweep(spec, out=tmp_path / "out", scheduler="pbt", verbose=0)
+    assert not (tmp_path / "out").exists()
+
+
 def test_pbt_exploit_continues_a_checkpoint_with_mutated_hyper_parameters(tmp_path: Path) -> None:
     """PBT hands a trial another trial's checkpoint with a mutated strategy.gamma: a plain resume
     refuses it, the trainable's adoption continues it (learnt state kept, the new gamma used)."""

@@ -73,7 +73,7 @@ def run_sweep(
     tables and results. ``workers_per_trial > 1``: every trial is one data-parallel run on that
     many Ray Train workers (:mod:`tuning.ray_train`); the CPUs and GPUs per trial are then per worker.
     """
-    from .space import check_search_available
+    from .space import check_scheduler, check_search_available
 
     out = str(out)
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
@@ -93,6 +93,7 @@ def run_sweep(
     if max_failures < 0:
         raise RefusedError(f"--max-failures must be >= 0, got {max_failures}")
     _check_workers(workers_per_trial, gpus_per_trial, spec.scheduler)
+    check_scheduler(spec)
     check_search_available(spec.search)
     root, experiment = experiment_path(out, spec.name)
     local_dir = local_results_dir(out, spec.name)

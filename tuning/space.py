@@ -22,9 +22,11 @@ from adaptive_weights.errors import RefusedError
 from .sweepfile import SweepSpec, is_range
 
 __all__ = ["grid_param_space", "search_param_space", "varying_keys", "search_algorithm", "make_scheduler",
-           "SELECTION_METRIC"]
+           "pbt_keys", "check_scheduler", "SELECTION_METRIC"]
 
 SELECTION_METRIC = "val/err/mean"
+_PBT_NEEDS_KEYS = ("sweep.scheduler: pbt mutates searched keys; give a range or a list of a strategy key "
+                   "(e.g. strategy.gamma: {uniform: [0.1, 0.4]}) with sweep.search: random")
 # the optional extra that installs each searcher's library
 _EXTRAS = {"optuna": ("optuna", "ray.tune.search.optuna", "OptunaSearch"),
            "hyperopt": ("hyperopt", "ray.tune.search.hyperopt", "HyperOptSearch")}
@@ -122,8 +124,7 @@ def make_scheduler(name: str, *, max_epochs: int, mutations: Mapping[str, Any] |
                              max_t=max_epochs, grace_period=1)
     if name == "pbt":
         if not mutations:
-            raise RefusedError("sweep.scheduler: pbt mutates searched keys; give a range or a list of a "
-                               "strategy key (e.g. strategy.gamma: {uniform: [0.1, 0.4]}) with sweep.search: random")
+            raise RefusedError(_PBT_NEEDS_KEYS)
         from ray.tune.schedulers import PopulationBasedTraining
 
         return PopulationBasedTraining(metric=SELECTION_METRIC, mode="min", time_attr="training_iteration",
@@ -131,11 +132,22 @@ def make_scheduler(name: str, *, max_epochs: int, mutations: Mapping[str, Any] |
     raise RefusedError(f"sweep.scheduler: got {name!r}; allowed: fifo, asha, pbt")
 
 
+def pbt_keys(spec: SweepSpec) -> list[str]:
+    """The strategy keys a PBT scheduler may change: the searched ones (none in a grid)."""
+    return [] if spec.search == "grid" else [k for k in spec.searched if k.startswith("strategy.")]
+
+
+def check_scheduler(spec: SweepSpec) -> None:
+    """Refuse, before Ray starts or anything is written, a PBT sweep with nothing to mutate."""
+    if spec.scheduler == "pbt" and not pbt_keys(spec):
+        raise RefusedError(_PBT_NEEDS_KEYS)
+
+
 def pbt_mutations(spec: SweepSpec) -> dict[str, Any]:
-    """The strategy keys a PBT scheduler may change: the searched ones, a range as its Tune domain
-    and a list as the values to pick from (a grid axis of the search stays an axis for the start)."""
-    if spec.search == "grid":
+    """:func:`pbt_keys`, a range as its Tune domain and a list as the values to pick from (a grid
+    axis of the search stays an axis for the start)."""
+    keys = pbt_keys(spec)
+    if not keys:
         return {}
     domains = search_param_space(spec)
-    return {k: (domains[k] if is_range(spec.space[k]) else list(spec.space[k])) for k in spec.searched
-            if k.startswith("strategy.")}
+    return {k: (domains[k] if is_range(spec.space[k]) else list(spec.space[k])) for k in keys}
