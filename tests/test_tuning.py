@@ -568,14 +568,21 @@ def test_pbt_mutates_the_searched_strategy_keys_and_needs_some() -> None:
         make_scheduler("pbt", max_epochs=2, mutations={})
 
 
-def test_pbt_without_a_searched_strategy_key_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    """``--scheduler pbt`` on a grid (nothing to mutate) was refused only once Ray ran and sweep.json
-    was written, so the fixed command then met 'sweep directory already exists'."""
+@pytest.mark.parametrize("search, message", [
+    ("grid", "sweep.scheduler: pbt mutates searched keys"),
+    ("optuna", "sweep.scheduler: pbt with sweep.search: 'optuna'"),
+])
+def test_a_pbt_sweep_ray_cannot_run_is_refused_before_anything_is_written(tmp_path: Path, search: str,
+                                                                          message: str) -> None:
+    """``--scheduler pbt`` on a grid (nothing to mutate) or with Optuna (Tune's PBT takes no searcher)
+    failed only once Ray ran and sweep.json was written, so the fixed command then met 'sweep
+    directory already exists'."""
     from adaptive_weights.errors import RefusedError
     from tuning.launcher import run_sweep
 
-    spec = parse_sweep({**TINY, "strategy.name": "eg", "sweep.paper_grid": False}, name="pbt-grid")
-    with pytest.raises(RefusedError, match="sweep.scheduler: pbt mutates searched keys"):
+    keys = {"strategy.gamma": {"uniform": [0.1, 0.3]}, "sweep.search": search} if search != "grid" else {}
+    spec = parse_sweep({**TINY, "strategy.name": "eg", "sweep.paper_grid": False, **keys}, name="pbt")
+    with pytest.raises(RefusedError, match=message):
         run_sweep(spec, out=tmp_path / "out", scheduler="pbt", verbose=0)
     assert not (tmp_path / "out").exists()
 

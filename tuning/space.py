@@ -138,7 +138,11 @@ def pbt_keys(spec: SweepSpec) -> list[str]:
 
 
 def check_scheduler(spec: SweepSpec) -> None:
-    """Refuse, before Ray starts or anything is written, a PBT sweep with nothing to mutate."""
+    """Refuse, before Ray starts or anything is written, a PBT sweep with nothing to mutate or with
+    a searcher (Tune's PBT draws its trials from the random search's generator only)."""
+    if spec.scheduler == "pbt" and spec.search in _EXTRAS:
+        raise RefusedError(f"sweep.scheduler: pbt with sweep.search: {spec.search!r}: Ray Tune's PBT takes no "
+                           "searcher; use sweep.search: random (PBT then mutates the sampled values)")
     if spec.scheduler == "pbt" and not pbt_keys(spec):
         raise RefusedError(_PBT_NEEDS_KEYS)
 
