@@ -89,13 +89,16 @@ def evaluate_exits(
             n += y.shape[0]
     finally:
         model.train(was_training)
-    if n == 0:
-        raise ValueError("evaluate_exits: the loader yielded no samples")
-    table = torch.stack([wrong.double(), loss_sum.double(), wrong5.double(), torch.full_like(wrong, n).double()])
+    if n:
+        table = torch.stack([wrong.double(), loss_sum.double(), wrong5.double(), torch.full_like(wrong, n).double()])
+    else:  # this rank's shard is empty: it still joins the sum, or the other ranks wait in it for ever
+        table = torch.zeros(4, model.num_exits, dtype=torch.float64, device=device)
     if sum_over_ranks is not None:
         table = sum_over_ranks(table)
     table = table.cpu()  # the one host transfer of the split
     n = round(float(table[3, 0]))
+    if n == 0:
+        raise ValueError("evaluate_exits: the loader yielded no samples")
     errors, losses, errors5 = (table[:3] / n).tolist()
     return ExitEvaluation(errors=errors, losses=losses, top5_errors=errors5, num_samples=n)
 

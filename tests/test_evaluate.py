@@ -36,3 +36,18 @@ def test_errors_losses_and_top5_by_hand():
     log_z1 = math.log(math.exp(3) + 5)
     ce1 = [log_z1 - 3] * 4 + [log_z1]
     assert ev.losses == pytest.approx([sum(ce0) / 5, sum(ce1) / 5], rel=1e-6)
+
+
+def test_a_rank_with_an_empty_shard_still_joins_the_sum():
+    """A split smaller than the world size leaves some rank no images: it once raised before the
+    collective, so the other ranks waited in it for ever. It now adds zeros and returns the split's
+    numbers; a split that is empty on every rank is still refused."""
+    x, y = torch.tensor([[0], [1], [5], [2], [4]]), torch.tensor([0, 1, 5, 2, 3])
+    model = TwoExits()
+    model.num_exits = 2
+    other_rank = []
+    full = evaluate_exits(model, [(x, y)], sum_over_ranks=lambda t: other_rank.append(t.clone()) or t)
+    ev = evaluate_exits(model, [], sum_over_ranks=lambda t: t + other_rank[0])
+    assert (ev.errors, ev.losses, ev.num_samples) == (full.errors, full.losses, 5)
+    with pytest.raises(ValueError, match="no samples"):
+        evaluate_exits(model, [], sum_over_ranks=lambda t: t)
