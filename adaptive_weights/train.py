@@ -286,7 +286,7 @@ def train(
         checkpoint = load_checkpoint(ckpt_path, map_location=device)
         _check_resume(checkpoint, cfg, run_dir)
     elif ckpt_path.exists() or (run_dir / "summary.json").exists():
-        raise RunExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) or another out_dir")
+        raise RunExistsError(f"{run_dir} already holds a run; {_how_to_go_on(run_dir, ckpt_path)}")
 
     # ---------------------------------------------------------------- build everything
     torch.manual_seed(cfg.train.seed)
@@ -464,6 +464,21 @@ def train(
     if summary is None:  # resumed past the end from a run without its row (older versions)
         return read_json(run_dir / "summary.json")
     return summary
+
+
+def _how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
+    """What the user can do with a run directory that already holds a run: resuming a diverged
+    run repeats its divergence (and one that diverged before its first checkpoint has nothing to
+    resume), so only an unfinished healthy run is pointed at --resume."""
+    try:
+        status = read_json(run_dir / "summary.json").get("status")
+    except (OSError, ValueError):
+        status = None
+    if status == "diverged":
+        kept = "its last good checkpoint is kept" if ckpt_path.exists() else "it has no checkpoint to resume"
+        return (f"it diverged (summary.json: status 'diverged'; {kept}); train the changed run (e.g. lower "
+                "train.lr_values) into another out_dir, or remove this one")
+    return "pass resume=True (--resume) or another out_dir"
 
 
 # accumulators that count this rank's own images (summed over ranks at the epoch's end); the loss

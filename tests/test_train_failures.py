@@ -52,6 +52,10 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_the_last_good_checkpoint(
     assert (ckpt["epoch"], ckpt["batch"]) == (1, 0)
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values() if t.is_floating_point())
     assert [r["epoch"] for r in _rows(out)] == [1]  # the record matches the checkpoint
+    # training into it again is refused with what helps: --resume would only diverge again
+    assert main(["train", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "diverged" in err and "another out_dir" in err and "--resume" not in err
 
 
 def test_divergence_check_reads_state_and_whole_epoch_losses():
