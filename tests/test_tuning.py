@@ -642,8 +642,27 @@ def test_a_diverging_trial_ends_with_its_run_directory_not_a_retry(tmp_path: Pat
     train_in_scratch(cfg, f"diverge-{tmp_path.name}", checkpoint=None, report=report, tensorboard=False,
                      hparam_keys=())
     (metrics, summary) = reports[-1]
-    assert metrics["diverged"] == 1.0 and metrics["val/err/mean"] == 1.0
+    assert metrics["diverged"] == 1.0 and metrics["val/err/mean"] == 1.0 and metrics["diverged_epoch"] == 2.0
     assert summary["status"] == "diverged" and summary["diverged"]["epoch"] == 2
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
     assert is_final(tmp_path / "run") and not is_completed(tmp_path / "run")
+
+
+def test_a_diverged_trial_is_said_so_and_not_recorded_as_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its last report holds no epoch: the progress line read 'val err final 100.00% ... after 0
+    epochs' and the trial went into stopped.json as if a scheduler had cut it."""
+    from tuning.launcher import _progress_callback, _StoppedRecorder
+    from tuning.sweepdir import SweepDir
+
+    sweep_dir = SweepDir(str(tmp_path))
+    result = {"diverged": 1.0, "diverged_epoch": 2.0, "val/err/final": 1.0, "val/err/mean": 1.0, "time_total_s": 3.0}
+    trial = SimpleNamespace(custom_trial_name="r-diverged", config={"data.name": "synthetic", "train.epochs": 4},
+                            last_result=result)
+    _StoppedRecorder(sweep_dir).on_trial_complete(0, [], trial)
+    _progress_callback(1).on_trial_complete(0, [], trial)
+    assert sweep_dir.stopped() == set()
+    assert "r-diverged: diverged in epoch 2" in capsys.readouterr().out
+    cut = SimpleNamespace(custom_trial_name="r-cut", config=trial.config, last_result={"epoch": 1, "val/err/final": 0.5})
+    _StoppedRecorder(sweep_dir).on_trial_complete(0, [], cut)
+    assert sweep_dir.stopped() == {"r-cut"}

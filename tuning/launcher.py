@@ -279,7 +279,8 @@ class _StoppedRecorder:
                 from .trainable import run_config
 
                 epochs = run_config(trial.config).train.epochs
-                if int((trial.last_result or {}).get("epoch", 0)) < epochs:
+                result = trial.last_result or {}
+                if not result.get("diverged") and int(result.get("epoch", 0)) < epochs:  # diverged: final
                     sweep_dir.record_stopped(_trial_name(trial))
 
         return _Recorder()
@@ -296,10 +297,15 @@ def _progress_callback(total: int):
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.done += 1
             r = trial.last_result or {}
-            errs = (f"val err final {100 * r['val/err/final']:.2f}% mean {100 * r['val/err/mean']:.2f}%"
-                    if "val/err/final" in r else "no result")
-            print(f"[{self.done}/{total}] {_trial_name(trial)}: {errs} after {int(r.get('epoch', 0))} epochs "
-                  f"({r.get('time_total_s', 0.0):.0f} s)", flush=True)
+            if r.get("diverged"):
+                what = f"diverged in epoch {int(r.get('diverged_epoch', 0))} (scored as 100% error)"
+            elif "val/err/final" in r:
+                what = (f"val err final {100 * r['val/err/final']:.2f}% mean {100 * r['val/err/mean']:.2f}% "
+                        f"after {int(r.get('epoch', 0))} epochs")
+            else:
+                what = "no result"
+            print(f"[{self.done}/{total}] {_trial_name(trial)}: {what} ({r.get('time_total_s', 0.0):.0f} s)",
+                  flush=True)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             print(f"[failed] {_trial_name(trial)}: see {trial.path}/error.txt", flush=True)
