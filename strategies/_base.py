@@ -318,9 +318,12 @@ class SamplingStrategy(Strategy):
         return torch.where(self.onehot, self._hit, self._keep)
 
     def draw(self, p: Tensor) -> Tensor:
-        """One index from `p` by inverse CDF, as a 0-d int64 tensor on the device (no sync)."""
+        """One index from `p` by inverse CDF, as a 0-d int64 tensor on the device (no sync).
+
+        Leading exits of probability 0 (`cdf <= 0`) are skipped also when the number is exactly 0,
+        where `cdf < u * cdf[-1]` alone would pick exit 0; for any other number this changes nothing."""
         cdf = torch.cumsum(p, 0)
-        return (cdf < self.uniform() * cdf[-1]).sum().clamp_max(self.K - 1)
+        return ((cdf < self.uniform() * cdf[-1]) | (cdf <= 0)).sum().clamp_max(self.K - 1)
 
     def reset_stats(self) -> None:
         super().reset_stats()

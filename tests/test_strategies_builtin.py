@@ -88,6 +88,22 @@ def test_aann_sieve_draws_final_half_the_time_and_weights_1_5x_in_expectation() 
     assert ((total.double() / n - 1.5 * SIEVE9.double()).abs() <= 4.5 * sigma + 1e-3).all()
 
 
+def test_aann_never_draws_an_exit_of_probability_zero() -> None:
+    """The stream's number 0 (about once in 2**24 steps) drew exit 0 even when its weight is 0
+    (EANN-SIEVE zeroes the first exits): the inverse CDF must skip leading zero-probability exits."""
+    s = create_strategy("aann", torch.tensor([0.0, 0.0, 1.0, 2.0]))
+    s.step_weights()  # the forced first step
+
+    def next_number_is_zero() -> None:  # a state whose next number is exactly 0, restored as a resume does
+        state = s.state_dict()
+        s.load_state_dict({**state, "tensors": {**state["tensors"], "rng_state": torch.tensor(11237720)}})
+
+    next_number_is_zero()
+    assert float(s.uniform()) == 0.0
+    next_number_is_zero()
+    assert close(s.step_weights(), [0.0, 0.0, 1.0 + 2.0, 2.0]) and int(s.sel) == 2
+
+
 # -- learners ---------------------------------------------------------------------------------------
 def test_eg_single_step_spec_3_1() -> None:
     g = 0.3
