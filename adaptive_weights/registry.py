@@ -60,6 +60,9 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = group
         self._builtin_modules = tuple(builtin_modules)
+        # the packages of the built-in modules ("strategies." for "strategies.builtin"), whose
+        # registrations run while the built-ins are being imported
+        self._builtin_packages = tuple(f"{m.rpartition('.')[0] or m}." for m in self._builtin_modules)
         self._check = check
         self._entries: dict[str, Entry[T]] = {}
         self._seen_entry_points: set[tuple[str, str]] = set()
@@ -67,7 +70,13 @@ class Registry(Generic[T]):
 
     # -- writing ---------------------------------------------------------------------------------
     def register(self, name: str, obj: T, description: str = "", origin: str = "") -> T:
-        """Add `obj` under `name`; a different object under an existing name raises ValueError."""
+        """Add `obj` under `name`; a different object under an existing name raises ValueError.
+
+        The built-in modules are imported first, so a name of a built-in is refused even before
+        the first lookup (instead of taking the built-in's place and failing its import)."""
+        module = getattr(obj, "__module__", None) or ""
+        if not module.startswith(self._builtin_packages):  # a built-in's own import would go in a circle
+            self._import_builtins()
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(
                 f"{self.kind} name {name!r} is invalid: use lowercase letters, digits, '_' or '-', starting with a letter"
@@ -131,8 +140,11 @@ class Registry(Generic[T]):
         """
         self._loaded = True
         before = set(self._entries)
-        for module in self._builtin_modules:
-            importlib.import_module(module)
+        try:
+            self._import_builtins()
+        except BaseException:
+            self._loaded = False  # every later lookup fails the same way, none sees half the built-ins
+            raise
         if self.group is not None:
             importlib.invalidate_caches()
             for ep in importlib.metadata.entry_points(group=self.group):
@@ -151,6 +163,11 @@ class Registry(Generic[T]):
                         stacklevel=2,
                     )
         return sorted(set(self._entries) - before, key=natural_key)
+
+    def _import_builtins(self) -> None:
+        """Import the built-in modules (a module already being imported is not imported again)."""
+        for module in self._builtin_modules:
+            importlib.import_module(module)
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import types
@@ -47,6 +48,45 @@ def test_generic_registry_duplicates_lookup_and_natural_sort() -> None:
         reg.register("ResNet", object())
     reg.unregister("densenet")
     assert "densenet" not in reg
+
+
+def test_a_builtin_name_is_refused_before_the_first_lookup_and_builtins_never_half_load(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user class registered as a built-in's name before any lookup replaced the built-in and made
+    the built-in module's import fail, after which lookups saw a half-loaded registry without a word."""
+    pkg = tmp_path / "aw_test_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "builtin.py").write_text("from ._impl import Later, Shared\n")
+    (pkg / "_impl.py").write_text(  # registers while its package's built-in module imports it
+        "import aw_test_holder\nclass Shared: pass\naw_test_holder.REG.register('shared', Shared)\n"
+        "class Later: pass\naw_test_holder.REG.register('later', Later)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    holder = types.SimpleNamespace()
+    monkeypatch.setitem(sys.modules, "aw_test_holder", holder)
+
+    def fresh() -> Registry[object]:
+        for mod in [m for m in sys.modules if m.startswith("aw_test_pkg")]:
+            del sys.modules[mod]
+        holder.REG = Registry("thing", builtin_modules=("aw_test_pkg.builtin",))
+        return holder.REG
+
+    try:
+        reg = fresh()
+        with pytest.raises(ValueError, match="'shared' is already registered"):
+            reg.register("shared", object())
+        assert reg.list() == ["later", "shared"] and reg.get("shared").__module__ == "aw_test_pkg._impl"
+        reg = fresh()  # a built-in's own module imported first (no circular import through the registry)
+        importlib.import_module("aw_test_pkg._impl")
+        assert reg.list() == ["later", "shared"]
+        # a built-in module that fails to import fails every lookup, not only the first
+        broken: Registry[object] = Registry("thing", builtin_modules=("aw_test_missing",))
+        for _ in range(2):
+            with pytest.raises(ModuleNotFoundError, match="aw_test_missing"):
+                broken.list()
+    finally:
+        for mod in [m for m in sys.modules if m.startswith("aw_test_pkg")]:
+            del sys.modules[mod]
 
 
 def test_builtins_listed_and_resolved() -> None:
