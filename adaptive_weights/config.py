@@ -601,7 +601,7 @@ def default_run_name(cfg: RunConfig) -> str:
     for section in OPEN_SECTIONS:  # objective and gradient rule only when not the default
         chosen = getattr(cfg, section)
         hp = "".join(f"-{k}{_plain(v)}" for k, v in sorted(chosen.params.items())
-                     if k not in ("warmup_epochs",) and v != _default_of(section, chosen.name, k))
+                     if v != _default_of(section, chosen.name, k))
         if section == "strategy" or hp or chosen.name != getattr(RunConfig(), section).name:
             plugins += f"-{chosen.name}{hp}"
     name = f"{cfg.data.name}-{arch}-{cfg.scheme.name}{plugins}-s{cfg.train.seed}"

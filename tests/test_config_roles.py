@@ -79,3 +79,12 @@ def test_keys_outside_the_naming_role_leave_the_name_alone():
                        "train.device": "cpu", "scheme.normalize": "sum"}.items():
         assert C.NAMING not in C.roles_of(key)
         assert default_run_name(RunConfig.from_flat({key: value})) == default_run_name(a), key
+
+
+@pytest.mark.parametrize(("key", "value"), [("strategy.gamma", 0.2), ("strategy.warmup_epochs", 0)])
+def test_every_strategy_hparam_off_its_default_is_in_the_name(key, value):
+    """strategy.* keys have the NAMING role: strategy.warmup_epochs was left out of the name, so a
+    sweep over it was refused ('two trials would both be the run ...')."""
+    a = RunConfig.from_flat({"strategy.name": "eg"}).resolve()
+    b = RunConfig.from_flat({"strategy.name": "eg", key: value}).resolve()
+    assert a.name != b.name and b.name.endswith(f"-eg-{key.split('.')[1]}{value}-s0")
