@@ -340,7 +340,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RefusedError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RefusedError(f"config file {str(path)!r} is not UTF-8 text (a YAML or JSON file?): {err}") from None
     try:
         if path.suffix == ".json":
             data = json.loads(text)

@@ -3,6 +3,7 @@
 import pytest
 
 from adaptive_weights.config import PRESETS, RunConfig, coerce_value, load_config_file
+from adaptive_weights.errors import RefusedError
 from adaptive_weights.schedules import lr_at_epoch
 
 
@@ -123,3 +124,7 @@ def test_unreadable_config_files_name_the_file(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="must hold a mapping, got list"):
         load_config_file(listing)
+    binary = tmp_path / "weights.yaml"  # e.g. a checkpoint passed as --config by mistake
+    binary.write_bytes(b"\x80\x02}q\x00")
+    with pytest.raises(RefusedError, match=r"weights.yaml' is not UTF-8 text"):
+        load_config_file(binary)
