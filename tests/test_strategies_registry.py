@@ -204,3 +204,16 @@ def test_in_place_update_is_refused_because_it_could_not_be_reverted() -> None:
     s = InPlace(torch.ones(3))
     with pytest.raises(RuntimeError, match="modified 'score' in place"):
         s.observe(torch.ones(3))
+
+
+def test_an_entry_point_named_like_a_builtin_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from strategies.builtin import AANNStrategy
+
+    clash = EntryPoint(name="aann", value="strategies.builtin:EGStrategy", group=strategies.ENTRY_POINT_GROUP)
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda **kw: [clash])
+    monkeypatch.setattr(STRATEGIES, "_seen_entry_points", set())
+    with pytest.warns(RuntimeWarning, match=r"skipping strategy plugin 'aann' \(strategies.builtin:EGStrategy\).*already registered"):
+        assert STRATEGIES.load_entry_points() == []
+    assert get_strategy_class("aann") is AANNStrategy and EGStrategy.name == "eg"
