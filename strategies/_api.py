@@ -52,10 +52,12 @@ def _assigned_by(cls: type[Strategy]) -> frozenset[str]:
 
 def _reserved_names(cls: type[Strategy]) -> frozenset[str]:
     """Names a hyper-parameter of `cls` must not take: those that building any of the library's
-    classes it derives from assigns (`cls` itself is not built: its module may still be loading;
-    a name its own `setup` uses is its author's to keep apart)."""
+    classes it derives from assigns, and their methods and class attributes (`draw`, `learn`; `cls`
+    itself is not built: its module may still be loading; a name its own `setup` uses is its
+    author's to keep apart). `warmup_epochs` is the one class attribute a hyper-parameter may set."""
     ancestors = [c for c in cls.__mro__[1:] if issubclass(c, Strategy) and c.__module__.startswith("strategies.")]
-    return frozenset().union(*(_assigned_by(c) for c in ancestors))
+    declared = {k for c in ancestors for k in vars(c) if not k.startswith("__")} - {"warmup_epochs"}
+    return frozenset(declared).union(*(_assigned_by(c) for c in ancestors))
 
 
 def _check_strategy_class(name: str, obj: Any) -> None:
@@ -65,7 +67,7 @@ def _check_strategy_class(name: str, obj: Any) -> None:
     if obj.feedback not in FEEDBACK:
         raise ValueError(f"strategy {name!r}: feedback {obj.feedback!r} is not one of {FEEDBACK}")
     reserved = _reserved_names(obj)
-    clash = sorted(k for k in obj.hparams if k in reserved or (k != "warmup_epochs" and hasattr(Strategy, k)))
+    clash = sorted(k for k in obj.hparams if k in reserved)
     if clash:
         raise ValueError(f"strategy {name!r}: hyper-parameter name(s) {clash} shadow Strategy attributes")
     own = obj.__dict__.get("name")  # a subclass of a registered strategy may take a new name

@@ -166,6 +166,10 @@ def test_register_strategy_decorator_and_duplicate_name_is_an_error() -> None:
          r"\['reward_sum'\] shadow"),
         (type("LogW", (EGStrategy,), {"hparams": {**RewardLearner.hparams, "log_w": HParam(1.0)}}),
          r"\['log_w'\] shadow"),
+        # methods of the library's bases below Strategy (an hparam named so replaced the method)
+        (type("Learn", (RewardLearner,), {"hparams": {**RewardLearner.hparams, "learn": HParam(1.0)}}),
+         r"\['learn'\] shadow"),
+        (type("Draw", (SamplingStrategy,), {"hparams": {"draw": HParam(1.0)}}), r"\['draw'\] shadow"),
     ],
 )
 def test_registration_rejects_bad_classes(obj, match: str) -> None:
