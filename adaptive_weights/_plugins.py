@@ -60,6 +60,14 @@ def plugin_registry(kind: str, group: str, builtin_modules: Iterable[str], base:
     def check(name: str, obj: Any) -> None:
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise ValueError(f"{kind} {name!r} must be a subclass of {base.__module__}.{base.__qualname__}, got {obj!r}")
+        # a hyper-parameter becomes an instance attribute: one named like a method or class
+        # attribute of the library's bases (backward, setup, kind) would replace it
+        library = {k for c in obj.__mro__[1:] if c.__module__.startswith("adaptive_weights.")
+                   for k in vars(c) if not k.startswith("__")}
+        clash = sorted(set(obj.hparams) & library)
+        if clash:
+            raise ValueError(f"{kind} {name!r}: hyper-parameter name(s) {clash} shadow attributes of "
+                             f"{base.__qualname__}")
         own = obj.__dict__.get("name")
         if own and own != name:
             raise ValueError(f"{kind} class {obj.__qualname__} is named {own!r}, cannot register it as {name!r}")

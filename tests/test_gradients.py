@@ -199,3 +199,14 @@ def test_listing_shows_every_rule_with_hyper_parameters_and_grids():
     text = describe_gradient_rules()
     assert "c              float default 0.5    range [0, inf)  grid [0.2, 0.5, 0.8]" in text
     assert "scope          str   default trunk  choices {trunk|last-group}" in text
+
+
+def test_a_hyper_parameter_named_like_a_method_of_the_base_is_refused_at_registration():
+    """It would become an instance attribute replacing the method: every step failed later."""
+    from adaptive_weights.gradients import GRADIENT_RULES, GradientRule
+    from strategies import HParam
+
+    shadow = type("Shadow", (GradientRule,), {"hparams": {"backward": HParam(1.0)}})
+    with pytest.raises(ValueError, match=r"\['backward'\] shadow attributes of GradientRule"):
+        GRADIENT_RULES.register("test-shadow", shadow)
+    assert "test-shadow" not in list_gradient_rules()
