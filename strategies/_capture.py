@@ -11,6 +11,7 @@ second, and the strategy itself is not advanced.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 
@@ -20,6 +21,19 @@ __all__ = ["CompiledSteps", "capture_check", "compile_step"]
 
 #: steps the check runs: the first (forced final exit) and enough later ones to see a retrace.
 CHECK_STEPS = 4
+
+
+def own_code(fn: Callable) -> Callable:
+    """`fn` behind a function with a code object of its own. Dynamo keeps its compiled graphs (and
+    counts recompilations, 8 at most) per code object, and the built-ins share `Strategy.observe`:
+    compiled directly, the ninth strategy class in one process hit the recompile limit, which
+    `fullgraph=True` turns into an error."""
+
+    def call(*args: object) -> object:
+        return fn(*args)
+
+    call.__code__ = call.__code__.replace()
+    return call
 
 
 def compile_step(strategy: Strategy):
@@ -37,9 +51,7 @@ def compile_step(strategy: Strategy):
         strategy.observe(losses)
         return weights
 
-    # a fresh code object per strategy: dynamo's cache (and its recompile limit) is per code object
-    step.__code__ = step.__code__.replace()
-    return torch.compile(step, backend=count_traces, fullgraph=True), traces
+    return torch.compile(own_code(step), backend=count_traces, fullgraph=True), traces
 
 
 def capture_check(strategy: Strategy, steps: int = CHECK_STEPS) -> str | None:
@@ -89,5 +101,5 @@ class CompiledSteps:
         for value in vars(strategy).values():
             if isinstance(value, torch.Tensor):
                 torch._dynamo.mark_static_address(value)
-        self.step_weights = torch.compile(strategy.step_weights, fullgraph=True, **compile_kwargs)
-        self.observe = torch.compile(strategy.observe, fullgraph=True, **compile_kwargs)
+        self.step_weights = torch.compile(own_code(strategy.step_weights), fullgraph=True, **compile_kwargs)
+        self.observe = torch.compile(own_code(strategy.observe), fullgraph=True, **compile_kwargs)

@@ -137,3 +137,21 @@ def test_eager_and_compiled_steps_mix_on_one_strategy() -> None:
     other.load_state_dict(reference.state_dict())
     assert torch.equal(other.step_weights(), reference.step_weights())
     assert torch.equal(other.stats()["selected"], reference.stats()["selected"])
+
+
+def test_compiled_steps_of_many_strategy_classes_in_one_process() -> None:
+    """The built-ins share `Strategy.observe`; compiling it per strategy used one dynamo cache for
+    all classes, so the ninth class in a process (a benchmark, a test session) hit the recompile
+    limit and failed. Here the limit is 1 and three classes each compile their own steps."""
+    from strategies import CompiledSteps
+
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for name in ("static", "uniform", "eg"):
+            eager, compiled = (create_strategy(name, BASE, seed=0) for _ in range(2))
+            steps = CompiledSteps(compiled, backend="eager")
+            assert torch.equal(steps.step_weights(), eager.step_weights())
+            steps.observe(BASE)
+            eager.observe(BASE)
+            a, b = compiled.state_dict(), eager.state_dict()
+            assert a["steps"] == b["steps"] == 1
+            assert all(torch.equal(a["tensors"][k], v) for k, v in b["tensors"].items())
