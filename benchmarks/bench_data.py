@@ -6,7 +6,7 @@ Dataset pads, crops, flips and normalises one image at a time, and the fraction 
 after a warm-up epoch; on the CPU from ``perf_counter``. Mean and spread over ``--repeats``.
 
     python benchmarks/bench_data.py --device cpu
-    python benchmarks/bench_data.py --device cuda --images 50000
+    python benchmarks/bench_data.py --device cuda --images 50000 [--out FILE]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _common import environment, write_results
 from torch.utils.data import DataLoader, Dataset
 
 from adaptive_weights.data import DeviceLoader, make_synthetic, pixel_mean
@@ -140,6 +141,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
     p.add_argument("--skip-workers", action="store_true", help="leave out DataLoader(workers=2)")
+    p.add_argument("--out", default=None, help="write the results as JSON here (after every loader)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,8 +150,8 @@ def main() -> None:
     images, labels = torch.from_numpy(x), torch.from_numpy(y)
     mean = pixel_mean(x)
     timer = _Timer(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; {args.images} images 3x32x32, batch {args.batch_size}; "
+    results: dict = {**environment(device), "images": args.images, "batch_size": args.batch_size, "loaders": {}}
+    print(f"device: {results['device']}; {args.images} images 3x32x32, batch {args.batch_size}; "
           f"mean ± sd over {args.repeats} repeats after a warm-up\n")
     print(f"{'loader':<26}{'images/s':>22}{'x DataLoader(0)':>17}{'data wait / step (n=3,c=16)':>32}")
     loaders = _make_loaders(images, labels, mean, args.batch_size, device)
@@ -164,6 +166,10 @@ def main() -> None:
         base = base or statistics.fmean(rates)
         print(f"{label:<26}{_fmt(rates):>22}{statistics.fmean(rates) / base:>16.1f}x"
               f"{_fmt(waits, 100, 2) + ' %':>32}", flush=True)
+        rate = statistics.fmean(rates)
+        results["loaders"][label] = {"img_s": rate, "vs_DataLoader_0": rate / base,
+                                     "data_wait_share": statistics.fmean(waits)}
+        write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -17,38 +17,16 @@ each number is the mean (and spread) over repetitions.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from _common import environment, timer, write_results
 
 from adaptive_weights.compiled import mark_step_begin
 from strategies import CompiledSteps, create_strategy, get_strategy_class, list_strategies
 
 KS = (9, 27, 75)
-
-
-def timer(device: torch.device) -> Callable[[Callable[[], None], int], float]:
-    """Seconds per call of fn, measured over `n` calls (CUDA events on GPU, perf_counter on CPU)."""
-
-    def measure(fn: Callable[[], None], n: int) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(n):
-                fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            return start.elapsed_time(end) / 1e3 / n
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - t0) / n
-
-    return measure
 
 
 def repeat(measure, fn, n: int, reps: int, warmup: int) -> tuple[float, float]:
@@ -129,11 +107,11 @@ def main() -> None:
     const = torch.ones(9, device=device)
     train = make_train_step(device, args.batch, lambda: const, lambda losses: None)
     t_train, sd_train = repeat(measure, train, train_steps, args.reps, warmup=5 if device.type == "cuda" else 1)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}")
+    results.update(environment(device))
+    print(f"device: {results['device']}; torch {results['torch']}; cuda {results['cuda']}")
     print(f"train step, AnytimeResNet(n=3, c=16), batch {args.batch}: {t_train * 1e3:.3f} ms (sd {sd_train * 1e3:.3f})")
     print(f"strategy step: {'eager' if args.compile == 'none' else 'compiled, mode ' + args.compile}")
-    results.update(device=name, train_step_ms=t_train * 1e3)
+    results.update(train_step_ms=t_train * 1e3)
     print(f"{'strategy':<16}" + "".join(f"{'K=' + str(k) + ' us':>12}{'ratio':>9}" for k in ks))
     g = torch.Generator().manual_seed(0)
     worst = 0.0
@@ -148,7 +126,10 @@ def main() -> None:
             worst = max(worst, t / t_train)
             results["strategies"].setdefault(sname, {})[f"K={K}"] = {"us": t * 1e6, "share": t / t_train}
             row += f"{t * 1e6:>12.1f}{100 * t / t_train:>8.2f}%"
-        print(row)
+        print(row, flush=True)
+        write_results(args.out, results)  # after every strategy: a run cut short keeps its rows
+    results["worst_share"] = worst
+    write_results(args.out, results)
     print(f"worst ratio: {100 * worst:.2f}% of a training step (goal < 1%)")
 
     if device.type == "cuda":
@@ -167,11 +148,10 @@ def main() -> None:
                 step(), train()
             diffs = [measure(step, train_steps) - measure(train, train_steps) for _ in range(2 * args.reps)]
             d = statistics.median(diffs)
-            print(f"  {sname:<16}{d * 1e6:>9.1f} us  ({100 * d / t_train:+.2f}%; spread {statistics.pstdev(diffs) * 1e6:.0f} us)")
+            print(f"  {sname:<16}{d * 1e6:>9.1f} us  ({100 * d / t_train:+.2f}%; spread {statistics.pstdev(diffs) * 1e6:.0f} us)",
+                  flush=True)
             results["in_loop_k9"][sname] = {"us": d * 1e6, "share": d / t_train}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+            write_results(args.out, results)
 
 if __name__ == "__main__":
     main()
