@@ -82,13 +82,13 @@ stage() {  # stage NAME LIMIT_S COMMAND...: skipped unless asked for; min(LIMIT,
   git log -1 --format='commit %H %s' 2>/dev/null || echo "commit: (no git here)"
 } 2>&1 | tee -a "$LOG"
 
-# pytest: 4 workers share the GPU (its compilations are CPU-bound); a hung test stops at 60 s
+# pytest: 4 workers share the GPU (its compilations are CPU-bound); a hung test stops at 80 s
 PYTEST_PAR=$("$PY" -c "import xdist" 2>/dev/null && echo "-n 4")
-PYTEST_TIMEOUT=$("$PY" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=60")
+PYTEST_TIMEOUT=$("$PY" -c "import pytest_timeout" 2>/dev/null && echo "--timeout=80")
 B="benchmarks"
-stage steps9 150 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --n 9 ${MODES[@]+--modes "${MODES[@]}"} \
+stage steps9 140 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --n 9 ${MODES[@]+--modes "${MODES[@]}"} \
   --out "$OUT/step_n9.json"
-stage pytest 100 "$PY" -m pytest -q -rfE -m gpu -p no:cacheprovider $PYTEST_PAR $PYTEST_TIMEOUT --durations=10 \
+stage pytest 120 "$PY" -m pytest -q -rfE -m gpu -p no:cacheprovider $PYTEST_PAR $PYTEST_TIMEOUT --durations=10 \
   --junitxml="$OUT/pytest_gpu.xml" tests/test_gpu.py tests/test_strategies_contract.py
 stage strategies 25 "$PY" $B/bench_strategies.py --device $DEV --ks 27 75 $STRAT --out "$OUT/strategies_eager.json"
 stage runs 90 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --modes --packed $PACKED \
