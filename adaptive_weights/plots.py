@@ -43,8 +43,13 @@ def probability_series(rows: Sequence[Mapping[str, Any]]) -> tuple[list[float], 
 
 def plot_probability_stack(rows: Sequence[Mapping[str, Any]], title: str = ""):
     """Stacked areas of the sampling distribution over exits versus training epochs (the paper's
-    appendix figure). Exits are coloured from early (light) to final (dark)."""
+    appendix figure). Exit 0 is the bottom band; exits are coloured from early (light) to final
+    (dark). The key lists the exits top to bottom as the bands lie: a legend up to 12 exits, a
+    colour bar beyond (a 27-exit ResNet)."""
     plt = _pyplot()
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.ticker import MaxNLocator
+
     epochs, series = probability_series(rows)
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     if not series:
@@ -60,8 +65,15 @@ def plot_probability_stack(rows: Sequence[Mapping[str, Any]], title: str = ""):
         ax.set_xlim(epochs[0], epochs[-1])
         ax.set_ylim(0, 1)
         if k <= 12:
-            ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False,
-                      title="exits (from 0)", title_fontsize=7)
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+                      frameon=False, title="exits (from 0)", title_fontsize=7)
+        else:
+            norm = BoundaryNorm([i - 0.5 for i in range(k + 1)], k)
+            bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=ListedColormap(colors)), ax=ax, pad=0.02)
+            bar.set_label("exit")
+            bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # rows are logged at whole epochs
     ax.set_xlabel("epoch")
     ax.set_ylabel("sampling probability")
     ax.set_title(title or "probability of each exit")
