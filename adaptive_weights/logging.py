@@ -1,7 +1,8 @@
 """The run's writer: one set of flat keys, two sinks (TensorBoard and ``metrics.jsonl``).
 
 Keys look like ``train/loss/exit_03``, ``train/prob/exit_03``, ``val/err/exit_03``,
-``time/step_ms``. ``metrics.jsonl`` holds one row per epoch (strict JSON: a non-finite value is
+``time/step_ms``; TensorBoard's step is the epoch (1 = the end of the first), the ``step`` scalar
+the global optimiser step. ``metrics.jsonl`` holds one row per epoch (strict JSON: a non-finite value is
 ``null``) and is rewritten atomically. The trainer logs an epoch *before* checkpointing it, so a run
 killed at any moment leaves every checkpointed epoch's row; on resume the rows past the checkpoint
 (epochs that will be replayed) are dropped, and TensorBoard purges their events.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,11 +23,22 @@ from ._io import atomic_write_text, json_dumps
 from .errors import RefusedError
 from .plots import figure_to_array, plot_error_vs_macs, plot_probability_stack, save_figure
 
-__all__ = ["RunLogger", "read_metrics", "exit_key", "Progress"]
+__all__ = ["RunLogger", "read_metrics", "exit_key", "exit_charts_layout", "Progress"]
+
+_EXIT_KEY = re.compile(r"^(.+)/exit_\d+$")
 
 
 def exit_key(prefix: str, k: int) -> str:
     return f"{prefix}/exit_{k:02d}"
+
+
+def exit_charts_layout(keys: Sequence[str]) -> dict[str, dict[str, list]]:
+    """TensorBoard custom-scalars layout: one chart per per-exit quantity of ``keys`` (``train/prob``,
+    ``val/err``, ...) holding every exit's curve, where the scalars dashboard gives each exit its own
+    card among all of ``train/``. The sampling probabilities come first: they are what users watch."""
+    families = sorted(dict.fromkeys(m.group(1) for key in keys if (m := _EXIT_KEY.match(key))),
+                      key=lambda family: family != "train/prob")
+    return {"per exit": {family: ["Multiline", [rf"^{re.escape(family)}/exit_\d+$"]] for family in families}}
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -72,6 +85,10 @@ class RunLogger:
         self._flush_rows()
         epoch = int(row["epoch"])
         if self.writer is not None:
+            if len(self.rows) == 1:  # the run's first row; at its step, so a resume that replays it purges it
+                from torch.utils.tensorboard.summary import custom_scalars
+
+                self.writer.file_writer.add_summary(custom_scalars(exit_charts_layout(list(row))), epoch)
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(key, value, epoch)

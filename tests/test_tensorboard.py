@@ -1,0 +1,51 @@
+"""What TensorBoard shows of a run: its custom-scalars layout refers to the run's own tags."""
+
+from __future__ import annotations
+
+import re
+
+from adaptive_weights.logging import RunLogger
+
+
+def _layout_and_tags(tb_dir):
+    """The layout and the scalar tags as TensorBoard's own loader (which purges on resume) reads them."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    (event,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for cat in layout.category for chart in cat.chart}
+    return charts, list(acc.PluginTagToContent("scalars"))
+
+
+ROW = {"epoch": 1, "step": 3, "lr": 0.1, **{f"{q}/exit_{k:02d}": 0.5 for q in ("train/loss", "train/prob", "val/err")
+                                             for k in range(3)}}
+
+
+def _log(run_dir, epochs, *, resume_epoch=0):
+    logger = RunLogger(run_dir, resume_epoch=resume_epoch, tensorboard=True)
+    for epoch in epochs:
+        logger.log_epoch({**ROW, "epoch": epoch})
+    logger.close()
+
+
+def test_every_exit_of_a_quantity_shares_one_chart(tmp_path):
+    _log(tmp_path, [1, 2])
+    charts, tags = _layout_and_tags(tmp_path / "tb")
+    assert list(charts) == ["train/prob", "train/loss", "val/err"]  # the probabilities first
+    for title, regexes in charts.items():
+        matched = [t for t in tags if any(re.match(r, t) for r in regexes)]
+        assert matched == [f"{title}/exit_{k:02d}" for k in range(3)], (title, regexes)
+
+
+def test_a_resumed_run_has_one_layout(tmp_path):
+    """Resumed after epoch 1 (epoch 2 logged, then killed before its checkpoint), and resumed from a
+    checkpoint inside epoch 1: the layout is written once, as every scalar is."""
+    _log(tmp_path / "a", [1, 2])
+    _log(tmp_path / "a", [2, 3], resume_epoch=1)
+    _log(tmp_path / "b", [1])
+    _log(tmp_path / "b", [1, 2], resume_epoch=0)
+    for run in ("a", "b"):
+        _layout_and_tags(tmp_path / run / "tb")  # unpacks exactly one layout event
