@@ -49,3 +49,22 @@ def test_a_resumed_run_has_one_layout(tmp_path):
     _log(tmp_path / "b", [1, 2], resume_epoch=0)
     for run in ("a", "b"):
         _layout_and_tags(tmp_path / run / "tb")  # unpacks exactly one layout event
+
+
+def test_rewritten_hparams_replace_the_old(tmp_path):
+    """A trial resumed (or, under PBT, continuing another trial's checkpoint, whose tb/ it copies)
+    writes its HParams again; TensorBoard keeps the first summary of a tag it reads, so an old one
+    left in tb/ would be what the HParams view shows."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from tuning.trainable import write_hparams
+
+    for gamma in (0.1, 0.3):
+        write_hparams(tmp_path, {"strategy.gamma": gamma}, ["strategy.gamma"])
+    acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["strategy.gamma"].number_value == 0.3
+    assert len(acc.Tensors("_hparams_/session_start_info")) == 1

@@ -32,6 +32,7 @@ __all__ = ["train_trial", "train_in_scratch", "trial_metrics", "run_config", "sa
 RUN_DIRNAME = "run"
 # what a diverged trial reports (the worst error), so searchers and schedulers rank it last
 DIVERGED_METRICS = ("val/err/mean", "val/err/final")
+_HPARAMS_SUFFIX = ".hparams"  # the event file of a run's HParams summary
 
 
 def trial_metrics(row: dict[str, Any], *, resumed_from_epoch: int) -> dict[str, float]:
@@ -186,13 +187,18 @@ def _adopt_hparams(run_dir: Path, cfg: Any) -> None:
 
 def write_hparams(tb_dir: Path, flat: Mapping[str, Any], keys: Sequence[str]) -> None:
     """An HParams summary in the run's own TensorBoard folder: the values of ``keys`` and the
-    validation metrics the run logs, so TensorBoard's HParams view lists every trial of a sweep."""
+    validation metrics the run logs, so TensorBoard's HParams view lists every trial of a sweep.
+
+    It replaces any summary the folder holds (a resumed trial's own, or under PBT that of the trial
+    whose checkpoint it continues): TensorBoard shows the first it reads."""
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
+    for old in Path(tb_dir).glob(f"*{_HPARAMS_SUFFIX}"):
+        old.unlink()
     values = {k: _hparam_value(flat.get(k)) for k in keys}
     metrics = {"val/err/mean": math.nan, "val/err/final": math.nan}
-    writer = SummaryWriter(str(tb_dir), filename_suffix=".hparams")
+    writer = SummaryWriter(str(tb_dir), filename_suffix=_HPARAMS_SUFFIX)
     try:
         for summary in hparams(values, metrics):
             writer.file_writer.add_summary(summary)
