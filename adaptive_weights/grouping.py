@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from .config import EXECUTION_KEYS, MODEL_KEYS
+from .errors import RefusedError
 from .runs import Run, opt_points
 
 __all__ = ["QUANTILES", "Q_LABEL", "GroupedRuns", "NO_EXIT", "NO_OPT", "Ratio", "ZERO_OPT_ERRORS", "group_runs",
@@ -135,11 +136,19 @@ class Ratio(NamedTuple):
 
 
 def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> GroupedRuns:
-    """Anytime runs by method label (the values of ``group_by`` joined with ``+``), OPT runs apart."""
+    """Anytime runs by method label (the values of ``group_by`` joined with ``+``), OPT runs apart.
+    A key that no anytime run has is refused: a strategy hyper-parameter may be absent from some runs
+    (shown as ``-``), but one absent from all is a typo that would make every run one method ``-``."""
+    anytime = [r for r in runs if not r.is_opt]
+    known = {k for r in anytime for k in r.config}
+    unknown = [k for k in group_by if anytime and k not in known]
+    if unknown:
+        section = unknown[0].partition(".")[0] + "."
+        raise RefusedError(f"--group-by {','.join(group_by)}: no key {unknown[0]!r} in any of the {len(anytime)} anytime runs; their keys "
+                           f"in {section}*: {', '.join(sorted(k for k in known if k.startswith(section))) or 'none'}")
     methods: dict[str, list[Run]] = defaultdict(list)
-    for r in runs:
-        if not r.is_opt:
-            methods[r.label(group_by)].append(r)
+    for r in anytime:
+        methods[r.label(group_by)].append(r)
     return GroupedRuns(split, dict(methods), [r for r in runs if r.is_opt], tuple(group_by))
 
 

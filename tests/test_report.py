@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adaptive_weights.config import RunConfig
+from adaptive_weights.errors import RefusedError
 from adaptive_weights.opt import plan_opt_runs, run_opt_plan
 from adaptive_weights.rendering import write_report
 from adaptive_weights.report import ZERO_OPT, build_report, cli_main
@@ -142,12 +143,22 @@ def test_mismatches_and_single_key_grouping_are_reported():
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="no key 'train.nope'"):
         build_report(_hand_runs(), group_by=["train.nope"])
-    # a hyper-parameter that a strategy does not have is shown as "-", not an error
-    assert build_report(_hand_runs(), group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const+-"
+    # a hyper-parameter that some runs' strategy does not have is shown as "-", not an error
+    runs = _hand_runs()
+    runs[0].config["strategy.ratio"] = 2.0
+    assert build_report(runs, group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const+-"
     with pytest.raises(ValueError, match="only OPT runs"):
         build_report([r for r in _hand_runs() if r.is_opt])
     with pytest.raises(ValueError, match="no such run directory"):
         cli_main(["/nonexistent/run"])
+
+
+def test_a_group_by_key_that_no_run_has_is_refused():
+    """A strategy hyper-parameter absent from some runs shows as ``-``; one absent from all (a typo)
+    made every run the one method ``-``, comparing nothing with nothing."""
+    with pytest.raises(RefusedError, match=r"--group-by scheme.name,strategy.nme: no key 'strategy.nme' in any of "
+                                           r"the 6 anytime runs; their keys in strategy\.\*: strategy.name$"):
+        build_report(_hand_runs(), group_by=["scheme.name", "strategy.nme"])
 
 
 # ------------------------------------------------------------------------------ trained runs
