@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text
+from .errors import RefusedError
 
 __all__ = ["Plot", "Report", "Section", "write_report", "md_table", "pct", "csv_text", "mean"]
 
@@ -52,10 +53,15 @@ class Section:
 
 
 def write_report(report: Report, out_dir: str | Path, *, markdown_name: str = "report.md") -> list[Path]:
-    """Write the markdown, one CSV per table and the PNG plots into ``out_dir`` (each atomically)."""
+    """Write the markdown, one CSV per table and the PNG plots into ``out_dir`` (each atomically).
+    An ``out_dir`` that is (or lies below) an existing file is refused before anything is written."""
     from .plots import plot_error_vs_macs, plot_probability_stack, save_figure
 
     out_dir = Path(out_dir)
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise RefusedError(f"--out {str(out_dir)!r}: {existing} is a file; expected a directory (existing or new) "
+                           "for the report's files")
     written = [atomic_write_text(out_dir / markdown_name, report.markdown)]
     for name, rows in report.tables.items():
         written.append(atomic_write_text(out_dir / f"{name}.csv", csv_text(rows)))

@@ -161,6 +161,15 @@ def test_a_group_by_key_that_no_run_has_is_refused():
         build_report(_hand_runs(), group_by=["scheme.name", "strategy.nme"])
 
 
+def test_out_that_is_a_file_is_refused_before_writing(tmp_path):
+    report = build_report(_hand_runs())
+    (tmp_path / "taken").write_text("not a report")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "below"):
+        with pytest.raises(RefusedError, match=f"--out '{out}': {tmp_path / 'taken'} is a file; expected a directory"):
+            write_report(report, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 # ------------------------------------------------------------------------------ trained runs
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, list[Path]]:
