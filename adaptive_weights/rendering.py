@@ -40,6 +40,7 @@ class Report:
     tables: dict[str, list[dict[str, Any]]]
     plots: list[Plot]
     warnings: list[str] = field(default_factory=list)
+    columns: dict[str, Sequence[str]] = field(default_factory=dict)  # a table's header, also without rows
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Section:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
+    columns: dict[str, Sequence[str]] = field(default_factory=dict)  # see Report.columns
 
 
 def write_report(report: Report, out_dir: str | Path, *, markdown_name: str = "report.md") -> list[Path]:
@@ -64,7 +66,7 @@ def write_report(report: Report, out_dir: str | Path, *, markdown_name: str = "r
                            "for the report's files")
     written = [atomic_write_text(out_dir / markdown_name, report.markdown)]
     for name, rows in report.tables.items():
-        written.append(atomic_write_text(out_dir / f"{name}.csv", csv_text(rows)))
+        written.append(atomic_write_text(out_dir / f"{name}.csv", csv_text(rows, report.columns.get(name, ()))))
     for p in report.plots:
         if p.kind == "error_vs_macs":
             fig = plot_error_vs_macs(p.data, title=p.title, step=p.step)
@@ -90,10 +92,11 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return lines + [""]
 
 
-def csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    """CSV of dict rows (columns: every key in order of first appearance; None as an empty cell)."""
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str] = ()) -> str:
+    """CSV of dict rows (columns: ``columns``, then every other key in order of first appearance;
+    None as an empty cell). ``columns`` gives a table without rows its header line."""
     buf = io.StringIO()
-    fields = list(dict.fromkeys(k for row in rows for k in row))
+    fields = list(dict.fromkeys([*columns, *(k for row in rows for k in row)]))
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:

@@ -140,10 +140,12 @@ def build_report(
 
         sections.insert(0, claims_section(g, [(label, a) for label, _, a in analyses]))
     tables: dict[str, list[dict[str, Any]]] = {}
+    columns: dict[str, Sequence[str]] = {}
     plots: list[Plot] = []
     for s in sections:
         md += s.markdown
         tables.update(s.tables)
+        columns.update(s.columns)
         warnings += s.warnings
         plots += s.plots
     warnings = list(dict.fromkeys(warnings))  # one line per distinct problem, in order
@@ -154,7 +156,7 @@ def build_report(
                    [[r.name, "OPT" if r.is_opt else r.label(group_by), r.model_label, r.seed, r.epochs,
                      _display_path(r.path)]
                     for r in sorted(runs, key=lambda r: (r.is_opt, r.name))])
-    return Report("\n".join(md) + "\n", tables, plots, warnings)
+    return Report("\n".join(md) + "\n", tables, plots, warnings, columns)
 
 
 def _section_exit_errors(g: GroupedRuns) -> tuple[Section, dict[tuple, Curves]]:
@@ -197,7 +199,8 @@ def _section_exit_errors(g: GroupedRuns) -> tuple[Section, dict[tuple, Curves]]:
     for r in g.opt_runs:
         rows_csv.append({"run": r.name, "method": "OPT", "model": r.model_label, "seed": r.seed, "exit": 0,
                          "unit": r.exit_units[0], "macs": r.exit_macs[0], f"{split}_error": r.split_errors(split)[0]})
-    return Section(md, {"per_exit_errors": rows_csv}), curves_by_model
+    columns = ("run", "method", "model", "seed", "exit", "unit", "macs", f"{split}_error")  # also without runs
+    return Section(md, {"per_exit_errors": rows_csv}, columns={"per_exit_errors": columns}), curves_by_model
 
 
 def _section_opt(g: GroupedRuns) -> Section:
@@ -212,6 +215,11 @@ def _section_opt(g: GroupedRuns) -> Section:
         md += ["No OPT run was given, so every relative increase is n/a (train them with "
                "`adaptive-weights opt --like RUN_DIR`).", ""]
     return Section(md)
+
+
+# the relative_increase CSV's header, written also without anytime runs (a report of EANN chains only)
+RELATIVE_INCREASE_COLUMNS = ("run", "method", "model", "seed", "q", "unit", "ann_error", "opt_error",
+                             "relative_increase", "note")
 
 
 def _section_relative_increase(g: GroupedRuns) -> Section:
@@ -249,9 +257,9 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
                     note = f"{ZERO_OPT} (unit {idx}, {setting_text(r)}), so (e_ANN - e_OPT) / e_OPT divides by 0"
                     warnings.append(note)
                 rel[(name, r.model_key)][q].append(value)
-                rows.append({"run": r.name, "method": name, "model": r.model_label, "seed": r.seed,
-                             "q": Q_LABEL[q], "unit": idx, "ann_error": e_ann, "opt_error": ratio.e_opt,
-                             "relative_increase": ratio.value, "note": note})
+                rows.append(dict(zip(RELATIVE_INCREASE_COLUMNS, (
+                    r.name, name, r.model_label, r.seed, Q_LABEL[q], idx, e_ann, ratio.e_opt, ratio.value, note),
+                    strict=True)))
 
     def cell(values: list[float | str]) -> str:
         if ZERO_OPT in values:
@@ -266,7 +274,13 @@ def _section_relative_increase(g: GroupedRuns) -> Section:
     md += md_table(["model", "method"] + [f"q={Q_LABEL[q]} (%)" for q in QUANTILES], body)
     fallbacks = [f"{setting}, unit{'s' if len(units) > 1 else ''} {', '.join(map(str, sorted(units)))}: {note}"
                  for (setting, note), units in sorted(fallback.items())]
-    return Section(md, {"relative_increase": rows}, warnings + sorted(missing) + fallbacks)
+    return Section(md, {"relative_increase": rows}, warnings + sorted(missing) + fallbacks,
+                   columns={"relative_increase": RELATIVE_INCREASE_COLUMNS})
+
+
+# the win_rates CSV's header, written also when no pair of methods is compared (one method, say)
+WIN_RATE_COLUMNS = ("a", "b", "q", "settings", "a_wins", "b_wins", "ties", "n", "a_win_rate", "hoeffding_p_a_better",
+                    "binomial_p_a_better", "hoeffding_p_b_better", "binomial_p_b_better")
 
 
 def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section:
@@ -313,10 +327,9 @@ def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section
                 body.append([f"{a} vs {b}", Q_LABEL[q], ab.wins, ba.wins, ab.ties,
                              "n/a" if ab.n == 0 else f"{ab.rate:.2f}",
                              f"{ab.hoeffding_p:.3g} / {ab.binomial_p:.3g}", f"{ba.hoeffding_p:.3g} / {ba.binomial_p:.3g}"])
-                rows.append({"a": a, "b": b, "q": Q_LABEL[q], "settings": len(shared), "a_wins": ab.wins,
-                             "b_wins": ba.wins, "ties": ab.ties, "n": ab.n, "a_win_rate": None if ab.n == 0 else ab.rate,
-                             "hoeffding_p_a_better": ab.hoeffding_p, "binomial_p_a_better": ab.binomial_p,
-                             "hoeffding_p_b_better": ba.hoeffding_p, "binomial_p_b_better": ba.binomial_p})
+                rows.append(dict(zip(WIN_RATE_COLUMNS, (
+                    a, b, Q_LABEL[q], len(shared), ab.wins, ba.wins, ab.ties, ab.n, None if ab.n == 0 else ab.rate,
+                    ab.hoeffding_p, ab.binomial_p, ba.hoeffding_p, ba.binomial_p), strict=True)))
     # one line per setting that some pairs lack (a seed run for some methods only), not one per pair
     for s, pairs in sorted(one_sided.items(), key=lambda kv: str(kv[0])):
         have = [m for m in names if s in results[m]]
@@ -329,7 +342,7 @@ def _section_win_rates(g: GroupedRuns, baselines: Sequence[str] = ()) -> Section
                         "p(B>A) Hoeffding / exact"], body)
     else:
         md += ["No pair of methods shares a setting." if len(names) > 1 else "Only one method: nothing to compare.", ""]
-    return Section(md, {"win_rates": rows}, warnings)
+    return Section(md, {"win_rates": rows}, warnings, columns={"win_rates": WIN_RATE_COLUMNS})
 
 
 def _setting_label(g: GroupedRuns, setting: tuple) -> str:

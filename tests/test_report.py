@@ -170,6 +170,26 @@ def test_out_that_is_a_file_is_refused_before_writing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+def test_csv_tables_without_rows_keep_their_header(tmp_path):
+    """One method has no pair to compare, a report of EANN chains only has no anytime rows: each
+    CSV still starts with its header (it was a file holding one empty line)."""
+    import dataclasses
+
+    one_method = build_report([r for r in _hand_runs() if r.is_opt or r.config["scheme.name"] == "sieve"])
+    member = dataclasses.replace(_run("m", "sieve", 0, [0.5, 0.4, 0.2]), errors={"test": [0.5, 0.4, 0.2],
+                                                                              "val": [0.5, 0.4, 0.2]})
+    no_method = build_report([], eann_chains=[[member]])
+    for report, empty in ((one_method, ["win_rates"]), (no_method, ["per_exit_errors", "relative_increase", "win_rates"])):
+        out = tmp_path / str(len(empty))
+        report.plots.clear()  # the CSVs are what is tested
+        write_report(report, out)
+        for name in empty:
+            with (out / f"{name}.csv").open(newline="") as f:
+                rows = list(csv.reader(f))
+            assert len(rows) == 1 and rows[0][0] in ("a", "run"), (name, rows)
+    assert rows[0][:4] == ["a", "b", "q", "settings"]
+
+
 # ------------------------------------------------------------------------------ trained runs
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, list[Path]]:
