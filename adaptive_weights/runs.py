@@ -11,6 +11,7 @@ which only change how a run executes. A malformed file raises :class:`RefusedErr
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -224,15 +225,36 @@ class RunDirs(NamedTuple):
     without_summary: list[Path]
 
 
+def _is_run_dir(path: Path) -> bool:
+    return (path / "summary.json").is_file() or (path / "config.json").is_file()
+
+
+def _run_dirs_below(root: Path) -> list[Path]:
+    """Run directories below ``root`` at any depth, in sorted order. Symbolic links to directories
+    are followed (a folder of links to chosen runs is a common way to pick them), each real
+    directory once."""
+    found, seen = [], set()
+    for here, dirs, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:  # a link cycle, or a second link to a folder already searched
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        if _is_run_dir(Path(here)):
+            found.append(Path(here))
+    return sorted(found)
+
+
 def find_run_dirs(paths: Iterable[str | Path]) -> RunDirs:
     """Run directories among ``paths``: a path holding ``summary.json`` or ``config.json`` is one;
-    any other directory contributes the run directories below it (at any depth), in sorted order."""
+    any other directory contributes the run directories below it (:func:`_run_dirs_below`)."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if (p / "summary.json").is_file() or (p / "config.json").is_file():
+        if _is_run_dir(p):
             found.append(p)
         elif p.is_dir():
-            below = sorted({s.parent for name in ("summary.json", "config.json") for s in p.rglob(name)})
+            below = _run_dirs_below(p)
             if not below:
                 raise RefusedError(f"{p}: no run directory (summary.json or config.json) under it")
             found.extend(below)

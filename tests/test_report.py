@@ -14,7 +14,7 @@ from adaptive_weights.errors import RefusedError
 from adaptive_weights.opt import plan_opt_runs, run_opt_plan
 from adaptive_weights.rendering import write_report
 from adaptive_weights.report import ZERO_OPT, build_report, cli_main
-from adaptive_weights.runs import Run, load_runs
+from adaptive_weights.runs import Run, find_run_dirs, load_runs
 from adaptive_weights.train import train
 
 TINY = {
@@ -188,6 +188,26 @@ def test_csv_tables_without_rows_keep_their_header(tmp_path):
                 rows = list(csv.reader(f))
             assert len(rows) == 1 and rows[0][0] in ("a", "run"), (name, rows)
     assert rows[0][:4] == ["a", "b", "q", "settings"]
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{}")
+    return path.parent
+
+
+def test_run_dirs_are_found_through_symlinks_once(tmp_path):
+    """A folder of links to chosen runs is searched (rglob did not follow them: "no run directory
+    under it"); a link cycle or a second link to the same run adds nothing."""
+    runs = [_touch(tmp_path / "all" / name / "summary.json") for name in ("a", "b")]
+    picks = tmp_path / "picks"
+    picks.mkdir()
+    (picks / "a").symlink_to(runs[0])
+    (picks / "again").symlink_to(runs[0])
+    (picks / "nested").mkdir()
+    (picks / "nested" / "b").symlink_to(runs[1])
+    (picks / "nested" / "loop").symlink_to(picks)
+    assert find_run_dirs([picks]).finished == [r.resolve() for r in runs]
 
 
 # ------------------------------------------------------------------------------ trained runs
