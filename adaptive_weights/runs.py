@@ -229,10 +229,17 @@ def _is_run_dir(path: Path) -> bool:
     return (path / "summary.json").is_file() or (path / "config.json").is_file()
 
 
+def _is_ray_checkpoint(path: Path) -> bool:
+    """A Ray Tune trial's ``checkpoint_NNNNNN`` folder (beside the trial's ``params.json``): a snapshot
+    of a run whose final copy is in the sweep's ``runs/``, so counting it would count the run twice."""
+    return (path.name.startswith("checkpoint_") and path.name[len("checkpoint_"):].isdigit()
+            and (path.parent / "params.json").is_file())
+
+
 def _run_dirs_below(root: Path) -> list[Path]:
     """Run directories below ``root`` at any depth, in sorted order. Symbolic links to directories
     are followed (a folder of links to chosen runs is a common way to pick them), each real
-    directory once."""
+    directory once; Ray Tune checkpoint copies are skipped."""
     found, seen = [], set()
     for here, dirs, _ in os.walk(root, followlinks=True):
         real = os.path.realpath(here)
@@ -240,7 +247,7 @@ def _run_dirs_below(root: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not _is_ray_checkpoint(Path(here) / d))
         if _is_run_dir(Path(here)):
             found.append(Path(here))
     return sorted(found)
@@ -256,7 +263,8 @@ def find_run_dirs(paths: Iterable[str | Path]) -> RunDirs:
         elif p.is_dir():
             below = _run_dirs_below(p)
             if not below:
-                raise RefusedError(f"{p}: no run directory (summary.json or config.json) under it")
+                raise RefusedError(f"{p}: no run directory (summary.json or config.json) under it (Ray Tune's "
+                                   "checkpoint_* copies are skipped; give one by its path to use it)")
             found.extend(below)
         else:
             raise RefusedError(f"{p}: no such run directory")

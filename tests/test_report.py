@@ -210,6 +210,18 @@ def test_run_dirs_are_found_through_symlinks_once(tmp_path):
     assert find_run_dirs([picks]).finished == [r.resolve() for r in runs]
 
 
+def test_ray_checkpoint_copies_are_not_runs_of_a_sweep_folder(tmp_path):
+    """A sweep's trial folders hold Ray's checkpoint_* copies of each run (provisional ones too) beside
+    its runs/ copy: searching the sweep folder counted every run three times."""
+    run = _touch(tmp_path / "sweep" / "runs" / "r-s0" / "summary.json")
+    trial = tmp_path / "sweep" / "r-s0"
+    _touch(trial / "params.json")
+    copies = [_touch(trial / f"checkpoint_00000{k}" / "summary.json") for k in (2, 3)]
+    lone = _touch(tmp_path / "not-a-trial" / "checkpoint_000001" / "summary.json")  # no params.json beside it
+    assert find_run_dirs([tmp_path]).finished == [lone.resolve(), run.resolve()]
+    assert find_run_dirs([copies[0]]).finished == [copies[0].resolve()]  # named directly, it is one
+
+
 # ------------------------------------------------------------------------------ trained runs
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, list[Path]]:
