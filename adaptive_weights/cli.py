@@ -130,19 +130,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     load_model_state(model, state["model"], ckpt_path)
     if args.split not in data.eval:
         raise ValueError(f"--split {args.split!r}: this run's data has splits {sorted(data.eval)}")
+    fractions = _budget_fractions(args, model.exit_macs(), data) if args.budgets else []
     ev = evaluate_exits(model, data.eval[args.split])
     print(f"{cfg.name}: {args.split} split, {ev.num_samples} samples, epoch {state['epoch']}")
     print(format_exit_table(model.exit_units, model.exit_macs(), {args.split: ev.errors}))
-    if args.budgets:
-        _print_budgeted(model, data, args)
+    if fractions:
+        _print_budgeted(model, data, fractions)
     return 0
 
 
-def _print_budgeted(model, data, args: argparse.Namespace) -> None:
-    """Budgeted-batch inference: thresholds fitted on the validation split for each target average
-    cost (a fraction of the full network's MACs), then real per-sample early exit on ``--split``."""
-    from .budgeted import evaluate_budgeted
-
+def _budget_fractions(args: argparse.Namespace, exit_macs: Sequence[float], data) -> list[float]:
+    """``--budgets`` as fractions of the full cost, refused before any evaluation runs when it cannot
+    be served: no validation split to fit thresholds on, ``--split val``, or a fraction outside
+    [first exit's cost, 1] (no early exit can average below the first exit's MACs)."""
     if "val" not in data.eval:
         raise ValueError("--budgets needs a validation split to fit thresholds on (data.val_split > 0); "
                          "thresholds are never fitted on the test split")
@@ -152,6 +152,20 @@ def _print_budgeted(model, data, args: argparse.Namespace) -> None:
         fractions = [float(f) for f in args.budgets.split(",")]
     except ValueError:
         raise ValueError(f"--budgets: expected comma-separated fractions of the full cost, got {args.budgets!r}") from None
+    lowest = exit_macs[0] / exit_macs[-1]
+    outside = [f for f in fractions if not lowest <= f <= 1]
+    if outside:
+        raise RefusedError(f"--budgets {args.budgets}: {outside[0]:g} is outside [{lowest:.3f}, 1], the fractions of "
+                           f"the full cost ({exit_macs[-1]:,.0f} MACs) from the first exit's {exit_macs[0]:,.0f} MACs "
+                           "to the last exit's")
+    return fractions
+
+
+def _print_budgeted(model, data, fractions: Sequence[float]) -> None:
+    """Budgeted-batch inference: thresholds fitted on the validation split for each target average
+    cost (a fraction of the full network's MACs), then real per-sample early exit on the test split."""
+    from .budgeted import evaluate_budgeted
+
     full = model.exit_macs()[-1]
     rows = evaluate_budgeted(model, data.eval["val"], data.eval["test"], [f * full for f in fractions])
     print(f"\nbudgeted-batch inference (thresholds fitted on val, evaluated on test; full cost {full:,.0f} MACs)")

@@ -35,6 +35,10 @@ def test_train_evaluate_plot_round_trip(tmp_path, tiny_flat, capsys):
     for k, err in enumerate(summary["errors"]["test"]):
         assert f"{100 * err:.2f}" in printed.splitlines()[3 + k]
     assert "budgeted-batch inference" in printed and "0.500" in printed
+    # a budget no early exit can serve is refused naming the flag, before the evaluation table is printed
+    assert main(["evaluate", str(out), "--budgets", "0.5,0"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "--budgets 0.5,0: 0 is outside [" in printed.err
 
     (out / "probability_stack.png").unlink()
     assert main(["plot", "probabilities", str(out)]) == 0
