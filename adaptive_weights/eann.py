@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._io import read_json
+from .errors import RefusedError
 from .rendering import md_table, pct
 
 if TYPE_CHECKING:
@@ -348,10 +349,15 @@ def eann_analysis(member_runs: Sequence[Run], opt_runs: Sequence[Run], split: st
     The errors of OPT runs of several seeds at the same model and unit are averaged into one OPT+
     point; without any OPT run on the data set, OPT+ and the inflation factors are None.
     """
-    from .runs import opt_points
+    from .runs import divergence_text, opt_points
 
     if not member_runs:
         raise ValueError("an EANN needs at least one member run directory")
+    diverged = [r for r in member_runs if r.status == "diverged"]
+    if diverged:  # its errors are null, or those of its last good epoch: no result of the run it was meant to be
+        raise RefusedError(f"EANN member {diverged[0].name} ({diverged[0].path}) diverged ({divergence_text(diverged[0])}); "
+                           "a chain needs every member's final errors: retrain it with a lower train.lr_values, "
+                           "or leave it out of the chain")
     data = {str(r.config.get("data.name")) for r in member_runs}
     if len(data) != 1:
         raise ValueError(f"EANN members must share one data set; got {sorted(data)}")

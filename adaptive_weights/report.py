@@ -57,7 +57,7 @@ from .grouping import (
     setting_text,
 )
 from .rendering import Plot, Report, Section, md_table, mean, pct, write_report
-from .runs import Run, find_run_dirs, load_run, model_label, opt_points
+from .runs import Run, divergence_text, find_run_dirs, load_run, model_label, opt_points
 
 __all__ = ["ZERO_OPT", "build_report", "cli_main"]
 
@@ -77,12 +77,6 @@ def _display_path(path: Path) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
-
-
-def _divergence_text(run: Run) -> str:
-    d = dict(run.diverged or {})
-    where = f"epoch {d['epoch']}" if "epoch" in d else "epoch unknown"
-    return f"{where}: {d['reason']}" if d.get("reason") else where
 
 
 def build_report(
@@ -119,7 +113,7 @@ def build_report(
     warnings = [f"{_display_path(p)} has no summary.json (killed before its first epoch finished?), so it is "
                 "left out; resume it (`adaptive-weights train --resume DIR`, if it has a checkpoint) or remove it"
                 for p in without_summary]
-    warnings += [f"run {r.name} diverged ({_divergence_text(r)}), so it is left out of every table; its method "
+    warnings += [f"run {r.name} diverged ({divergence_text(r)}), so it is left out of every table; its method "
                  "has no result in that setting" for r in diverged]
     given = {r.path for r in runs}
     warnings += grouping_warnings(g, list(runs) + [m for c in eann_chains for m in c if m.path not in given])

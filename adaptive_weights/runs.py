@@ -23,7 +23,7 @@ from .config import MODEL_KEYS, OPT_MODEL_KEYS, RunConfig, load_config_file
 from .errors import RefusedError
 from .schemes import is_single_exit
 
-__all__ = ["Run", "RunDirs", "OptPoint", "model_label",
+__all__ = ["Run", "RunDirs", "OptPoint", "divergence_text", "model_label",
            "load_run", "load_run_config", "is_completed", "is_final", "summary_is_final", "find_run_dirs", "load_runs", "opt_points"]
 
 # the key lists (MODEL_KEYS: a setting with train.seed; OPT_MODEL_KEYS: how OPT runs match) are the
@@ -87,6 +87,13 @@ class Run:
             raise ValueError(f"--group-by {','.join(keys)}: run {self.name} has no key {missing[0]!r}; "
                              f"available keys: {', '.join(sorted(self.config))}")
         return "+".join(str(self.config.get(k, "-")) for k in keys)
+
+
+def divergence_text(run: Run) -> str:
+    """Where and why ``run`` diverged (``epoch 2: <reason>``), from its summary's ``diverged`` record."""
+    d = dict(run.diverged or {})
+    where = f"epoch {d['epoch']}" if "epoch" in d else "epoch unknown"
+    return f"{where}: {d['reason']}" if d.get("reason") else where
 
 
 def model_label(config: dict[str, Any]) -> str:

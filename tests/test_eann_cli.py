@@ -78,6 +78,32 @@ def test_bad_members_are_refused(runs, tmp_path):
         cli_main([str(tmp_path)])
 
 
+def _edited_copy(src: Path, dst: Path, **changes) -> Path:
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    summary = json.loads((dst / "summary.json").read_text())
+    summary.update(changes)
+    (dst / "summary.json").write_text(json.dumps(summary))
+    return dst
+
+
+def test_a_diverged_member_is_refused(runs, tmp_path):
+    """A member that diverged after a good epoch kept that epoch's errors and was chained silently (one
+    that diverged in epoch 1 was refused as 'train the member with a validation split')."""
+    from adaptive_weights.errors import RefusedError
+
+    first = runs["members"][0]
+    for name, errors in (("later", None), ("at-once", {"val": None, "test": None})):
+        bad = _edited_copy(runs["members"][1], tmp_path / name, status="diverged", completed=False,
+                           diverged={"epoch": 2, "step": 3, "reason": "the training loss was non-finite"},
+                           **({"errors": errors} if errors else {}))
+        with pytest.raises(RefusedError, match=rf"EANN member {name} \(.*\) diverged \(epoch 2: the training loss was "
+                                               r"non-finite\); a chain needs every member's final errors"):
+            eann_report([first, bad])
+
+
 def test_plot_curves_sit_on_the_chain_cost_axis():
     from adaptive_weights.eann import EannAnalysis, Member, eann_curve, eann_plot_curves
 
