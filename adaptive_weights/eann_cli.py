@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .conventions import EXIT_NUMBERING, MACS_CONVENTION
 from .eann import EANN_EXPLANATION, eann_analysis, eann_markdown, eann_plot_curves, eann_rows
+from .grouping import unfinished_warning
 from .rendering import Plot, Report, write_report
 from .runs import load_run, load_runs
 
@@ -32,17 +33,18 @@ def eann_report(member_dirs: Sequence[str | Path], opt_dirs: Sequence[str | Path
     if opt_members:
         raise ValueError(f"EANN members must be anytime runs; {opt_members} are single-exit OPT runs")
     analysis = eann_analysis(members, opt_runs, split)
+    unfinished = [unfinished_warning(r) for r in members if not r.completed]
     data_name = members[0].config.get("data.name")
     md = [f"# EANN on {data_name}", "", EANN_EXPLANATION, "",
           f"Errors in percent on the {split} split. {MACS_CONVENTION} {EXIT_NUMBERING}", ""]
-    md += eann_markdown(analysis)
+    md += [f"*{note}*\n" for note in unfinished] + eann_markdown(analysis)
     tables = {"eann": eann_rows(analysis.curve)}
     if analysis.opt_plus is not None:
         tables["opt_plus"] = eann_rows(analysis.opt_plus)
     plot = Plot("eann.png", "error_vs_macs", f"EANN on {data_name} ({split} error)", eann_plot_curves(analysis),
                 step=("EANN", "OPT+"))
     md += [f"![{plot.title}]({plot.filename})", ""]
-    return Report("\n".join(md) + "\n", tables, [plot], list(analysis.notes))
+    return Report("\n".join(md) + "\n", tables, [plot], unfinished + list(analysis.notes))
 
 
 def cli_main(argv: Sequence[str]) -> int:

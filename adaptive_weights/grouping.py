@@ -21,7 +21,7 @@ from .errors import RefusedError
 from .runs import Run, opt_points
 
 __all__ = ["QUANTILES", "Q_LABEL", "GroupedRuns", "NO_EXIT", "NO_OPT", "Ratio", "ZERO_OPT_ERRORS", "group_runs",
-           "grouping_warnings", "setting_text"]
+           "grouping_warnings", "setting_text", "unfinished_warning"]
 
 QUANTILES = (Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), Fraction(1))
 Q_LABEL = {Fraction(1, 4): "1/4", Fraction(1, 2): "1/2", Fraction(3, 4): "3/4", Fraction(1): "1"}
@@ -152,11 +152,16 @@ def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> Grou
     return GroupedRuns(split, dict(methods), [r for r in runs if r.is_opt], tuple(group_by))
 
 
+def unfinished_warning(run: Run) -> str:
+    """The warning for a run that has not trained its whole schedule (a report or an EANN uses it anyway)."""
+    return (f"run {run.name} is unfinished (its summary is of epoch {run.epochs} of {run.config.get('train.epochs')}); "
+            "its numbers are provisional")
+
+
 def grouping_warnings(g: GroupedRuns, runs: Sequence[Run]) -> list[str]:
     """Unfinished runs, config keys on which the runs of a data set disagree (``runs`` may include
     EANN members that are no method), and methods with several runs of one setting."""
-    out = [f"run {r.name} is unfinished (its summary is of epoch {r.epochs} of "
-           f"{r.config.get('train.epochs')}); its numbers are provisional" for r in runs if not r.completed]
+    out = [unfinished_warning(r) for r in runs if not r.completed]
     out += _protocol_mismatches(runs, g.group_by)
     for name in g.method_names:
         seen: dict[tuple, str] = {}

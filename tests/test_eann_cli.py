@@ -89,7 +89,7 @@ def _edited_copy(src: Path, dst: Path, **changes) -> Path:
     return dst
 
 
-def test_a_diverged_member_is_refused(runs, tmp_path):
+def test_a_diverged_member_is_refused_and_an_unfinished_one_noted(runs, tmp_path):
     """A member that diverged after a good epoch kept that epoch's errors and was chained silently (one
     that diverged in epoch 1 was refused as 'train the member with a validation split')."""
     from adaptive_weights.errors import RefusedError
@@ -102,6 +102,10 @@ def test_a_diverged_member_is_refused(runs, tmp_path):
         with pytest.raises(RefusedError, match=rf"EANN member {name} \(.*\) diverged \(epoch 2: the training loss was "
                                                r"non-finite\); a chain needs every member's final errors"):
             eann_report([first, bad])
+    half = _edited_copy(runs["members"][1], tmp_path / "half", completed=False, status="unfinished")
+    note = "run half is unfinished (its summary is of epoch 1 of 1); its numbers are provisional"
+    rep = eann_report([first, half])
+    assert note in rep.warnings and f"*{note}*" in rep.markdown
 
 
 def test_plot_curves_sit_on_the_chain_cost_axis():
