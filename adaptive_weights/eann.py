@@ -353,6 +353,9 @@ def eann_analysis(member_runs: Sequence[Run], opt_runs: Sequence[Run], split: st
 
     if not member_runs:
         raise ValueError("an EANN needs at least one member run directory")
+    opt_members = [r.name for r in member_runs if r.is_opt]
+    if opt_members:
+        raise RefusedError(f"EANN members must be anytime runs; {opt_members} are single-exit OPT runs")
     diverged = [r for r in member_runs if r.status == "diverged"]
     if diverged:  # its errors are null, or those of its last good epoch: no result of the run it was meant to be
         raise RefusedError(f"EANN member {diverged[0].name} ({diverged[0].path}) diverged ({divergence_text(diverged[0])}); "

@@ -29,9 +29,6 @@ def eann_report(member_dirs: Sequence[str | Path], opt_dirs: Sequence[str | Path
         raise ValueError(f"--split {split!r}; allowed: test, val")
     members = [load_run(p) for p in member_dirs]
     opt_runs = [r for r in load_runs(opt_dirs) if r.is_opt] if opt_dirs else []
-    opt_members = [r.name for r in members if r.is_opt]
-    if opt_members:
-        raise ValueError(f"EANN members must be anytime runs; {opt_members} are single-exit OPT runs")
     analysis = eann_analysis(members, opt_runs, split)
     unfinished = [unfinished_warning(r) for r in members if not r.completed]
     data_name = members[0].config.get("data.name")

@@ -161,6 +161,16 @@ def test_a_group_by_key_that_no_run_has_is_refused():
         build_report(_hand_runs(), group_by=["scheme.name", "strategy.nme"])
 
 
+def test_an_opt_run_as_eann_member_is_refused():
+    """`adaptive-weights eann` refused a single-exit member, but `report --eann` chained it."""
+    import dataclasses
+
+    runs = _hand_runs()
+    chain = [dataclasses.replace(r, errors={"test": r.errors["test"], "val": r.errors["test"]}) for r in (runs[2], runs[0])]
+    with pytest.raises(RefusedError, match=r"EANN members must be anytime runs; \['opt0-s0'\] are single-exit OPT runs"):
+        build_report(runs, eann_chains=[chain])
+
+
 def test_out_that_is_a_file_is_refused_before_writing(tmp_path):
     report = build_report(_hand_runs())
     (tmp_path / "taken").write_text("not a report")
