@@ -86,9 +86,10 @@ def pct(x: float | None, digits: int = 2) -> str:
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """A markdown table as lines, followed by an empty line."""
+    """A markdown table as lines, followed by an empty line. A ``|`` inside a cell (a run directory
+    named ``a|b``) is escaped, so every row keeps the header's column count."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return lines + [""]
 
 

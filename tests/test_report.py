@@ -171,6 +171,12 @@ def test_an_opt_run_as_eann_member_is_refused():
         build_report(runs, eann_chains=[chain])
 
 
+def test_a_pipe_in_a_cell_keeps_the_table_well_formed():
+    runs = [*_hand_runs(), _run("a|b", "sieve", 5, [0.5, 0.4, 0.2])]
+    line = next(ln for ln in build_report(runs).markdown.splitlines() if "| 5 |" in ln)  # the Runs table's row
+    assert line.startswith("| a\\|b | static |") and line.replace("\\|", "").count("|") == 7
+
+
 def test_out_that_is_a_file_is_refused_before_writing(tmp_path):
     report = build_report(_hand_runs())
     (tmp_path / "taken").write_text("not a report")
