@@ -60,7 +60,12 @@ class RunExistsError(RefusedError):
 
 class DivergedError(RefusedError):
     """Training stopped because its state or loss stayed non-finite; ``summary.json`` says so
-    (``"status": "diverged"``) and the last finite checkpoint is kept."""
+    (``"status": "diverged"``) and the last finite checkpoint is kept. ``epoch`` is the 1-based
+    epoch it diverged in."""
+
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 def run_directory(cfg: RunConfig, out_dir: str | Path | None) -> Path:
@@ -372,7 +377,7 @@ def train(
             logger.close()
         raise DivergedError(f"training diverged in epoch {epoch + 1} (step {step}) of {run_dir}: {reason}; "
                             f"stopped, {kept}; summary.json records the divergence (status 'diverged'). "
-                            "Lower train.lr_values (or check the data) and start a new run")
+                            "Lower train.lr_values (or check the data) and start a new run", epoch=epoch + 1)
 
     # ---------------------------------------------------------------- the loop
     last_ckpt_time = time.monotonic()

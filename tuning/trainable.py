@@ -160,13 +160,11 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
 
     try:
         train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=on_epoch, tensorboard=tensorboard)
-    except DivergedError:
+    except DivergedError as err:
         # final, not a failure to retry (it would diverge again from the same checkpoint): Ray keeps
         # the run directory whose summary.json records the divergence, and sees the worst error
-        from adaptive_weights._io import read_json
-
-        epoch = (read_json(run_dir / "summary.json").get("diverged") or {}).get("epoch", 0)
-        report({"diverged": 1.0, "diverged_epoch": float(epoch), **dict.fromkeys(DIVERGED_METRICS, 1.0)}, run_dir)
+        report({"diverged": 1.0, "diverged_epoch": float(err.epoch), **dict.fromkeys(DIVERGED_METRICS, 1.0)},
+               run_dir)
     finally:
         shutil.rmtree(run_dir.parent, ignore_errors=True)
 
