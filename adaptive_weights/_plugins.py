@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from strategies._hparams import HParam, describe_hparams, grid_of, resolve_hparams
+from strategies._hparams import HParam, describe_hparams, grid_of, inherited_names, resolve_hparams
 
 from .errors import RefusedError
 from .registry import Registry
@@ -60,11 +60,9 @@ def plugin_registry(kind: str, group: str, builtin_modules: Iterable[str], base:
     def check(name: str, obj: Any) -> None:
         if not (isinstance(obj, type) and issubclass(obj, base)):
             raise ValueError(f"{kind} {name!r} must be a subclass of {base.__module__}.{base.__qualname__}, got {obj!r}")
-        # a hyper-parameter becomes an instance attribute: one named like a method or class
-        # attribute of the library's bases (backward, setup, kind) would replace it
-        library = {k for c in obj.__mro__[1:] if c.__module__.startswith("adaptive_weights.")
-                   for k in vars(c) if not k.startswith("__")}
-        clash = sorted(set(obj.hparams) & library)
+        # a hyper-parameter named like a method or class attribute of the library's bases
+        # (backward, setup, kind) would replace it
+        clash = sorted(set(obj.hparams) & inherited_names(obj, "adaptive_weights."))
         if clash:
             raise ValueError(f"{kind} {name!r}: hyper-parameter name(s) {clash} shadow attributes of "
                              f"{base.__qualname__}")

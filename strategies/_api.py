@@ -13,7 +13,7 @@ from torch import Tensor
 from adaptive_weights.registry import Registry, class_decorator
 
 from ._base import FEEDBACK, Strategy
-from ._hparams import describe_hparams
+from ._hparams import describe_hparams, inherited_names
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -56,7 +56,7 @@ def _reserved_names(cls: type[Strategy]) -> frozenset[str]:
     itself is not built: its module may still be loading; a name its own `setup` uses is its
     author's to keep apart). `warmup_epochs` is the one class attribute a hyper-parameter may set."""
     ancestors = [c for c in cls.__mro__[1:] if issubclass(c, Strategy) and c.__module__.startswith("strategies.")]
-    declared = {k for c in ancestors for k in vars(c) if not k.startswith("__")} - {"warmup_epochs"}
+    declared = inherited_names(cls, "strategies.") - {"warmup_epochs"}
     return frozenset(declared).union(*(_assigned_by(c) for c in ancestors))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HParam", "describe_hparams", "grid_of", "resolve_hparams"]
+__all__ = ["HParam", "describe_hparams", "grid_of", "inherited_names", "resolve_hparams"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,13 @@ def resolve_hparams(owner: str, declared: Mapping[str, HParam], given: Mapping[s
         allowed = ", ".join(sorted(declared)) or "none"
         raise ValueError(f"{owner}: unknown hyper-parameter(s) {', '.join(unknown)}; allowed: {allowed}")
     return {key: hp.check(key, given.get(key, hp.default), owner) for key, hp in declared.items()}
+
+
+def inherited_names(cls: type, package: str) -> set[str]:
+    """The methods and class attributes `cls` inherits from the classes of `package` (dunders
+    aside): a hyper-parameter becomes an instance attribute, so one named like these would replace
+    them. Every plug-in kind refuses such names at registration."""
+    return {k for c in cls.__mro__[1:] if c.__module__.startswith(package) for k in vars(c) if not k.startswith("__")}
 
 
 def grid_of(declared: Mapping[str, HParam]) -> dict[str, list]:
