@@ -6,15 +6,17 @@ device tool's reply carries): every ratio against issue 10's targets, from the s
 
 from __future__ import annotations
 
-import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from adaptive_weights._io import read_json
+
 
 def load(out: Path, name: str) -> dict:
+    """A stage's JSON file; {} for a stage that wrote none (skipped, cut short) or a broken one."""
     try:
-        return json.loads((out / name).read_text())
+        return read_json(out / name)
     except (OSError, ValueError):
         return {}
 
