@@ -376,8 +376,8 @@ def train(
             atomic_write_json(run_dir / "summary.json", record)
             logger.close()
         raise DivergedError(f"training diverged in epoch {epoch + 1} (step {step}) of {run_dir}: {reason}; "
-                            f"stopped, {kept}; summary.json records the divergence (status 'diverged'). "
-                            "Lower train.lr_values (or check the data) and start a new run", epoch=epoch + 1)
+                            f"stopped, {kept}; summary.json records the divergence (status 'diverged'): "
+                            f"{_AFTER_DIVERGENCE}", epoch=epoch + 1)
 
     # ---------------------------------------------------------------- the loop
     last_ckpt_time = time.monotonic()
@@ -471,6 +471,10 @@ def train(
     return summary
 
 
+# what to do after a divergence: a resume would diverge again from the same last good checkpoint
+_AFTER_DIVERGENCE = "lower train.lr_values (or check the data) and train the new run into another out_dir"
+
+
 def _how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
     """What the user can do with a run directory that already holds a run: resuming a diverged
     run repeats its divergence (and one that diverged before its first checkpoint has nothing to
@@ -481,8 +485,7 @@ def _how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
         status = None
     if status == "diverged":
         kept = "its last good checkpoint is kept" if ckpt_path.exists() else "it has no checkpoint to resume"
-        return (f"it diverged (summary.json: status 'diverged'; {kept}); train the changed run (e.g. lower "
-                "train.lr_values) into another out_dir, or remove this one")
+        return f"it diverged (summary.json: status 'diverged'; {kept}): {_AFTER_DIVERGENCE}, or remove this one"
     return "pass resume=True (--resume) or another out_dir"
 
 

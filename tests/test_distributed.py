@@ -9,7 +9,6 @@ written by rank 0 alone, and a resume from a checkpoint of either world size in 
 from __future__ import annotations
 
 import faulthandler
-import gc
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from conftest import TINY
 
 from adaptive_weights.config import RunConfig
 from adaptive_weights.data import DeviceLoader
+from adaptive_weights.distributed import _destroy
 from adaptive_weights.errors import RefusedError
 from adaptive_weights.train import train
 
@@ -72,9 +72,8 @@ def _rank_main(rank: int, world_size: int, port: int, flat: dict, out: str) -> N
         # goes: one left for the interpreter's teardown can abort this rank after it succeeded
         train_module.build_run = build_run
         built.clear()
-        gc.collect()
     torch.distributed.barrier()  # neither rank tears down while the other still talks to it
-    torch.distributed.destroy_process_group()
+    _destroy()  # the library's exit hook: collect what still holds the group, then destroy it
 
 
 def _summary(run_dir: Path) -> dict:
