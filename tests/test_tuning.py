@@ -528,6 +528,25 @@ def test_resume_of_a_random_search_completes_a_sample_killed_between_its_seeds(t
     assert plan.trials[0]["name"] not in {d for d in SweepDir(str(exp)).entries()}
 
 
+def test_resume_of_a_search_refuses_a_changed_space_naming_the_key_only(tmp_path: Path) -> None:
+    """A searcher's resume takes execution-only changes (threads) and refuses a changed range,
+    naming the key with its old and new value (and no execution-only key)."""
+    from adaptive_weights.errors import RefusedError
+    from tuning.plan import plan_sweep, spec_record, with_threads
+    from tuning.sweepdir import SweepDir
+
+    keys = {**TINY, "strategy.name": "eg", "strategy.gamma": {"loguniform": [0.01, 0.5]},
+            "sweep.search": "random", "sweep.paper_grid": False}
+    spec = parse_sweep(keys, name="srch")
+    SweepDir(str(tmp_path / "srch")).write_spec(spec_record(with_threads(spec, 1)))
+    assert plan_sweep(SweepDir(str(tmp_path / "srch")), with_threads(spec, 2), resume=True).trials == []
+    changed = parse_sweep({**keys, "strategy.gamma": {"loguniform": [0.01, 0.4]}}, name="srch")
+    with pytest.raises(RefusedError, match=r"search differs from .*: strategy\.gamma: \{'loguniform': \[0\.01, "
+                                           r"0\.5\]\} -> \{'loguniform': \[0\.01, 0\.4\]\}\. A resume") as err:
+        plan_sweep(SweepDir(str(tmp_path / "srch")), with_threads(changed, 2), resume=True)
+    assert "num_threads" not in str(err.value)
+
+
 def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
     from tuning.plan import plan_sweep

@@ -161,8 +161,9 @@ def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str,
     refused = []
     for trial in spec.trials:
         name = trial["name"]
-        if name in finished and name in old and _experiment_diff(old[name], trial):
-            refused.append(f"{name} ({'; '.join(_experiment_diff(old[name], trial))})")
+        diff = _experiment_diff(old[name], trial) if name in finished and name in old else []
+        if diff:
+            refused.append(f"{name} ({'; '.join(diff)})")
     removed = sorted(set(old) - {t["name"] for t in spec.trials} & finished)
     if refused or removed:
         parts = ([f"it changes finished trial(s): {', '.join(refused)}"] if refused else []) + (
@@ -173,12 +174,9 @@ def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str,
 
 
 def _check_search_change(stored: dict[str, Any], spec: SweepSpec, sweep_dir: SweepDir) -> None:
-    skip = set(EXECUTION_KEYS)
     changes = [f"sweep.{k}: {stored.get(k)!r} -> {getattr(spec, k)!r}" for k in ("search", "num_samples")
                if stored.get(k) != getattr(spec, k)]
-    old, new = stored.get("space", {}), spec.space
-    changes += [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted((set(old) | set(new)) - skip)
-                if old.get(k) != new.get(k)]
+    changes += _experiment_diff(stored.get("space", {}), spec.space)
     if changes:
         raise RefusedError(f"--resume: the sweep file's search differs from {sweep_dir.uri(SPEC_FILE)}: "
                            f"{'; '.join(changes)}. A resume may change execution-only keys only; start a new "
