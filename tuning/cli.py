@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .launcher import run_sweep, write_sweep_report
-from .plan import _experiment_diff, _grid_size
+from .plan import _experiment_diff, expected_trials
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, is_uri, local_results_dir
 from .sweepfile import SweepSpec, load_sweep, parse_overrides
 
@@ -40,12 +40,9 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
     experiment = experiment_path(out, spec.name)[1]
     stopped = SweepDir(experiment).stopped() if is_uri(experiment) or Path(experiment).is_dir() else set()
     trials = {t["name"]: t for t in spec.trials}
-    if spec.search == "grid":
-        names = list(trials)
-    else:
-        names = sorted(p.name for p in runs_dir.glob("*") if p.is_dir())
-        if len(names) < spec.num_samples * _grid_size(spec):
-            return None
+    names = list(trials) if spec.search == "grid" else sorted(p.name for p in runs_dir.glob("*") if p.is_dir())
+    if len(names) < expected_trials(spec):
+        return None
     dirs = []
     for name in names:
         run_dir = runs_dir / name

@@ -20,7 +20,7 @@ from adaptive_weights.errors import RefusedError
 from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
 from .sweepfile import SweepSpec, is_range
 
-__all__ = ["plan_sweep", "SweepPlan", "matching_checkpoints", "spec_record", "with_threads"]
+__all__ = ["plan_sweep", "SweepPlan", "expected_trials", "matching_checkpoints", "spec_record", "with_threads"]
 
 _SPEC_FORMAT = 2
 
@@ -71,7 +71,7 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
     and the ones a scheduler stopped, continues the others from their last checkpoint, and accepts
     changes to execution-only keys (threads, device, data root, ...) and to trials that have not
     finished (they start again)."""
-    expected = spec.num_samples * _grid_size(spec) if spec.search != "grid" else len(spec.trials)
+    expected = expected_trials(spec)
     exists = sweep_dir.exists(SPEC_FILE) or bool(sweep_dir.trial_dirs())
     if not resume:
         if exists:
@@ -141,6 +141,11 @@ def _unstarted_grid_points(spec: SweepSpec, found: dict[str, TrialCheckpoint]) -
             config["name"] = f"{sampled_run_name(config, first.name.rsplit('-', 1)[-1])}-{j}"
             out.append(config)
     return out
+
+
+def expected_trials(spec: SweepSpec) -> int:
+    """Trials the whole sweep runs: a grid's trials, a searcher's samples times the grid of each."""
+    return len(spec.trials) if spec.search == "grid" else spec.num_samples * _grid_size(spec)
 
 
 def _grid_size(spec: SweepSpec) -> int:
