@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .launcher import run_sweep, write_sweep_report
-from .plan import _experiment_diff, expected_trials
+from .plan import expected_trials, experiment_diff
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, is_uri, local_results_dir
 from .sweepfile import SweepSpec, load_sweep, parse_overrides
 
@@ -48,8 +48,8 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
         run_dir = runs_dir / name
         if not (is_final(run_dir) or (name in stopped and (run_dir / "summary.json").is_file())):
             return None
-        if spec.search == "grid" and _experiment_diff(read_json(run_dir / "summary.json").get("config") or {},
-                                                      trials[name]):
+        if spec.search == "grid" and experiment_diff(read_json(run_dir / "summary.json").get("config") or {},
+                                                     trials[name]):
             return None
         dirs.append(run_dir)
     return dirs

@@ -20,7 +20,8 @@ from adaptive_weights.errors import RefusedError
 from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
 from .sweepfile import SweepSpec, is_range
 
-__all__ = ["plan_sweep", "SweepPlan", "expected_trials", "matching_checkpoints", "spec_record", "with_threads"]
+__all__ = ["plan_sweep", "SweepPlan", "expected_trials", "experiment_diff", "matching_checkpoints", "spec_record",
+           "with_threads"]
 
 _SPEC_FORMAT = 2
 
@@ -58,7 +59,7 @@ def spec_record(spec: SweepSpec) -> dict[str, Any]:
             "scheduler": spec.scheduler, "trials": spec.trials, "space": spec.space}
 
 
-def _experiment_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+def experiment_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Keys (not execution-only ones) whose values differ: ``key: old -> new``."""
     skip = set(EXECUTION_KEYS)
     keys = sorted((set(a) | set(b)) - skip)
@@ -166,7 +167,7 @@ def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str,
     refused = []
     for trial in spec.trials:
         name = trial["name"]
-        diff = _experiment_diff(old[name], trial) if name in finished and name in old else []
+        diff = experiment_diff(old[name], trial) if name in finished and name in old else []
         if diff:
             refused.append(f"{name} ({'; '.join(diff)})")
     removed = sorted(set(old) - {t["name"] for t in spec.trials} & finished)
@@ -181,7 +182,7 @@ def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str,
 def _check_search_change(stored: dict[str, Any], spec: SweepSpec, sweep_dir: SweepDir) -> None:
     changes = [f"sweep.{k}: {stored.get(k)!r} -> {getattr(spec, k)!r}" for k in ("search", "num_samples")
                if stored.get(k) != getattr(spec, k)]
-    changes += _experiment_diff(stored.get("space", {}), spec.space)
+    changes += experiment_diff(stored.get("space", {}), spec.space)
     if changes:
         raise RefusedError(f"--resume: the sweep file's search differs from {sweep_dir.uri(SPEC_FILE)}: "
                            f"{'; '.join(changes)}. A resume may change execution-only keys only; start a new "
@@ -194,4 +195,4 @@ def matching_checkpoints(found: dict[str, TrialCheckpoint], spec: SweepSpec) -> 
     if spec.search != "grid":
         return found
     by_name = {t["name"]: t for t in spec.trials}
-    return {n: c for n, c in found.items() if n in by_name and not _experiment_diff(c.config, by_name[n])}
+    return {n: c for n, c in found.items() if n in by_name and not experiment_diff(c.config, by_name[n])}
