@@ -287,6 +287,11 @@ def test_searcher_sweep_holds_the_space_and_validates_both_ends(tmp_path: Path) 
     assert spec.space["strategy.gamma"] == {"loguniform": [0.01, 0.5]}
     assert spec.space["train.seed"] == [0, 1] and spec.space["model.n"] == 1
     assert "strategy.gamma ~ loguniform(0.01, 0.5)" in spec.describe()
+    assert "3 samples x the grid of its lists over" in spec.describe() and spec.sample_grid == {"train.seed": [0, 1]}
+    from dataclasses import replace
+
+    optuna = replace(spec, search="optuna")  # picks one seed per sample: no grid
+    assert optuna.sample_grid == {} and "x the grid" not in optuna.describe()
 
 
 def test_a_searchers_fixed_tuple_value_is_not_searched(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from adaptive_weights.config import EXECUTION_KEYS
 from adaptive_weights.errors import RefusedError
 
 from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
-from .sweepfile import SweepSpec, is_range
+from .sweepfile import SweepSpec
 
 __all__ = ["plan_sweep", "SweepPlan", "expected_trials", "experiment_diff", "matching_checkpoints", "spec_record",
            "with_threads"]
@@ -125,8 +125,8 @@ def _unstarted_grid_points(spec: SweepSpec, found: dict[str, TrialCheckpoint]) -
 
     from .trainable import sampled_run_name
 
-    ranges = [k for k in spec.searched if is_range(spec.space[k])]
-    axes = {k: spec.space[k] for k in spec.searched if not is_range(spec.space[k])}
+    axes = spec.sample_grid
+    ranges = [k for k in spec.searched if k not in axes]
     samples: dict[tuple[str, ...], list[TrialCheckpoint]] = {}
     for c in found.values():
         samples.setdefault(tuple(repr(c.config.get(k)) for k in ranges), []).append(c)
@@ -151,9 +151,7 @@ def expected_trials(spec: SweepSpec) -> int:
 
 def _grid_size(spec: SweepSpec) -> int:
     """Trials per sample of a random search: the grid of its lists (1 for Optuna/HyperOpt)."""
-    if spec.search != "random":
-        return 1
-    return math.prod(len(spec.space[k]) for k in spec.searched if not is_range(spec.space[k]))
+    return math.prod(len(values) for values in spec.sample_grid.values())
 
 
 def _check_grid_change(stored: dict[str, Any], spec: SweepSpec, found: dict[str, TrialCheckpoint],

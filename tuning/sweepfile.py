@@ -82,13 +82,20 @@ class SweepSpec:
         (``train.lr_milestones: [1, 2]``) is a list in ``space`` too."""
         return [k for k in self.space if k in self.axes and k != "strategy.name"]
 
+    @property
+    def sample_grid(self) -> dict[str, list[Any]]:
+        """A random search's searched lists: the grid every sample runs (Optuna and HyperOpt pick
+        one value of a list instead, so theirs is empty)."""
+        if self.search != "random":
+            return {}
+        return {k: self.space[k] for k in self.searched if not is_range(self.space[k])}
+
     def describe(self) -> str:
         """One line: what the sweep runs (``--dry-run`` and the sweep command print it)."""
         if self.search == "grid":
             return f"sweep {self.name}: {len(self.trials)} trials"
         searched = ", ".join(f"{k} ~ {_range_text(self.space[k])}" for k in self.searched)
-        per = "x the grid of its lists " if self.search == "random" and any(
-            not is_range(self.space[k]) for k in self.searched) else ""
+        per = "x the grid of its lists " if self.sample_grid else ""
         return f"sweep {self.name}: {self.search} search, {self.num_samples} samples {per}over {searched}"
 
 
