@@ -208,10 +208,12 @@ def cli_main(argv: Sequence[str]) -> int:
     overrides = {k: v for k, v in (("train.device", args.device), ("train.num_threads", args.threads)) if v}
     try:
         plan: list[OptRun] = []
+        planned: set[Path] = set()  # an OPT run two --like runs share is trained once
         for like in args.like:
-            plan += [p for p in plan_opt_runs(like, out_root=args.out, every_exit=args.every_exit,
-                                              overrides=overrides or None)
-                     if p.run_dir not in {q.run_dir for q in plan}]
+            for p in plan_opt_runs(like, out_root=args.out, every_exit=args.every_exit, overrides=overrides or None):
+                if p.run_dir not in planned:
+                    planned.add(p.run_dir)
+                    plan.append(p)
         if args.dry_run:
             for unit, cfg, run_dir in plan:
                 print(f"unit {unit:>3}  {cfg.scheme.name:<12} {_state(run_dir):<8} {run_dir}")

@@ -108,7 +108,7 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
     todo += missing
     started = len(set(found) | stopped) + len(missing)
     remaining = max(0, expected - started)
-    samples = math.ceil(remaining / _grid_size(spec)) if spec.search == "random" else remaining
+    samples = math.ceil(remaining / _grid_size(spec))  # the grid is 1 trial for Optuna/HyperOpt
     searched = spec.searched
     warm = [({k: c.config.get(k) for k in searched}, sum(c.val_errors) / len(c.val_errors))
             for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]

@@ -19,7 +19,7 @@ from typing import Any
 
 from adaptive_weights.errors import RefusedError
 
-from .sweepfile import SweepSpec, is_range
+from .sweepfile import SCHEDULERS, SweepSpec, is_range
 
 __all__ = ["grid_param_space", "search_param_space", "varying_keys", "search_algorithm", "make_scheduler",
            "pbt_keys", "check_scheduler", "SELECTION_METRIC"]
@@ -129,7 +129,7 @@ def make_scheduler(name: str, *, max_epochs: int, mutations: Mapping[str, Any] |
 
         return PopulationBasedTraining(metric=SELECTION_METRIC, mode="min", time_attr="training_iteration",
                                        perturbation_interval=1, hyperparam_mutations=dict(mutations))
-    raise RefusedError(f"sweep.scheduler: got {name!r}; allowed: fifo, asha, pbt")
+    raise RefusedError(f"sweep.scheduler: got {name!r}; allowed: {', '.join(SCHEDULERS)}")
 
 
 def pbt_keys(spec: SweepSpec) -> list[str]:
