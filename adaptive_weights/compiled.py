@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["COMPILE_MODES", "compile_training", "mark_step_begin"]
+__all__ = ["COMPILE_MODES", "compile_forward", "compile_training", "mark_step_begin"]
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 #: the torch.compile backend of the compiled modes (tests on machines without a C compiler use "eager")
@@ -32,12 +32,8 @@ def compile_training(forward: Callable[[torch.Tensor], torch.Tensor], strategy: 
 
     if mode == "none":
         return forward, strategy
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"train.compile: {mode!r} is not one of {list(COMPILE_MODES)}")
-    kwargs: dict[str, Any] = {"backend": BACKEND}
-    if BACKEND == "inductor" and mode != "default":
-        kwargs["mode"] = mode
-    compiled_forward = torch.compile(forward, **kwargs)
+    compiled_forward = compile_forward(forward, mode)
+    kwargs = _compile_kwargs(mode)
     reason = capture_check(strategy)
     if reason is not None:
         warnings.warn(f"train.compile={mode}: strategy {strategy.name!r} steps eagerly, since it is not "
@@ -45,6 +41,22 @@ def compile_training(forward: Callable[[torch.Tensor], torch.Tensor], strategy: 
                       stacklevel=2)
         return compiled_forward, strategy
     return compiled_forward, CompiledSteps(strategy, **kwargs)
+
+
+def _compile_kwargs(mode: str) -> dict[str, Any]:
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"train.compile: {mode!r} is not one of {list(COMPILE_MODES)}")
+    kwargs: dict[str, Any] = {"backend": BACKEND}
+    if BACKEND == "inductor" and mode != "default":
+        kwargs["mode"] = mode
+    return kwargs
+
+
+def compile_forward(forward: Callable[[torch.Tensor], torch.Tensor], mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The network's forward through ``torch.compile`` for ``mode`` (``none``: unchanged)."""
+    if mode == "none":
+        return forward
+    return torch.compile(forward, **_compile_kwargs(mode))
 
 
 def mark_step_begin(mode: str) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "DATASET_PRESETS",
     "ARCHITECTURE_KEYS",
     "EXECUTION_KEYS",
+    "MEMBER_KEYS",
     "RESUMABLE_KEYS",
     "MODEL_KEYS",
     "OPT_MODEL_KEYS",
@@ -67,7 +68,8 @@ EXTENDABLE = "extendable"      # an experiment key a resume may raise (train.epo
 MODEL = "model"                # identifies the data set and network of a setting (report grouping)
 EXIT_LAYOUT = "exit_layout"    # where the exits sit: OPT runs (one exit) are matched without it
 NAMING = "naming"              # shown in the default run name (default_run_name)
-ROLES = (EXPERIMENT, EXECUTION, ARCHITECTURE, EXTENDABLE, MODEL, EXIT_LAYOUT, NAMING)
+MEMBER = "member"              # may differ between the members of a pack (adaptive_weights.packing)
+ROLES = (EXPERIMENT, EXECUTION, ARCHITECTURE, EXTENDABLE, MODEL, EXIT_LAYOUT, NAMING, MEMBER)
 
 
 def _f(default: Any = dataclasses.MISSING, *roles: str, factory: Any = dataclasses.MISSING) -> Any:
@@ -110,16 +112,16 @@ class DataConfig:
 class SchemeConfig:
     """Static weights (``adaptive_weights.schemes``) and their normalisation."""
 
-    name: str = _f("sieve", EXPERIMENT, ARCHITECTURE, NAMING)
-    normalize: str = _f("last", EXPERIMENT, ARCHITECTURE)
+    name: str = _f("sieve", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER)
+    normalize: str = _f("last", EXPERIMENT, ARCHITECTURE, MEMBER)
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
     """A registered strategy and its hyper-parameters (flat keys ``strategy.<hparam>``)."""
 
-    name: str = _f("static", EXPERIMENT, ARCHITECTURE, NAMING)
-    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict)
+    name: str = _f("static", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER)
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, MEMBER, factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,8 @@ class ObjectiveConfig:
     """What each exit's loss is (``adaptive_weights.objectives``) and its hyper-parameters (flat
     keys ``objective.<hparam>``); ``ce`` is plain cross-entropy."""
 
-    name: str = _f("ce", EXPERIMENT, ARCHITECTURE, NAMING)
-    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict)
+    name: str = _f("ce", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER)
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, MEMBER, factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ class TrainConfig:
     nesterov: bool = _f(False, EXPERIMENT)
     label_smoothing: float = _f(0.0, EXPERIMENT)
     weight_decay: float = _f(2e-4, EXPERIMENT)
-    seed: int = _f(0, EXPERIMENT, NAMING)
+    seed: int = _f(0, EXPERIMENT, NAMING, MEMBER)
     device: str = _f("auto", EXECUTION)
     amp: bool = _f(False, EXPERIMENT)
     channels_last: bool = _f(False, EXECUTION)
@@ -199,7 +201,7 @@ _SECTIONS = {
 # the open plug-in sections: the roles of their ``params`` field hold for every <section>.<hparam> key
 OPEN_SECTIONS = ("strategy", "objective", "gradient")
 _OPEN_FIELD = "params"
-_NAME_ROLES = frozenset({EXECUTION})  # RunConfig.name only names the run directory
+_NAME_ROLES = frozenset({EXECUTION, MEMBER})  # RunConfig.name only names the run directory
 
 
 def check_roles(section: str, tp: type) -> None:
@@ -256,6 +258,7 @@ RESUMABLE_KEYS = EXECUTION_KEYS + keys_with_role(EXTENDABLE)  # may differ on re
 MODEL_KEYS = tuple(sorted(keys_with_role(MODEL), key=lambda k: not k.startswith("data.")))
 OPT_MODEL_KEYS = tuple(k for k in MODEL_KEYS if EXIT_LAYOUT not in roles_of(k))
 NAMING_PREFIXES = keys_with_role(NAMING)  # ``strategy.`` stands for every hyper-parameter
+MEMBER_KEYS = keys_with_role(MEMBER)  # ``strategy.``: every hyper-parameter; all else is shared in a pack
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _EVAL_SPLITS = ("val", "test")

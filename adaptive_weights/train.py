@@ -122,31 +122,54 @@ def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = No
 
     ``cfg`` is resolved here unless it already is; the strategy is then built from its resolved
     hyper-parameters without validating them again."""
-    from strategies import get_strategy_class
-
     from .data import build_data, check_train_batches
-    from .models import count_units, create_model, exit_positions
 
     cfg = cfg.resolve()
     rank, world_size = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
     data = build_data(cfg.data, batch_size=cfg.train.batch_size, device=device, seed=cfg.train.seed,
                       rank=rank, world_size=world_size)
     check_train_batches(data, cfg.train.batch_size)
+    model, base_weights, strategy = build_model_and_strategy(cfg, data, device)
+    return data, model, base_weights, strategy
+
+
+def scheme_exits(cfg: RunConfig) -> tuple[list[int], torch.Tensor]:
+    """The units that carry an exit and their static weights: heads only where the scheme puts
+    weight (spec §1.1), so ``optimal@i`` builds a single exit and truncates the trunk after it."""
+    from .models import count_units, exit_positions
+
     m = cfg.model
-    arch_kw: dict[str, Any] = (dict(n=m.n, c=m.c, unit_style=m.unit_style) if m.arch == "resnet"
-                               else dict(depth=m.depth))
-    # heads only where the scheme puts weight (spec §1.1): optimal@i builds a single exit and
-    # truncates the trunk after it
-    slots = exit_positions(count_units(m.arch, **arch_kw), m.period)
+    slots = exit_positions(count_units(m.arch, **_arch_kwargs(cfg)), m.period)
     weights = scheme_weights(cfg.scheme.name, len(slots), cfg.scheme.normalize)
     keep = [i for i, w in enumerate(weights.tolist()) if w > 0]
-    exits = [slots[i] for i in keep]
-    model = create_model(m.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                         input_size=data.image_size, period=m.period, exits=exits, **arch_kw).to(device)
-    base_weights = weights[keep].to(device=device, dtype=torch.float32)
+    return [slots[i] for i in keep], weights[keep]
+
+
+def build_network(cfg: RunConfig, data, exits: list[int]) -> torch.nn.Module:
+    """The anytime network of ``cfg`` for ``data`` with heads at the units ``exits`` (on the CPU;
+    its initial weights are drawn from the global RNG, seeded by the caller)."""
+    from .models import create_model
+
+    return create_model(cfg.model.arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                        input_size=data.image_size, period=cfg.model.period, exits=exits, **_arch_kwargs(cfg))
+
+
+def build_model_and_strategy(cfg: RunConfig, data, device: torch.device):
+    """The model (initial weights from the global RNG), static weights and strategy of a resolved
+    config for ``data``: the part of :func:`build_run` after the data."""
+    from strategies import get_strategy_class
+
+    exits, weights = scheme_exits(cfg)
+    model = build_network(cfg, data, exits).to(device)
+    base_weights = weights.to(device=device, dtype=torch.float32)
     strategy = get_strategy_class(cfg.strategy.name).from_resolved(base_weights, seed=cfg.train.seed,
                                                                    hparams=dict(cfg.strategy.params))
-    return data, model, base_weights, strategy
+    return model, base_weights, strategy
+
+
+def _arch_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    m = cfg.model
+    return dict(n=m.n, c=m.c, unit_style=m.unit_style) if m.arch == "resnet" else dict(depth=m.depth)
 
 
 def build_step_plugins(cfg: RunConfig, model: torch.nn.Module):
@@ -183,7 +206,7 @@ def training_step(forward, optimizer: torch.optim.Optimizer, strategy, x: torch.
     return loss, losses, weights, logits
 
 
-def _check_resume(checkpoint: dict[str, Any], cfg: RunConfig, where: Path) -> None:
+def check_resume(checkpoint: dict[str, Any], cfg: RunConfig, where: Path) -> None:
     """Refuse a resume that would make the run a mix of two experiments.
 
     Only the RESUMABLE_KEYS may differ from the checkpoint's config (execution-only keys, and
@@ -289,9 +312,9 @@ def train(
         if not ckpt_path.exists():
             raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
         checkpoint = load_checkpoint(ckpt_path, map_location=device)
-        _check_resume(checkpoint, cfg, run_dir)
+        check_resume(checkpoint, cfg, run_dir)
     elif ckpt_path.exists() or (run_dir / "summary.json").exists():
-        raise RunExistsError(f"{run_dir} already holds a run; {_how_to_go_on(run_dir, ckpt_path)}")
+        raise RunExistsError(f"{run_dir} already holds a run; {how_to_go_on(run_dir, ckpt_path)}")
 
     # ---------------------------------------------------------------- build everything
     torch.manual_seed(cfg.train.seed)
@@ -312,7 +335,7 @@ def train(
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
 
     start_epoch, start_batch, step = 0, 0, 0
-    acc = _new_accumulators(num_exits, device)
+    acc = new_accumulators(num_exits, device)
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], ckpt_path)
         load_state(optimizer, checkpoint["optimizer"], ckpt_path, "optimizer")
@@ -337,7 +360,7 @@ def train(
     summary = None
     if logger is not None and checkpoint is not None and logger.rows and logger.rows[-1]["epoch"] == start_epoch:
         # a kill between the epoch's checkpoint and its summary.json: rewrite it from the row
-        summary = _summary(cfg, model, exit_macs, logger.rows[-1], data, start_epoch, logger.rows[-1]["step"],
+        summary = run_summary(cfg, model, exit_macs, logger.rows[-1], data, start_epoch, logger.rows[-1]["step"],
                            completed=start_epoch == cfg.train.epochs)
         summary.update(ddp.describe())
         atomic_write_json(run_dir / "summary.json", summary)
@@ -367,7 +390,7 @@ def train(
                 "is kept" if last_checkpoint else "no checkpoint was written")
         if logger is not None:
             good = logger.rows[-1] if logger.rows else {}
-            record = _summary(cfg, model, exit_macs, good, data, int(good.get("epoch", 0)),
+            record = run_summary(cfg, model, exit_macs, good, data, int(good.get("epoch", 0)),
                               int(good.get("step", 0)), completed=False)
             record.update(ddp.describe())
             record.update(status="diverged", diverged={
@@ -377,7 +400,7 @@ def train(
             logger.close()
         raise DivergedError(f"training diverged in epoch {epoch + 1} (step {step}) of {run_dir}: {reason}; "
                             f"stopped, {kept}; summary.json records the divergence (status 'diverged'): "
-                            f"{_AFTER_DIVERGENCE}", epoch=epoch + 1)
+                            f"{AFTER_DIVERGENCE}", epoch=epoch + 1)
 
     # ---------------------------------------------------------------- the loop
     last_ckpt_time = time.monotonic()
@@ -435,7 +458,7 @@ def train(
         ddp.sync_buffers(model)  # rank 0's BN statistics: evaluated and checkpointed alike
         if reason := _divergence(model, acc, epoch_end=True):  # the same answer on every rank
             stop_diverged(epoch, reason)
-        row.update(_epoch_train_metrics(acc, strategy, num_exits))
+        row.update(epoch_train_metrics(acc, strategy, num_exits))
         steps_done = max(1, batch - first)
         row["time/epoch_s"] = train_time
         row["time/step_ms"] = 1000.0 * train_time / steps_done
@@ -449,13 +472,13 @@ def train(
                     row[exit_key(f"{split}/loss", k)] = ev.losses[k]
                 row[f"{split}/err/mean"] = sum(ev.errors) / num_exits
                 row[f"{split}/err/final"] = ev.errors[-1]
-        acc = _new_accumulators(num_exits, device)
+        acc = new_accumulators(num_exits, device)
         eval_split = next((s for s in ("test", "val") if s in data.eval and s in cfg.train.eval_splits), None)
         if logger is not None:
             logger.log_epoch(row, exit_macs=exit_macs, eval_split=eval_split)  # before the checkpoint: see above
         checkpoint_now(epoch + 1, 0)
         last_ckpt_time = time.monotonic()
-        summary = _summary(cfg, model, exit_macs, row, data, epoch + 1, step,
+        summary = run_summary(cfg, model, exit_macs, row, data, epoch + 1, step,
                            completed=epoch + 1 == cfg.train.epochs)
         summary.update(ddp.describe())
         if logger is not None:
@@ -472,10 +495,10 @@ def train(
 
 
 # what to do after a divergence: a resume would diverge again from the same last good checkpoint
-_AFTER_DIVERGENCE = "lower train.lr_values (or check the data) and train the new run into another out_dir"
+AFTER_DIVERGENCE = "lower train.lr_values (or check the data) and train the new run into another out_dir"
 
 
-def _how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
+def how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
     """What the user can do with a run directory that already holds a run: resuming a diverged
     run repeats its divergence (and one that diverged before its first checkpoint has nothing to
     resume), so only an unfinished healthy run is pointed at --resume."""
@@ -485,7 +508,7 @@ def _how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
         status = None
     if status == "diverged":
         kept = "its last good checkpoint is kept" if ckpt_path.exists() else "it has no checkpoint to resume"
-        return f"it diverged (summary.json: status 'diverged'; {kept}): {_AFTER_DIVERGENCE}, or remove this one"
+        return f"it diverged (summary.json: status 'diverged'; {kept}): {AFTER_DIVERGENCE}, or remove this one"
     return "pass resume=True (--resume) or another out_dir"
 
 
@@ -494,7 +517,7 @@ def _how_to_go_on(run_dir: Path, ckpt_path: Path) -> str:
 _PER_RANK = ("wrong", "count")
 
 
-def _new_accumulators(num_exits: int, device: torch.device) -> dict[str, torch.Tensor]:
+def new_accumulators(num_exits: int, device: torch.device) -> dict[str, torch.Tensor]:
     z = torch.zeros(num_exits, device=device)
     return {"loss": z.clone(), "weight": z.clone(), "wrong": torch.zeros(num_exits, device=device, dtype=torch.long),
             "count": torch.zeros((), device=device, dtype=torch.long),
@@ -517,7 +540,7 @@ def _divergence(model: torch.nn.Module, acc: dict[str, torch.Tensor], *, epoch_e
     return None
 
 
-def _epoch_train_metrics(acc: dict[str, torch.Tensor], strategy, num_exits: int) -> dict[str, float]:
+def epoch_train_metrics(acc: dict[str, torch.Tensor], strategy, num_exits: int) -> dict[str, float]:
     """Mean train loss/error/weight per exit, the strategy's probabilities and statistics: one
     transfer to the host for the whole epoch."""
     steps = acc["steps"].clamp(min=1).double()
@@ -544,7 +567,7 @@ def _epoch_train_metrics(acc: dict[str, torch.Tensor], strategy, num_exits: int)
     return row
 
 
-def _summary(cfg: RunConfig, model, exit_macs: list[int], row: dict[str, Any], data, epochs: int,
+def run_summary(cfg: RunConfig, model, exit_macs: list[int], row: dict[str, Any], data, epochs: int,
              step: int, *, completed: bool) -> dict[str, Any]:
     k = model.num_exits
 

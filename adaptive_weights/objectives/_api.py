@@ -33,6 +33,14 @@ class Objective(Plugin):
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def packed(self, logits: Tensor, targets: Tensor) -> Tensor | None:
+        """The losses of every head of a pack of N members at once: ``logits [S, B, N, C]``,
+        ``targets [B, N]`` -> ``[S, N]`` (``adaptive_weights.packing``). Only for an objective whose
+        loss at an exit depends on that exit's logits alone, so a member's losses are the entries of
+        its own exits; the default None makes the pack call the objective once per member, on that
+        member's exits."""
+        return None
+
 
 OBJECTIVES: Registry[type[Objective]] = plugin_registry(
     "objective", ENTRY_POINT_GROUP, ("adaptive_weights.objectives.builtin",), Objective)

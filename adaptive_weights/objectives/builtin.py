@@ -31,6 +31,12 @@ class CrossEntropyObjective(Objective):
     def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
         return per_exit_losses(logits, targets, label_smoothing=self.label_smoothing)
 
+    def packed(self, logits: Tensor, targets: Tensor) -> Tensor:
+        s, b, n, c = logits.shape
+        flat = F.cross_entropy(logits.reshape(-1, c).float(), targets.expand(s, b, n).reshape(-1), reduction="none",
+                               label_smoothing=self.label_smoothing)
+        return flat.view(s, b, n).mean(1)
+
 
 @register_objective("distill", description="self-distillation: early exits also match a deeper exit's softened prediction")
 class DistillObjective(Objective):
