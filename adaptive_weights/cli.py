@@ -262,6 +262,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "opt": ("plan and train the OPT baselines of a run", "adaptive_weights.opt:cli_main"),
     "eann": ("EANN analysis over runs", "adaptive_weights.eann_cli:cli_main"),
     "sweep": ("Ray Tune sweep from a sweep file", "tuning.cli:cli_main"),
+    "pack": ("train a sweep file's grid as packed runs in this process (no Ray)", "tuning.packed:cli_main"),
 }
 
 

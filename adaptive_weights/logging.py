@@ -78,8 +78,10 @@ class RunLogger:
         atomic_write_text(self.metrics_path, "".join(json_dumps(r) + "\n" for r in self.rows))
 
     def log_epoch(self, row: Mapping[str, Any], *, exit_macs: Sequence[float] | None = None,
-                  eval_split: str | None = None) -> None:
-        """Append one epoch's row; add scalars, the probability stack and the error/MACs curve."""
+                  eval_split: str | None = None, figures: bool = True) -> None:
+        """Append one epoch's row; add scalars and (``figures``) the probability stack and the
+        error/MACs curve (a pack of N runs draws them at its last epoch only: N figures per epoch
+        would cost more than a GPU epoch of the whole pack)."""
         row = dict(row)
         self.rows.append(row)
         self._flush_rows()
@@ -92,13 +94,13 @@ class RunLogger:
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(key, value, epoch)
-        if any(k.startswith("train/prob/") for k in row):
+        if figures and any(k.startswith("train/prob/") for k in row):
             fig = plot_probability_stack(self.rows)  # drawn once: TensorBoard image and PNG file
             if self.writer is not None:
                 self.writer.add_image("figures/probability_stack", figure_to_array(fig, close=False), epoch,
                                       dataformats="HWC")
             save_figure(fig, self.run_dir / "probability_stack.png")
-        if exit_macs is not None and eval_split and self.writer is not None:
+        if figures and exit_macs is not None and eval_split and self.writer is not None:
             errs = [row.get(exit_key(f"{eval_split}/err", k)) for k in range(len(exit_macs))]
             if all(e is not None for e in errs):
                 fig = plot_error_vs_macs({f"epoch {epoch}": (exit_macs, errs)},

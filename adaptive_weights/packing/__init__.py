@@ -13,7 +13,7 @@ Members may differ in the run name, ``train.seed``, ``scheme.*``, ``strategy.*``
 
 from ._members import PackRefusedError, check_pack, member_key
 from ._model import PackedAnytimeNet, StateLayout, pack_network
-from ._train import pack_id, train_packed
+from ._train import build_pack, pack_id, train_packed
 
-__all__ = ["PackRefusedError", "PackedAnytimeNet", "StateLayout", "check_pack", "member_key", "pack_id",
+__all__ = ["build_pack", "PackRefusedError", "PackedAnytimeNet", "StateLayout", "check_pack", "member_key", "pack_id",
            "pack_network", "train_packed"]

@@ -58,7 +58,7 @@ from ._evaluate import evaluate_packed
 from ._members import PackRefusedError, check_pack
 from ._model import pack_network
 
-__all__ = ["train_packed", "pack_id"]
+__all__ = ["train_packed", "pack_id", "build_pack"]
 
 
 @dataclass
@@ -363,11 +363,29 @@ class _Pack:
         return loss, losses, weights, logits
 
 
+def build_pack(configs: Sequence[RunConfig], device: torch.device | str | None = None) -> _Pack:
+    """The pack of ``configs`` built in memory only (no run directory): for benchmarks and for
+    callers with their own loop; ``pack.step(x, y, amp)`` trains every member one step on
+    ``x [B, N * C, H, W]`` (member m's images in its channel block) and ``y [B, N]``."""
+    cfgs = check_pack(configs)
+    device = resolve_device(cfgs[0].train.device) if device is None else torch.device(device)
+    members = _build_members(cfgs, [Path(".")] * len(cfgs), device, [None] * len(cfgs))
+    return _Pack(members, cfgs[0], device)
+
+
+def _cuda_speed_settings(device: torch.device) -> None:
+    """cuDNN's algorithm search for the grouped convolutions (its default choice for them is often
+    far from the fastest); on the CPU nothing changes."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: torch.device, *,
                   resume: bool, tensorboard: bool) -> list[dict[str, Any]]:
     cfg = cfgs[0]  # the shared keys
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
+    _cuda_speed_settings(device)
     # nothing is written until every member is known to be valid (as in train())
     checkpoints = _read_checkpoints(cfgs, run_dirs, device, resume)
     members = _build_members(cfgs, run_dirs, device, checkpoints)
@@ -477,7 +495,8 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
                     row[exit_key(f"{split}/loss", k)] = ev.losses[k]
                 row[f"{split}/err/mean"] = sum(ev.errors) / m.num_exits
                 row[f"{split}/err/final"] = ev.errors[-1]
-            m.logger.log_epoch(row, exit_macs=m.exit_macs, eval_split=eval_split)  # before the checkpoint
+            m.logger.log_epoch(row, exit_macs=m.exit_macs, eval_split=eval_split,  # before the checkpoint
+                               figures=epoch + 1 == cfg.train.epochs)
             m.acc = new_accumulators(m.num_exits, device)
         checkpoint_now(epoch + 1, 0)
         last_ckpt_time = time.monotonic()
