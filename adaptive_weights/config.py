@@ -615,7 +615,7 @@ def plugin_class(section: str, name: str) -> Any:
     """The registered class behind ``<section>.name`` of an open section (its ``hparams`` declare
     the section's other keys); an unknown name raises ValueError listing the registered ones."""
     if section == "strategy":
-        from strategies import get_strategy_class
+        from .strategies import get_strategy_class
 
         return get_strategy_class(name)
     if section == "objective":

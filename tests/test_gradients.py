@@ -204,7 +204,7 @@ def test_listing_shows_every_rule_with_hyper_parameters_and_grids():
 def test_a_hyper_parameter_named_like_a_method_of_the_base_is_refused_at_registration():
     """It would become an instance attribute replacing the method: every step failed later."""
     from adaptive_weights.gradients import GRADIENT_RULES, GradientRule
-    from strategies import HParam
+    from adaptive_weights.strategies import HParam
 
     shadow = type("Shadow", (GradientRule,), {"hparams": {"backward": HParam(1.0)}})
     with pytest.raises(ValueError, match=r"\['backward'\] shadow attributes of GradientRule"):

@@ -10,7 +10,7 @@ system or ``s3://bucket/sweeps`` on a cluster). A failed trial is retried from i
 (``--max-failures``); an interrupted sweep continues with ``--resume``, which rebuilds the sweep
 from ``sweep.json`` and the trials' checkpoints (never from Ray's pickled state) and runs only the
 trials that did not finish. ``--report`` chooses each strategy's setting (the paper's rule,
-:mod:`tuning.selection`) and writes the report of the chosen settings.
+:mod:`adaptive_weights.tuning.selection`) and writes the report of the chosen settings.
 """
 
 from __future__ import annotations

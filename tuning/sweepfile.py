@@ -247,7 +247,7 @@ def expand_sweep(
     grid) or a validated search space (a searcher); raises ``RefusedError`` naming the key on an
     unknown key, an empty grid, a range a grid cannot sample or a value of the wrong type."""
     from adaptive_weights.config import RunConfig
-    from strategies import get_strategy_class, list_strategies
+    from adaptive_weights.strategies import get_strategy_class, list_strategies
 
     per_strategy = {k: dict(v) for k, v in (per_strategy or {}).items()}
     shared: dict[str, Any] = {}

@@ -122,10 +122,9 @@ def build_run(cfg: RunConfig, device: torch.device, ddp: Distributed | None = No
 
     ``cfg`` is resolved here unless it already is; the strategy is then built from its resolved
     hyper-parameters without validating them again."""
-    from strategies import get_strategy_class
-
     from .data import build_data, check_train_batches
     from .models import count_units, create_model, exit_positions
+    from .strategies import get_strategy_class
 
     cfg = cfg.resolve()
     rank, world_size = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
