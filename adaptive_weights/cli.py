@@ -30,6 +30,8 @@ __all__ = ["main", "parse_overrides"]
 def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
     """``["--model.n", "9", "--train.amp", "--x.y=z"]`` -> ``{"model.n": "9", "train.amp": "true",
     "x.y": "z"}``. A flag followed by another flag (or nothing) is a boolean ``true``."""
+    from .config import config_key
+
     out: dict[str, Any] = {}
     i = 0
     tokens = list(tokens)
@@ -49,7 +51,7 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
         else:
             value = "true"
             i += 1
-        out[key.replace("-", "_")] = value
+        out[config_key(key)] = value
     return out
 
 

@@ -49,6 +49,28 @@ def test_overrides_replace_axes_only_where_the_hyper_parameter_exists() -> None:
         (0.1, 0.8, 1.0), (0.2, 0.8, 1.0)]
 
 
+def test_per_strategy_keeps_a_dashed_strategy_name(tmp_path: Path) -> None:
+    """``sweep.per_strategy.<name>``: the name is kept as registered (``round-robin``), in a dotted
+    key, the nested YAML form and a command-line flag; dashes elsewhere in a key still read as ``_``."""
+    base = {**TINY, "strategy.name": ["round-robin", "eg"], "sweep.paper_grid": False}
+    for keys in ({"sweep.per_strategy.round-robin.train_final": [0, 1]},
+                 {"sweep.per-strategy.round-robin.train-final": [0, 1]},
+                 {"sweep": {"per_strategy": {"round-robin": {"train_final": [0, 1]}}}}):
+        spec = parse_sweep({**base, **keys})
+        assert sorted(t["strategy.train_final"] for t in spec.trials if t["strategy.name"] == "round-robin") == [0, 1]
+    path = _write(tmp_path, "strategy: {name: [round-robin]}\nsweep: {paper_grid: false, per_strategy: "
+                            "{round-robin: {train_final: [0, 1]}}}\n" + "".join(f"{k}: {v}\n" for k, v in TINY.items()))
+    assert len(load_sweep(path).trials) == 2
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.tuning.sweepfile import parse_overrides
+
+    flags = parse_overrides(["--sweep.per_strategy.round-robin.train_final", "[0, 1]", "--train.batch-size", "16"])
+    spec = load_sweep(path, overrides=flags)
+    assert sorted(t["strategy.train_final"] for t in spec.trials) == [0, 1] and spec.trials[0]["train.batch_size"] == 16
+    with pytest.raises(RefusedError, match=r"sweep.per_strategy.round_robin: unknown strategy 'round_robin'; registered: .*round-robin"):
+        parse_sweep({**base, "sweep.per_strategy.round_robin.train_final": 0})
+
+
 def test_paper_grid_off_uses_defaults_and_yaml_nested_form(tmp_path: Path) -> None:
     path = _write(tmp_path, "data: {name: synthetic, synthetic_size: 64, synthetic_image_size: 8}\n"
                             "model: {n: 1, c: 4}\nstrategy: {name: [eg, rwm], ratio: [1.0, 2.0]}\n"
