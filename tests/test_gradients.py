@@ -3,6 +3,8 @@ with autograd on tiny nets."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -192,6 +194,15 @@ def test_a_missing_solver_is_refused_naming_the_extra(monkeypatch):
     monkeypatch.setattr(_torchjd, "_torchjd", missing)
     with pytest.raises(RefusedError, match=r"'upgrad' needs TorchJD.*quadprog.*adaptive-weights\[multitask\]"):
         create_gradient_rule("upgrad", _net())
+
+
+def test_a_missing_torchjd_is_refused_naming_the_extra(monkeypatch):
+    """TorchJD is the ``multitask`` extra: its rules are refused when it is missing, the others work."""
+    monkeypatch.setitem(sys.modules, "torchjd", None)  # as if not installed: importing it fails
+    for name in ("pcgrad", "upgrad", "mgda", "cagrad"):
+        with pytest.raises(RefusedError, match=rf"'{name}' needs TorchJD.*pip install 'adaptive-weights\[multitask\]'"):
+            create_gradient_rule(name, _net())
+    create_gradient_rule("ge", _net())
 
 
 def test_listing_shows_every_rule_with_hyper_parameters_and_grids():

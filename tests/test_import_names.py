@@ -172,3 +172,13 @@ def test_the_installed_package_list_names_every_package_folder() -> None:
 def test_builtin_strategies_are_entry_points_of_the_new_name() -> None:
     entry_points = _pyproject()["project"]["entry-points"]["adaptive_weights.strategies"]
     assert all(v.startswith("adaptive_weights.strategies.builtin:") for v in entry_points.values())
+
+
+def test_ray_and_torchjd_are_extras_that_dev_installs() -> None:
+    """Ray Tune (``[tune]``) and TorchJD (``[multitask]``) only some commands need; ``make demo`` and
+    ``make test`` install ``[dev]``, which holds every extra."""
+    project = _pyproject()["project"]
+    assert not [d for d in project["dependencies"] if d.startswith(("ray", "torchjd"))]
+    extras = project["optional-dependencies"]
+    assert extras["tune"] == ["ray[tune]>=2.40"] and extras["multitask"][0].startswith("torchjd[")
+    assert "adaptive-weights[tune,optuna,hyperopt,multitask]" in extras["dev"]

@@ -132,6 +132,27 @@ def test_bad_cases_are_refused_naming_the_case(tmp_path: Path, cases: str, messa
                      "sweep.search": "random", "sweep.cases": [{"train.seed": 0}]})
 
 
+def test_a_missing_ray_is_refused_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Ray Tune is the ``tune`` extra: without it a sweep stops before anything starts, naming the
+    extra; validating a sweep file (``--dry-run``) and the library's other commands need no Ray."""
+    from adaptive_weights.cli import main
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.tuning import run_sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it fails
+    path = _write(tmp_path, "".join(f"{k}: {v}\n" for k, v in {**TINY, "strategy.name": "eg"}.items()))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--dry-run", "--out", str(out)]) == 0
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.err == ("error: running a sweep needs Ray Tune, which is not installed: "
+                           "pip install 'adaptive-weights[tune]'\n")
+    assert "in-process Ray" not in printed.out and not out.exists()
+    with pytest.raises(RefusedError, match=r"needs Ray Tune.*adaptive-weights\[tune\]"):
+        run_sweep(load_sweep(path), out=out)
+
+
 def test_dotted_flags_replace_the_file_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``adaptive-weights sweep FILE --data.root DIR --train.seed '[0, 1, 2]'``: each value read as YAML
     replaces the file's (a list is a grid axis); anything else is refused by name before Ray starts."""

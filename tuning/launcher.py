@@ -17,7 +17,7 @@ from typing import Any
 
 from adaptive_weights.errors import RefusedError
 
-from .cluster import ray_session
+from .cluster import ray_session, require_ray_tune
 from .plan import SweepPlan, matching_checkpoints, plan_sweep, spec_record, with_threads
 from .space import SELECTION_METRIC
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, local_results_dir
@@ -76,6 +76,7 @@ def run_sweep(
     """
     from .space import check_scheduler, check_search_available
 
+    require_ray_tune()
     out = str(out)
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
         raise RefusedError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial}, "
