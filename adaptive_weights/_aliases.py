@@ -12,6 +12,11 @@ from the repository root) call :func:`redirect`, which puts the new package in t
 place, and :class:`AliasFinder`, first on ``sys.meta_path``, maps every submodule of an old name
 to the new module object. Nothing in the library imports an old name, so a user's own
 ``strategies.py`` or ``tuning.py`` in the working directory only hides the alias.
+
+The new names of the two folders come from the installation (setuptools' package-dir mapping: a
+copy in a wheel, a finder of its own in an editable install). :class:`SourceTreeFinder`, last on
+``sys.meta_path``, finds them beside the package when it runs from a source tree that nothing
+installed maps (not installed, or installed from a wheel while Python runs from the repository root).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["OLD_PACKAGES", "OLD_MODULES", "AliasFinder", "install", "redirect"]
+__all__ = ["OLD_PACKAGES", "OLD_MODULES", "AliasFinder", "SourceTreeFinder", "install", "redirect"]
 
 OLD_PACKAGES = {"strategies": "adaptive_weights.strategies", "tuning": "adaptive_weights.tuning"}
 OLD_MODULES = {"adaptive_weights.train": "adaptive_weights.training"}
@@ -93,8 +99,24 @@ class _AliasLoader(importlib.abc.Loader):
         return spec.loader.get_code(self.new) if spec is not None and spec.loader is not None else None
 
 
+class SourceTreeFinder(importlib.abc.MetaPathFinder):
+    """Finds ``adaptive_weights.strategies`` / ``.tuning`` in the folders strategies/ and tuning/
+    beside the package's own folder, when that is a source tree (it holds pyproject.toml)."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in OLD_PACKAGES.values():
+            return None
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "pyproject.toml").is_file():
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, [str(root)])
+
+
 def install() -> None:
-    """Put the finder first on ``sys.meta_path`` (once): the path finder would otherwise load an
-    old package's files a second time under the old name."""
+    """Put :class:`AliasFinder` first on ``sys.meta_path`` (the path finder would otherwise load an
+    old package's files a second time under the old name) and :class:`SourceTreeFinder` last
+    (whatever the installation maps comes first); once."""
     if not any(isinstance(f, AliasFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, AliasFinder())
+    if not any(isinstance(f, SourceTreeFinder) for f in sys.meta_path):
+        sys.meta_path.append(SourceTreeFinder())

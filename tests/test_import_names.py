@@ -74,7 +74,7 @@ print(json.dumps({
                                                                    if n.startswith("adaptive_weights.")}),
     "spec_names": [new.__spec__.name, new_builtin.__spec__.name],
     "warnings": [(str(w.message), w.filename) for w in caught if issubclass(w.category, DeprecationWarning)],
-    "runpy_file": runpy_code.co_filename,
+    "runpy_file": runpy_code.co_filename == importlib.util.find_spec("adaptive_weights.tuning.demo").origin,
 }))
 """
 
@@ -92,7 +92,26 @@ def test_old_names_are_the_new_modules_and_warn_once(where: str, tmp_path: Path)
     assert "'strategies' is deprecated" in messages[0] and "import 'adaptive_weights.strategies'" in messages[0]
     assert "'tuning' is deprecated" in messages[1] and "import 'adaptive_weights.tuning'" in messages[1]
     assert {f for _, f in out["warnings"]} == {"<string>"}
-    assert out["runpy_file"] == str(REPO / "tuning" / "demo.py")  # python -m tuning.demo still runs
+    assert out["runpy_file"]  # python -m tuning.demo still runs adaptive_weights.tuning.demo
+
+
+def test_a_source_tree_that_nothing_installed_maps_finds_its_subpackages() -> None:
+    """Python runs the repository root without the editable install's mapping (not installed, or
+    installed from a wheel): strategies/ and tuning/ beside adaptive_weights/ are still its
+    subpackages, and the old names still the same modules."""
+    code = """
+import json, sys, warnings
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+import adaptive_weights.strategies as new, adaptive_weights.tuning.sweepfile as sweepfile
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import strategies.builtin
+print(json.dumps({"files": [new.__file__, sweepfile.__file__], "same": strategies.builtin is sys.modules[
+    "adaptive_weights.strategies.builtin"], "eg": "eg" in new.list_strategies()}))
+"""
+    out = _python(code, REPO)
+    assert out["files"] == [str(REPO / "strategies" / "__init__.py"), str(REPO / "tuning" / "sweepfile.py")]
+    assert out["same"] and out["eg"]
 
 
 def test_a_users_own_strategies_package_is_not_taken_for_the_alias(tmp_path: Path) -> None:
