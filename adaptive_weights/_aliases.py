@@ -16,7 +16,8 @@ to the new module object. Nothing in the library imports an old name, so a user'
 The new names of the two folders come from the installation (setuptools' package-dir mapping: a
 copy in a wheel, a finder of its own in an editable install). :class:`SourceTreeFinder`, last on
 ``sys.meta_path``, finds them beside the package when it runs from a source tree that nothing
-installed maps (not installed, or installed from a wheel while Python runs from the repository root).
+installed maps (not installed, as benchmarks/gpu_suite.sh runs it, or installed from a wheel while
+Python runs from the repository root).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,8 +42,8 @@ OLD_MODULES = {"adaptive_weights.train": "adaptive_weights.training"}
 def _warn(old: str, new: str, stacklevel: int) -> None:
     note = (" (the name 'adaptive_weights.train' is the function train)" if old in OLD_MODULES
             else " (the same package under its old name)")
-    warnings.warn(f"the import name {old!r} is deprecated and goes away in adaptive-weights 0.3: import {new!r} "
-                  f"instead{note}", DeprecationWarning, stacklevel=stacklevel + 1)
+    warnings.warn(f"the import name {old!r} is deprecated and goes away in adaptive-weights 0.3: "
+                  f"import {new!r} instead{note}", DeprecationWarning, stacklevel=stacklevel + 1)
 
 
 def redirect(name: str) -> None:
@@ -61,7 +63,8 @@ def _target(fullname: str) -> str | None:
         return OLD_MODULES[fullname]
     top, dot, rest = fullname.partition(".")
     new = OLD_PACKAGES.get(top)
-    if dot and new is not None and sys.modules.get(top) is not None and sys.modules.get(top) is sys.modules.get(new):
+    alias = sys.modules.get(top)
+    if dot and new is not None and alias is not None and alias is sys.modules.get(new):
         return f"{new}.{rest}"
     return None
 
@@ -69,11 +72,11 @@ def _target(fullname: str) -> str | None:
 class AliasFinder(importlib.abc.MetaPathFinder):
     """Finds the old names of modules, as aliases of the new module objects."""
 
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
         new = _target(fullname)
         if new is None or importlib.util.find_spec(new) is None:
             return None  # not an old name, or no such module: the usual ModuleNotFoundError
-        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(fullname, new))
+        return ModuleSpec(fullname, _AliasLoader(fullname, new))
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -83,7 +86,7 @@ class _AliasLoader(importlib.abc.Loader):
         self.old, self.new = old, new
         self._spec: Any = None
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
         module = importlib.import_module(self.new)
         self._spec = module.__spec__
         return module
@@ -103,7 +106,7 @@ class SourceTreeFinder(importlib.abc.MetaPathFinder):
     """Finds ``adaptive_weights.strategies`` / ``.tuning`` in the folders strategies/ and tuning/
     beside the package's own folder, when that is a source tree (it holds pyproject.toml)."""
 
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
         if fullname not in OLD_PACKAGES.values():
             return None
         root = Path(__file__).resolve().parent.parent
