@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m tuning.demo
+	$(BIN)/python -m adaptive_weights.tuning.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu" tests

@@ -1,8 +1,8 @@
 """What objectives and gradient rules share: a base class with declared hyper-parameters, and the
 registry plumbing (decorator, listing) on top of the one generic `Registry`.
 
-Strategies have their own richer base (`strategies.Strategy`); these two kinds are stateless
-functions of the step's tensors with validated keyword arguments, so the base is small. Their
+Strategies have their own richer base (`adaptive_weights.strategies.Strategy`); these two kinds are
+stateless functions of the step's tensors with validated keyword arguments, so the base is small. Their
 hyper-parameters are the strategies' `HParam`s: one declaration gives the default, the allowed
 range or choices, the grid a sweep starts from, and the listing line.
 """
@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from strategies._hparams import HParam, describe_hparams, grid_of, inherited_names, resolve_hparams
-
 from .errors import RefusedError
 from .registry import Registry
+from .strategies._hparams import HParam, describe_hparams, grid_of, inherited_names, resolve_hparams
 
 __all__ = ["Plugin", "describe_plugins", "lookup", "plugin_registry"]
 

@@ -30,6 +30,8 @@ __all__ = ["main", "parse_overrides"]
 def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
     """``["--model.n", "9", "--train.amp", "--x.y=z"]`` -> ``{"model.n": "9", "train.amp": "true",
     "x.y": "z"}``. A flag followed by another flag (or nothing) is a boolean ``true``."""
+    from .config import config_key
+
     out: dict[str, Any] = {}
     i = 0
     tokens = list(tokens)
@@ -49,7 +51,7 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
         else:
             value = "true"
             i += 1
-        out[key.replace("-", "_")] = value
+        out[config_key(key)] = value
     return out
 
 
@@ -87,7 +89,7 @@ def _build_config(args: argparse.Namespace, overrides: dict[str, Any]):
 def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     """Resolve the config once (bad values fail here, before any work) and train it."""
     from .config import RunConfig, load_config_file
-    from .train import train
+    from .training import train
 
     overrides = parse_overrides(extra)
     if args.resume:
@@ -118,7 +120,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint, load_model_state
     from .evaluate import evaluate_exits, format_exit_table
     from .runs import load_run_config
-    from .train import build_run, resolve_device
+    from .training import build_run, resolve_device
 
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)
@@ -176,7 +178,7 @@ def _print_budgeted(model, data, fractions: Sequence[float]) -> None:
 
 
 def _cmd_strategies(args: argparse.Namespace) -> int:
-    from strategies import describe_strategies
+    from .strategies import describe_strategies
 
     print(describe_strategies())
     return 0
@@ -261,8 +263,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tables and figures over many runs", "adaptive_weights.report:cli_main"),
     "opt": ("plan and train the OPT baselines of a run", "adaptive_weights.opt:cli_main"),
     "eann": ("EANN analysis over runs", "adaptive_weights.eann_cli:cli_main"),
-    "sweep": ("Ray Tune sweep from a sweep file", "tuning.cli:cli_main"),
-    "pack": ("train a sweep file's grid as packed runs in this process (no Ray)", "tuning.packed:cli_main"),
+    "sweep": ("Ray Tune sweep from a sweep file", "adaptive_weights.tuning.cli:cli_main"),
+    "pack": ("train a sweep file's grid as packed runs in this process (no Ray)",
+             "adaptive_weights.tuning.packed:cli_main"),
 }
 
 
@@ -304,7 +307,7 @@ def _reporting_refusals(command: Callable[[], int | None]) -> int:
 
 def _lazy_epilog() -> str:
     try:
-        from strategies import describe_strategies
+        from .strategies import describe_strategies
 
         listing = describe_strategies()
     except Exception as err:  # the help must not die with a broken plugin

@@ -4,8 +4,8 @@
 recorded once and replayed, which removes the launch cost of the many small per-exit kernels) and
 `max-autotune` compile the network's forward (its backward follows through AOTAutograd) and the
 strategy's `step_weights()` and `observe()`, each as one graph. A strategy is compiled only if
-`strategies.capture_check` passes (it declares `capture_safe = True`, traces as one graph, is not
-traced again per step, and matches eager numbers); otherwise it runs eagerly, with a warning, so a
+`adaptive_weights.strategies.capture_check` passes (it declares `capture_safe = True`, traces as one
+graph, is not traced again per step, and matches eager numbers); otherwise it runs eagerly, with a warning, so a
 plugin that is not capture-safe costs speed, never correctness.
 """
 
@@ -28,7 +28,7 @@ def compile_training(forward: Callable[[torch.Tensor], torch.Tensor], strategy: 
                      ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Any]:
     """`(forward, stepper)` for `training_step`: compiled for a mode other than `none`; `stepper` has
     the strategy's `step_weights()` and `observe()` (the strategy itself when it runs eagerly)."""
-    from strategies import CompiledSteps, capture_check
+    from .strategies import CompiledSteps, capture_check
 
     if mode == "none":
         return forward, strategy

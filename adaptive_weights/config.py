@@ -334,6 +334,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def config_key(key: str) -> str:
+    """A dotted key as it is read: dashes are underscores (``--train.batch-size``), except in the
+    strategy name of a sweep file's ``sweep.per_strategy.<name>.<key>``: a name is kept as
+    registered (``round-robin``)."""
+    parts = [part.replace("-", "_") for part in str(key).split(".")]
+    if len(parts) >= 3 and parts[:2] == ["sweep", "per_strategy"]:
+        parts[2] = str(key).split(".")[2]
+    return ".".join(parts)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file (nested sections or flat dotted keys) into flat dotted keys.
 
@@ -362,7 +372,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise RefusedError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
     if "config" in data and isinstance(data["config"], Mapping):
         data = data["config"]
-    return {k.replace("-", "_"): v for k, v in flatten(data).items()}
+    return {config_key(k): v for k, v in flatten(data).items()}
 
 
 @dataclass(frozen=True)
@@ -618,7 +628,7 @@ def plugin_class(section: str, name: str) -> Any:
     """The registered class behind ``<section>.name`` of an open section (its ``hparams`` declare
     the section's other keys); an unknown name raises ValueError listing the registered ones."""
     if section == "strategy":
-        from strategies import get_strategy_class
+        from .strategies import get_strategy_class
 
         return get_strategy_class(name)
     if section == "objective":

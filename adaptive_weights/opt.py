@@ -176,7 +176,7 @@ def _start_line(i: int, total: int, unit: int, cfg: RunConfig, run_dir: Path, re
 
 
 def _train_one(cfg: RunConfig, run_dir: Path, resume: bool, tensorboard: bool) -> None:
-    from .train import train
+    from .training import train
 
     train(cfg, out_dir=run_dir, resume=resume, tensorboard=tensorboard)
 

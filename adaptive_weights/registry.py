@@ -60,8 +60,8 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = group
         self._builtin_modules = tuple(builtin_modules)
-        # the packages of the built-in modules ("strategies." for "strategies.builtin"), whose
-        # registrations run while the built-ins are being imported
+        # the packages of the built-in modules ("adaptive_weights.strategies." for
+        # "adaptive_weights.strategies.builtin"), whose registrations run while the built-ins are being imported
         self._builtin_packages = tuple(f"{m.rpartition('.')[0] or m}." for m in self._builtin_modules)
         self._check = check
         self._entries: dict[str, Entry[T]] = {}

@@ -35,7 +35,7 @@ from _common import environment, syncs_per_call, timer, write_results
 
 from adaptive_weights.compiled import compile_training, mark_step_begin
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import build_run, build_step_plugins, training_step
+from adaptive_weights.training import build_run, build_step_plugins, training_step
 
 MODES: dict[str, dict] = {  # in the order they are timed: the likeliest GPU defaults first
     "fp32 eager": {},
@@ -142,7 +142,7 @@ def project(compile: str, device: torch.device, amp: bool, channels_last: bool, 
     import tempfile
 
     from adaptive_weights.evaluate import evaluate_exits
-    from adaptive_weights.train import train
+    from adaptive_weights.training import train
 
     flat = {"data.name": "synthetic", "data.synthetic_size": images, "data.synthetic_image_size": size["image"],
             "model.n": 9, "model.c": size["c"], "strategy.name": "eg", "train.batch_size": size["batch"],

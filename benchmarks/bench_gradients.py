@@ -23,8 +23,8 @@ from adaptive_weights.evaluate import per_exit_losses
 from adaptive_weights.gradients import create_gradient_rule
 from adaptive_weights.models import AnytimeResNet
 from adaptive_weights.objectives import create_objective
-from adaptive_weights.train import training_step
-from strategies import create_strategy
+from adaptive_weights.strategies import create_strategy
+from adaptive_weights.training import training_step
 
 KS = {9: 3, 27: 9}  # K -> n (3n units, an exit after each)
 RULES: list[tuple[str, str, dict]] = [  # (label, gradient rule, hyper-parameters)

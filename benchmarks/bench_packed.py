@@ -30,7 +30,7 @@ from _common import environment, timer, write_results
 from adaptive_weights.compiled import compile_training, mark_step_begin
 from adaptive_weights.config import RunConfig
 from adaptive_weights.packing import build_pack
-from adaptive_weights.train import build_run, build_step_plugins, training_step
+from adaptive_weights.training import build_run, build_step_plugins, training_step
 
 STRATEGIES = ("static", "aann", "eg", "rwm")
 MODES = {

@@ -7,7 +7,7 @@ step with the strategy minus the step with constant weights, which is what a run
 the strategy's tiny kernels queue behind the network's. GPU times use CUDA events after warm-up;
 each number is the mean (and spread) over repetitions.
 
-`--compile reduce-overhead` times each strategy's step through `strategies.CompiledSteps` (as
+`--compile reduce-overhead` times each strategy's step through `adaptive_weights.strategies.CompiledSteps` (as
 `train.compile` runs it: one CUDA graph per call instead of about 20-40 small kernels).
 
     python benchmarks/bench_strategies.py [--device cuda] [--reps 5] [--steps 200] [--ks 27 75]
@@ -24,7 +24,7 @@ import torch
 from _common import environment, timer, write_results
 
 from adaptive_weights.compiled import mark_step_begin
-from strategies import CompiledSteps, create_strategy, get_strategy_class, list_strategies
+from adaptive_weights.strategies import CompiledSteps, create_strategy, get_strategy_class, list_strategies
 
 KS = (9, 27, 75)
 

@@ -29,9 +29,9 @@ def main() -> None:
     args = p.parse_args()
 
     from adaptive_weights.config import RunConfig
-    from adaptive_weights.train import train
-    from tuning.launcher import run_sweep
-    from tuning.sweepfile import parse_sweep
+    from adaptive_weights.training import train
+    from adaptive_weights.tuning.launcher import run_sweep
+    from adaptive_weights.tuning.sweepfile import parse_sweep
 
     spec = parse_sweep({
         "data.name": "synthetic", "data.synthetic_size": args.size, "data.synthetic_image_size": 16,

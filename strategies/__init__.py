@@ -7,6 +7,13 @@ Public API: `create_strategy(name, base_weights, *, seed=0, **hparams)`, `regist
 Third-party strategies are found through the entry-point group `adaptive_weights.strategies`.
 """
 
+# Imported as the deprecated `strategies` (Python runs from the repository root, where this folder is on
+# sys.path): the package under its new name takes this one's place, its files never load twice.
+if __name__ != "adaptive_weights.strategies":
+    from adaptive_weights._aliases import redirect
+
+    redirect(__name__)
+
 from adaptive_weights.registry import Registry
 
 from ._api import (

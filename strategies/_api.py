@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "adaptive_weights.strategies"
+# the modules of the library's own strategies (their classes are the bases a plug-in derives from)
+_OWN = "adaptive_weights.strategies."
+
 S = TypeVar("S", bound=type[Strategy])
 
 
@@ -55,15 +58,15 @@ def _reserved_names(cls: type[Strategy]) -> frozenset[str]:
     classes it derives from assigns, and their methods and class attributes (`draw`, `learn`; `cls`
     itself is not built: its module may still be loading; a name its own `setup` uses is its
     author's to keep apart). `warmup_epochs` is the one class attribute a hyper-parameter may set."""
-    ancestors = [c for c in cls.__mro__[1:] if issubclass(c, Strategy) and c.__module__.startswith("strategies.")]
-    declared = inherited_names(cls, "strategies.") - {"warmup_epochs"}
+    ancestors = [c for c in cls.__mro__[1:] if issubclass(c, Strategy) and c.__module__.startswith(_OWN)]
+    declared = inherited_names(cls, _OWN) - {"warmup_epochs"}
     return frozenset(declared).union(*(_assigned_by(c) for c in ancestors))
 
 
 def _check_strategy_class(name: str, obj: Any) -> None:
     """Reject what would break later: not a Strategy subclass, bad feedback, shadowing hparams."""
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
-        raise ValueError(f"strategy {name!r} must be a subclass of strategies.Strategy, got {obj!r}")
+        raise ValueError(f"strategy {name!r} must be a subclass of adaptive_weights.strategies.Strategy, got {obj!r}")
     if obj.feedback not in FEEDBACK:
         raise ValueError(f"strategy {name!r}: feedback {obj.feedback!r} is not one of {FEEDBACK}")
     reserved = _reserved_names(obj)
@@ -77,7 +80,8 @@ def _check_strategy_class(name: str, obj: Any) -> None:
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry(
-    "strategy", group=ENTRY_POINT_GROUP, builtin_modules=("strategies.builtin",), check=_check_strategy_class
+    "strategy", group=ENTRY_POINT_GROUP, builtin_modules=("adaptive_weights.strategies.builtin",),
+    check=_check_strategy_class,
 )
 
 
@@ -111,7 +115,7 @@ def describe_strategies(pattern: str = "*") -> str:
     for entry in STRATEGIES.entries(pattern):
         cls = entry.obj
         lines.append(f"{entry.name}  [feedback: {cls.feedback}]  {entry.description}".rstrip())
-        if entry.origin.startswith("entry point") and not cls.__module__.startswith("strategies."):
+        if entry.origin.startswith("entry point") and not cls.__module__.startswith(_OWN):
             lines.append(f"    from {entry.origin}")
         lines += describe_hparams(cls.hparams)
     return "\n".join(lines)

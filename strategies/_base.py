@@ -3,7 +3,7 @@
 A strategy sees only tensors: it turns the scheme's weights into this step's loss weights and learns
 from the detached per-exit losses. All state lives in tensors on `base_weights.device` that are
 allocated once and then updated in place; sampling uses the strategy's own seeded counter-based
-generator (`strategies._rng`, a 0-d tensor) and an inverse-CDF draw, so no step forces a host-device
+generator (`_rng`, a 0-d tensor) and an inverse-CDF draw, so no step forces a host-device
 synchronisation. Python-side state (epoch, whether learning is on) changes only in `start_epoch` and
 `load_state_dict`, never per step and never from tensor values.
 
@@ -11,9 +11,10 @@ Capture safety: `step_weights()` and `observe()` of a strategy with `capture_saf
 tensor code that `torch.compile(fullgraph=True)` traces as one graph and a CUDA graph can replay:
 no `.item()`/`bool(tensor)`/`.tolist()`, no `torch.Generator`, no Python value that changes per step,
 and state kept in the tensors allocated at setup (the base class writes `update()`'s new tensors back
-into them). `strategies.capture_check` verifies this on a copy before a compiled run trusts it.
+into them). `capture_check` (`adaptive_weights.strategies`) verifies this on a copy before a compiled run
+trusts it.
 
-Writing a new strategy (see `strategies.builtin` for the built-ins):
+Writing a new strategy (see `builtin` for the built-ins):
 
     @register_strategy("greedy", description="follow the best recent reward, mixed with uniform")
     class Greedy(RewardLearner):

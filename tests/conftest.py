@@ -28,7 +28,7 @@ TINY = {
 def interrupt_after_epoch(cfg, out_dir, epoch: int) -> int:
     """Train ``cfg`` into ``out_dir`` and stop it (as a kill would) right after epoch ``epoch``'s
     checkpoint; returns the epoch it stopped at."""
-    from adaptive_weights.train import train
+    from adaptive_weights.training import train
 
     class _Stop(Exception):
         pass
@@ -53,7 +53,7 @@ def tiny_flat() -> dict:
 def train_interrupted_then_resumed(cfg, out_dir, *, after_epoch: int = 1) -> dict:
     """Train `cfg` into `out_dir`, stop it after epoch `after_epoch` (from its report hook, so the
     epoch's checkpoint is written), resume it to the end; the resumed run's summary."""
-    from adaptive_weights.train import train
+    from adaptive_weights.training import train
 
     class Stop(Exception):
         pass

@@ -121,7 +121,7 @@ def test_library_refusals_are_refused_errors():
     from adaptive_weights._lock import RunDirBusyError
     from adaptive_weights.checkpoint import CheckpointError
     from adaptive_weights.data import UnsafePickleError
-    from adaptive_weights.train import DivergedError, RunExistsError
+    from adaptive_weights.training import DivergedError, RunExistsError
 
     for cls in (RunDirBusyError, CheckpointError, UnsafePickleError, DivergedError, RunExistsError):
         assert issubclass(cls, RefusedError), cls

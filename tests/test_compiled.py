@@ -13,8 +13,8 @@ import torch
 
 from adaptive_weights import compiled
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import train
-from strategies import CompiledSteps, RewardLearner, register_strategy
+from adaptive_weights.strategies import CompiledSteps, RewardLearner, register_strategy
+from adaptive_weights.training import train
 
 
 class ItemBranching(RewardLearner):
@@ -36,7 +36,7 @@ class ItemBranching(RewardLearner):
 
 @pytest.fixture(scope="module", autouse=True)
 def _unsafe_registered():
-    from strategies import STRATEGIES
+    from adaptive_weights.strategies import STRATEGIES
 
     register_strategy("test-item-branching")(ItemBranching)
     yield
@@ -78,7 +78,7 @@ def test_compiled_run_matches_eager_run(tmp_path, tiny_flat, eager_backend, stra
 
 
 def test_safe_strategy_is_compiled_and_unsafe_is_not(eager_backend) -> None:
-    from strategies import create_strategy
+    from adaptive_weights.strategies import create_strategy
 
     model = torch.nn.Linear(2, 2)
     _, stepper = compiled.compile_training(model, create_strategy("rwm", torch.ones(3)), "default")

@@ -51,7 +51,7 @@ def test_derived_lists():
 
 def test_the_users_of_the_lists_take_the_derived_ones():
     from adaptive_weights import grouping, opt, runs
-    from tuning import plan, selection, sweepfile
+    from adaptive_weights.tuning import plan, selection, sweepfile
 
     assert grouping.EXECUTION_KEYS is C.EXECUTION_KEYS and runs.MODEL_KEYS is C.MODEL_KEYS
     assert plan.EXECUTION_KEYS is C.EXECUTION_KEYS

@@ -26,7 +26,7 @@ from adaptive_weights.config import RunConfig
 from adaptive_weights.data import DeviceLoader
 from adaptive_weights.distributed import _destroy
 from adaptive_weights.errors import RefusedError
-from adaptive_weights.train import train
+from adaptive_weights.training import train
 
 REPO = Path(__file__).resolve().parent.parent
 STRATEGY = {"strategy.name": "eg", "strategy.warmup_epochs": 0}  # learns from the losses, draws exits
@@ -49,7 +49,7 @@ def _snapshot_after_first_epoch(run_dir: Path, snapshot: Path):
 def _rank_main(rank: int, world_size: int, port: int, flat: dict, out: str) -> None:
     """One rank of the 2-process run: its own out_dir when not rank 0 (it must stay unwritten), its
     strategy state saved for the comparison."""
-    import adaptive_weights.train as train_module
+    import adaptive_weights.training as train_module
 
     faulthandler.enable()  # a rank killed by a signal prints where each thread was
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),

@@ -11,7 +11,7 @@ import pytest
 from adaptive_weights.config import RunConfig
 from adaptive_weights.eann import cost_inflation, eann_curve, members_from_run_dirs, opt_plus_curve
 from adaptive_weights.eann_cli import cli_main, eann_report
-from adaptive_weights.train import train
+from adaptive_weights.training import train
 
 TINY = {
     "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,

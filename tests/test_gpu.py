@@ -12,7 +12,7 @@ import torch
 from conftest import train_interrupted_then_resumed
 
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import build_run, build_step_plugins, train, training_step
+from adaptive_weights.training import build_run, build_step_plugins, train, training_step
 
 pytestmark = pytest.mark.gpu
 
@@ -72,7 +72,7 @@ BUILTINS = ["static", "aann", "eg", "rwm", "avgl", "adaloss", "uniform", "quarti
 def test_captured_strategy_step_matches_eager(strategy):
     """The strategy's step as CUDA graphs (mode reduce-overhead) against eager, on the same 20 loss
     vectors: the same exits drawn, the same weights and state (fp32, tight tolerance)."""
-    from strategies import CompiledSteps, create_strategy, get_strategy_class
+    from adaptive_weights.strategies import CompiledSteps, create_strategy, get_strategy_class
 
     dev = torch.device("cuda")
     hp = {"warmup_epochs": 0} if "warmup_epochs" in get_strategy_class(strategy).hparams else {}

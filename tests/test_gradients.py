@@ -3,6 +3,8 @@ with autograd on tiny nets."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -194,6 +196,15 @@ def test_a_missing_solver_is_refused_naming_the_extra(monkeypatch):
         create_gradient_rule("upgrad", _net())
 
 
+def test_a_missing_torchjd_is_refused_naming_the_extra(monkeypatch):
+    """TorchJD is the ``multitask`` extra: its rules are refused when it is missing, the others work."""
+    monkeypatch.setitem(sys.modules, "torchjd", None)  # as if not installed: importing it fails
+    for name in ("pcgrad", "upgrad", "mgda", "cagrad"):
+        with pytest.raises(RefusedError, match=rf"'{name}' needs TorchJD.*pip install 'adaptive-weights\[multitask\]'"):
+            create_gradient_rule(name, _net())
+    create_gradient_rule("ge", _net())
+
+
 def test_listing_shows_every_rule_with_hyper_parameters_and_grids():
     assert list_gradient_rules() == ["cagrad", "ge", "mgda", "pcgrad", "sum", "upgrad"]
     text = describe_gradient_rules()
@@ -204,7 +215,7 @@ def test_listing_shows_every_rule_with_hyper_parameters_and_grids():
 def test_a_hyper_parameter_named_like_a_method_of_the_base_is_refused_at_registration():
     """It would become an instance attribute replacing the method: every step failed later."""
     from adaptive_weights.gradients import GRADIENT_RULES, GradientRule
-    from strategies import HParam
+    from adaptive_weights.strategies import HParam
 
     shadow = type("Shadow", (GradientRule,), {"hparams": {"backward": HParam(1.0)}})
     with pytest.raises(ValueError, match=r"\['backward'\] shadow attributes of GradientRule"):

@@ -12,7 +12,7 @@ from adaptive_weights._io import read_json
 from adaptive_weights.config import RunConfig
 from adaptive_weights.opt import cli_main, num_units_of, opt_config, opt_units, plan_opt_runs, run_opt_plan
 from adaptive_weights.schemes import scheme_weights
-from adaptive_weights.train import train
+from adaptive_weights.training import train
 
 TINY = {
     "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,

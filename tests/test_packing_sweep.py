@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adaptive_weights.cli import main
-from tuning.packed import group_packs
+from adaptive_weights.tuning.packed import group_packs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from adaptive_weights.schemes import (
     register_scheme,
     scheme_weights,
 )
-from strategies._api import STRATEGIES
+from adaptive_weights.strategies._api import STRATEGIES
 
 
 def test_every_plug_in_kind_is_one_registry_class():

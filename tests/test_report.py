@@ -15,7 +15,7 @@ from adaptive_weights.opt import plan_opt_runs, run_opt_plan
 from adaptive_weights.rendering import write_report
 from adaptive_weights.report import ZERO_OPT, build_report, cli_main
 from adaptive_weights.runs import Run, find_run_dirs, load_runs
-from adaptive_weights.train import train
+from adaptive_weights.training import train
 
 TINY = {
     "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,

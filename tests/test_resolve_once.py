@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import strategies._base as strategy_base
+import adaptive_weights.strategies._base as strategy_base
 from adaptive_weights.cli import main
 from adaptive_weights.config import RunConfig
 
@@ -31,8 +31,8 @@ def test_the_train_path_validates_once(tmp_path, tiny_flat, count_validations):
 
 
 def test_the_sweep_path_validates_once_per_trial_and_once_in_it(tmp_path, tiny_flat, count_validations):
-    from adaptive_weights.train import train
-    from tuning.sweepfile import expand_sweep
+    from adaptive_weights.training import train
+    from adaptive_weights.tuning.sweepfile import expand_sweep
 
     spec = expand_sweep({**tiny_flat, "train.epochs": 1, "train.batch_size": [16, 32], "strategy.name": "eg",
                          "strategy.gamma": 0.2}, name="s", paper_grid=False)

@@ -11,7 +11,7 @@ import torch
 from adaptive_weights.cli import main
 from adaptive_weights.config import RESUMABLE_KEYS, RunConfig
 from adaptive_weights.errors import RefusedError
-from adaptive_weights.train import train
+from adaptive_weights.training import train
 
 
 def _flags(flat: dict) -> list[str]:

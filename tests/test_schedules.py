@@ -77,7 +77,7 @@ def test_a_run_uses_the_schedule_smoothing_and_nesterov(tmp_path, tiny_flat):
     """The rates are recorded; label smoothing and Nesterov show in the trained weights: leaving
     either out of the same run changes them (each acts from the first step)."""
     from adaptive_weights.logging import read_metrics
-    from adaptive_weights.train import train
+    from adaptive_weights.training import train
 
     flat = {**tiny_flat, "train.lr_schedule": "cosine", "train.lr_values": "0.2", "train.epochs": 2,
             "train.label_smoothing": 0.1, "train.nesterov": True, "train.max_steps_per_epoch": 1}

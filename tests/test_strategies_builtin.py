@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from strategies import create_strategy, relative_rewards, validate_hparams
-from strategies.builtin import quartile_distribution
+from adaptive_weights.strategies import create_strategy, relative_rewards, validate_hparams
+from adaptive_weights.strategies.builtin import quartile_distribution
 
 BASE3 = torch.tensor([0.25, 0.25, 1.0])
 LOSSES = torch.tensor([1.0, 0.5, 0.25])  # rewards (rho 0.8): r = [0.5, 0.5, 0.8 * 0.5 = 0.4]
@@ -233,7 +233,7 @@ def test_bad_hparams_raise_naming_key_and_allowed(name: str, hp: dict, match: st
 
 
 def test_search_space_is_the_paper_grid() -> None:
-    from strategies import get_strategy_class
+    from adaptive_weights.strategies import get_strategy_class
 
     assert get_strategy_class("eg").search_space() == {"gamma": [0.1, 0.2, 0.3, 0.4], "rho": [0.7, 0.8, 0.9],
                                                       "ratio": [0.5, 1.0, 2.0]}

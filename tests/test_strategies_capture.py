@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from strategies import (
+from adaptive_weights.strategies import (
     RewardLearner,
     Strategy,
     capture_check,
@@ -18,7 +18,7 @@ from strategies import (
     get_strategy_class,
     list_strategies,
 )
-from strategies._rng import next_uniform, seed_state
+from adaptive_weights.strategies._rng import next_uniform, seed_state
 
 BASE = torch.tensor([0.2, 0.3, 0.5, 1.0])
 
@@ -92,7 +92,7 @@ def test_unsafe_strategies_are_detected(cls: type[Strategy], reason: str) -> Non
 
 def test_safe_strategies_pass_the_check() -> None:
     assert capture_check(_DeclaredSafe(BASE)) is None
-    builtins = [n for n in list_strategies() if get_strategy_class(n).__module__.startswith("strategies.")]
+    builtins = [n for n in list_strategies() if get_strategy_class(n).__module__.startswith("adaptive_weights.strategies.")]
     assert len(builtins) >= 8  # other tests may have registered strategies of their own: not these
     for name in builtins:
         assert capture_check(create_strategy(name, BASE, seed=3)) is None, name
@@ -119,7 +119,7 @@ def test_counter_generator_is_uniform_and_seeded() -> None:
 def test_eager_and_compiled_steps_mix_on_one_strategy() -> None:
     """An eager strategy draws from a cached block of its stream; compiled steps in between (which
     advance the stream in the graph) and a load_state_dict must not leave it reading stale numbers."""
-    from strategies import compile_step
+    from adaptive_weights.strategies import compile_step
 
     mixed, reference = (create_strategy("eg", BASE, seed=5, warmup_epochs=0) for _ in range(2))
     fn, _ = compile_step(mixed)
@@ -143,7 +143,7 @@ def test_compiled_steps_of_many_strategy_classes_in_one_process() -> None:
     """The built-ins share `Strategy.observe`; compiling it per strategy used one dynamo cache for
     all classes, so the ninth class in a process (a benchmark, a test session) hit the recompile
     limit and failed. Here the limit is 1 and three classes each compile their own steps."""
-    from strategies import CompiledSteps
+    from adaptive_weights.strategies import CompiledSteps
 
     with torch._dynamo.config.patch(recompile_limit=1):
         for name in ("static", "uniform", "eg"):

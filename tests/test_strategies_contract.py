@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import strategies
-from strategies import STRATEGIES, RewardLearner, SamplingStrategy, create_strategy, list_strategies
+from adaptive_weights import strategies
+from adaptive_weights.strategies import (
+    STRATEGIES,
+    RewardLearner,
+    SamplingStrategy,
+    create_strategy,
+    list_strategies,
+)
 
 PLUGIN_SRC = Path(__file__).parent / "plugins" / "aw_plugin_example"
 PLUGIN_NAME = "example_greedy"
@@ -352,12 +358,12 @@ def _saved(s) -> bytes:
 
 
 def test_trains_via_the_training_loop(name: str, tiny_flat: dict, tmp_path: Path) -> None:
-    """Every registered strategy, the plugin included, runs through `adaptive_weights.train` (two
+    """Every registered strategy, the plugin included, runs through `adaptive_weights.training` (two
     epochs on a tiny synthetic set: the learners are frozen in the first and learn in the second)."""
     import json
 
     from adaptive_weights.config import RunConfig
-    from adaptive_weights.train import train
+    from adaptive_weights.training import train
 
     summary = train(RunConfig.from_flat({**tiny_flat, "strategy.name": name}), out_dir=tmp_path / "r", tensorboard=False)
     assert summary["strategy"] == name

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adaptive_weights.errors import RefusedError
-from strategies import create_strategy, describe_strategies
+from adaptive_weights.strategies import create_strategy, describe_strategies
 
 BASE = torch.tensor([0.5, 1.0, 2.0, 4.0])
 

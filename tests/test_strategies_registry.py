@@ -11,8 +11,8 @@ import warnings
 import pytest
 import torch
 
-import strategies
-from strategies import (
+from adaptive_weights import strategies
+from adaptive_weights.strategies import (
     STRATEGIES,
     HParam,
     Registry,
@@ -25,7 +25,7 @@ from strategies import (
     list_strategies,
     register_strategy,
 )
-from strategies.builtin import EGStrategy, RWMStrategy
+from adaptive_weights.strategies.builtin import EGStrategy, RWMStrategy
 
 BUILTINS = ["aann", "adaloss", "avgl", "eg", "quartile", "round-robin", "rwm", "static", "uniform", "warmup"]
 
@@ -99,9 +99,9 @@ def test_builtins_listed_and_resolved() -> None:
 
 def test_builtins_found_without_entry_point_metadata() -> None:
     """Stale or missing metadata (a fresh process whose entry-point scan finds nothing): importing
-    strategies.builtin on first lookup still registers every built-in."""
+    adaptive_weights.strategies.builtin on first lookup still registers every built-in."""
     code = ("import importlib.metadata as m; m.entry_points = lambda **kw: []; "
-            "import strategies; print(','.join(strategies.list_strategies()))")
+            "from adaptive_weights import strategies; print(','.join(strategies.list_strategies()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().split(",") == BUILTINS
 
@@ -155,7 +155,7 @@ def test_register_strategy_decorator_and_duplicate_name_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("obj", "match"),
     [
-        (types.SimpleNamespace(), "must be a subclass of strategies.Strategy"),
+        (types.SimpleNamespace(), "must be a subclass of adaptive_weights.strategies.Strategy"),
         (type("BadFeedback", (Strategy,), {"feedback": "partial"}), "feedback 'partial'"),
         (type("Shadow", (Strategy,), {"hparams": {"observe": HParam(1.0)}}), "shadow Strategy attributes"),
         (type("Seeded", (Strategy,), {"hparams": {"seed": HParam(1.0)}}), r"\['seed'\] shadow"),
@@ -213,11 +213,11 @@ def test_in_place_update_is_refused_because_it_could_not_be_reverted() -> None:
 def test_an_entry_point_named_like_a_builtin_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib.metadata import EntryPoint
 
-    from strategies.builtin import AANNStrategy
+    from adaptive_weights.strategies.builtin import AANNStrategy
 
-    clash = EntryPoint(name="aann", value="strategies.builtin:EGStrategy", group=strategies.ENTRY_POINT_GROUP)
+    clash = EntryPoint(name="aann", value="adaptive_weights.strategies.builtin:EGStrategy", group=strategies.ENTRY_POINT_GROUP)
     monkeypatch.setattr("importlib.metadata.entry_points", lambda **kw: [clash])
     monkeypatch.setattr(STRATEGIES, "_seen_entry_points", set())
-    with pytest.warns(RuntimeWarning, match=r"skipping strategy plugin 'aann' \(strategies.builtin:EGStrategy\).*already registered"):
+    with pytest.warns(RuntimeWarning, match=r"skipping strategy plugin 'aann' \(adaptive_weights.strategies.builtin:EGStrategy\).*already registered"):
         assert STRATEGIES.load_entry_points() == []
     assert get_strategy_class("aann") is AANNStrategy and EGStrategy.name == "eg"

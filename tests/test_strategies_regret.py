@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from strategies import create_strategy
+from adaptive_weights.strategies import create_strategy
 
 K = 3
 HORIZONS = (100, 1000, 10000)

@@ -58,7 +58,7 @@ def test_rewritten_hparams_replace_the_old(tmp_path):
     from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from tuning.trainable import write_hparams
+    from adaptive_weights.tuning.trainable import write_hparams
 
     for gamma in (0.1, 0.3):
         write_hparams(tmp_path, {"strategy.gamma": gamma}, ["strategy.gamma"])

@@ -15,7 +15,7 @@ from conftest import train_interrupted_then_resumed
 
 from adaptive_weights.checkpoint import CheckpointError
 from adaptive_weights.config import RunConfig
-from adaptive_weights.train import RunExistsError, train
+from adaptive_weights.training import RunExistsError, train
 
 
 def _cfg(flat, **over):
@@ -168,7 +168,7 @@ def test_single_exit_run_truncates_the_trunk(tmp_path, tiny_flat):
 
 
 def test_a_user_registered_strategy_trains(tmp_path, tiny_flat):
-    from strategies import Strategy, register_strategy
+    from adaptive_weights.strategies import Strategy, register_strategy
 
     try:
         @register_strategy("test-final-only")

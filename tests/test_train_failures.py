@@ -13,12 +13,12 @@ from typing import ClassVar
 import pytest
 import torch
 
-import adaptive_weights.train as train_module
+import adaptive_weights.training as train_module
 from adaptive_weights._lock import RunDirBusyError, RunDirLock
 from adaptive_weights.cli import main
 from adaptive_weights.config import RunConfig
 from adaptive_weights.distributed import Distributed
-from adaptive_weights.train import DivergedError, _divergence, train
+from adaptive_weights.training import DivergedError, _divergence, train
 
 
 def _strict_json(text: str):

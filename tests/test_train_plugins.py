@@ -12,7 +12,7 @@ from conftest import interrupt_after_epoch
 from adaptive_weights.config import RunConfig
 from adaptive_weights.evaluate import per_exit_losses
 from adaptive_weights.runs import load_run_config
-from adaptive_weights.train import build_run, build_step_plugins, train, training_step
+from adaptive_weights.training import build_run, build_step_plugins, train, training_step
 
 
 def _old_training_step(model, optimizer, strategy, x, y):
@@ -93,7 +93,7 @@ def test_cli_yaml_and_sweep_reach_the_new_sections(tmp_path, tiny_flat, capsys):
     import yaml
 
     from adaptive_weights.cli import main
-    from tuning.sweepfile import load_sweep
+    from adaptive_weights.tuning.sweepfile import load_sweep
 
     nested: dict = {}
     for key, value in {**tiny_flat, "train.epochs": 1}.items():
@@ -125,7 +125,7 @@ def test_cli_yaml_and_sweep_reach_the_new_sections(tmp_path, tiny_flat, capsys):
 
 
 def test_data_parallel_runs_refuse_a_rule_that_bypasses_ddp(tmp_path, tiny_flat, monkeypatch):
-    import adaptive_weights.train as train_module
+    import adaptive_weights.training as train_module
     from adaptive_weights.distributed import Distributed
     from adaptive_weights.errors import RefusedError
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tuning.selection import rank_first_common, score_settings, select_settings
-from tuning.sweepfile import load_sweep, parse_sweep
+from adaptive_weights.tuning.selection import rank_first_common, score_settings, select_settings
+from adaptive_weights.tuning.sweepfile import load_sweep, parse_sweep
 
 TINY = {
     "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,
@@ -47,6 +47,28 @@ def test_overrides_replace_axes_only_where_the_hyper_parameter_exists() -> None:
     assert sorted(t["strategy.ratio"] for t in by["aann"]) == [1.0, 2.0]
     assert sorted((t["strategy.gamma"], t["strategy.rho"], t["strategy.ratio"]) for t in by["eg"]) == [
         (0.1, 0.8, 1.0), (0.2, 0.8, 1.0)]
+
+
+def test_per_strategy_keeps_a_dashed_strategy_name(tmp_path: Path) -> None:
+    """``sweep.per_strategy.<name>``: the name is kept as registered (``round-robin``), in a dotted
+    key, the nested YAML form and a command-line flag; dashes elsewhere in a key still read as ``_``."""
+    base = {**TINY, "strategy.name": ["round-robin", "eg"], "sweep.paper_grid": False}
+    for keys in ({"sweep.per_strategy.round-robin.train_final": [0, 1]},
+                 {"sweep.per-strategy.round-robin.train-final": [0, 1]},
+                 {"sweep": {"per_strategy": {"round-robin": {"train_final": [0, 1]}}}}):
+        spec = parse_sweep({**base, **keys})
+        assert sorted(t["strategy.train_final"] for t in spec.trials if t["strategy.name"] == "round-robin") == [0, 1]
+    path = _write(tmp_path, "strategy: {name: [round-robin]}\nsweep: {paper_grid: false, per_strategy: "
+                            "{round-robin: {train_final: [0, 1]}}}\n" + "".join(f"{k}: {v}\n" for k, v in TINY.items()))
+    assert len(load_sweep(path).trials) == 2
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.tuning.sweepfile import parse_overrides
+
+    flags = parse_overrides(["--sweep.per_strategy.round-robin.train_final", "[0, 1]", "--train.batch-size", "16"])
+    spec = load_sweep(path, overrides=flags)
+    assert sorted(t["strategy.train_final"] for t in spec.trials) == [0, 1] and spec.trials[0]["train.batch_size"] == 16
+    with pytest.raises(RefusedError, match=r"sweep.per_strategy.round_robin: unknown strategy 'round_robin'; registered: .*round-robin"):
+        parse_sweep({**base, "sweep.per_strategy.round_robin.train_final": 0})
 
 
 def test_paper_grid_off_uses_defaults_and_yaml_nested_form(tmp_path: Path) -> None:
@@ -110,11 +132,32 @@ def test_bad_cases_are_refused_naming_the_case(tmp_path: Path, cases: str, messa
                      "sweep.search": "random", "sweep.cases": [{"train.seed": 0}]})
 
 
+def test_a_missing_ray_is_refused_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Ray Tune is the ``tune`` extra: without it a sweep stops before anything starts, naming the
+    extra; validating a sweep file (``--dry-run``) and the library's other commands need no Ray."""
+    from adaptive_weights.cli import main
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.tuning import run_sweep
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it fails
+    path = _write(tmp_path, "".join(f"{k}: {v}\n" for k, v in {**TINY, "strategy.name": "eg"}.items()))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--dry-run", "--out", str(out)]) == 0
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.err == ("error: running a sweep needs Ray Tune, which is not installed: "
+                           "pip install 'adaptive-weights[tune]'\n")
+    assert "in-process Ray" not in printed.out and not out.exists()
+    with pytest.raises(RefusedError, match=r"needs Ray Tune.*adaptive-weights\[tune\]"):
+        run_sweep(load_sweep(path), out=out)
+
+
 def test_dotted_flags_replace_the_file_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``adaptive-weights sweep FILE --data.root DIR --train.seed '[0, 1, 2]'``: each value read as YAML
     replaces the file's (a list is a grid axis); anything else is refused by name before Ray starts."""
-    from tuning.cli import cli_main
-    from tuning.sweepfile import parse_overrides
+    from adaptive_weights.tuning.cli import cli_main
+    from adaptive_weights.tuning.sweepfile import parse_overrides
 
     assert parse_overrides(["--data.root", "/data", "--train.seed=[0, 1, 2]", "--model.n", "2"]) == {
         "data.root": "/data", "train.seed": [0, 1, 2], "model.n": 2}
@@ -168,8 +211,10 @@ def test_cli_rejects_before_ray_starts(tmp_path: Path) -> None:
 
 
 def test_nothing_imports_ray_at_import_time() -> None:
-    code = ("import sys, adaptive_weights, adaptive_weights.train, adaptive_weights.cli, tuning, tuning.launcher, "
-            "tuning.cli, tuning.cluster, tuning.plan, tuning.trainable, tuning.demo, tuning.selection; "
+    code = ("import sys, adaptive_weights, adaptive_weights.training, adaptive_weights.cli, adaptive_weights.tuning, "
+            "adaptive_weights.tuning.launcher, adaptive_weights.tuning.cli, adaptive_weights.tuning.cluster, "
+            "adaptive_weights.tuning.plan, adaptive_weights.tuning.trainable, adaptive_weights.tuning.demo, "
+            "adaptive_weights.tuning.selection; "
             "assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -217,7 +262,7 @@ def test_select_settings_averages_seeds_and_groups_by_strategy() -> None:
 
 
 def test_shipped_sweep_files_are_valid_and_the_demo_file_is_the_demo() -> None:
-    from tuning.demo import demo_spec
+    from adaptive_weights.tuning.demo import demo_spec
 
     sweeps = Path(__file__).resolve().parent.parent / "tuning" / "sweeps"
     paper = load_sweep(sweeps / "cifar100-paper.yaml")
@@ -252,7 +297,7 @@ def test_the_cifar10_campaign_files_hold_what_its_report_reads() -> None:
 
 
 def test_dry_run_of_a_searcher_describes_the_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tuning.cli import cli_main
+    from adaptive_weights.tuning.cli import cli_main
 
     path = _write(tmp_path, "data.name: synthetic\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n"
                             "sweep: {search: random, num_samples: 3, paper_grid: false}\n")
@@ -261,8 +306,8 @@ def test_dry_run_of_a_searcher_describes_the_space(tmp_path: Path, capsys: pytes
 
 
 def test_a_registered_plugin_strategy_gets_its_grid_for_free() -> None:
-    from strategies import STRATEGIES, HParam, register_strategy
-    from strategies.builtin import AANNStrategy
+    from adaptive_weights.strategies import STRATEGIES, HParam, register_strategy
+    from adaptive_weights.strategies.builtin import AANNStrategy
 
     @register_strategy("tuning_test_plugin")
     class Plugin(AANNStrategy):
@@ -297,8 +342,8 @@ def test_searcher_sweep_holds_the_space_and_validates_both_ends(tmp_path: Path) 
 def test_a_searchers_fixed_tuple_value_is_not_searched(tmp_path: Path) -> None:
     """``train.lr_milestones: [1, 2]`` is one value of a tuple-typed key: a random search once took
     it for a grid axis over 1 and 2 (two trials per sample, each with one milestone)."""
-    from tuning.plan import _grid_size
-    from tuning.space import search_param_space
+    from adaptive_weights.tuning.plan import _grid_size
+    from adaptive_weights.tuning.space import search_param_space
 
     path = _write(tmp_path, "data.name: synthetic\nstrategy.name: eg\nstrategy.gamma: {loguniform: [0.01, 0.5]}\n"
                             "train.epochs: 3\ntrain.lr_values: [0.1, 0.01, 0.001]\ntrain.lr_milestones: [1, 2]\n"
@@ -350,7 +395,7 @@ def test_a_missing_searcher_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> 
     import importlib.util
 
     from adaptive_weights.errors import RefusedError
-    from tuning.space import check_search_available
+    from adaptive_weights.tuning.space import check_search_available
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hyperopt" else real(name, *a))
@@ -363,8 +408,8 @@ def test_grid_param_space_gives_every_trial_its_real_keys() -> None:
     strategy with its own hyper-parameters) and reports the varying keys as evaluated parameters."""
     from ray.tune.search.variant_generator import generate_variants
 
-    from tuning.space import grid_param_space
-    from tuning.trainable import run_config
+    from adaptive_weights.tuning.space import grid_param_space
+    from adaptive_weights.tuning.trainable import run_config
 
     spec = parse_sweep({**TINY, "strategy.name": ["static", "eg"], "strategy.gamma": [0.1, 0.2], "train.seed": [0, 1],
                         "sweep.paper_grid": False,
@@ -390,8 +435,8 @@ def test_a_relative_data_root_is_made_absolute(tmp_path: Path, monkeypatch: pyte
 def _fake_sweep(out: Path, spec, done: dict[str, bool], threads: int = 1) -> Path:
     """A sweep folder as a sweep leaves it: sweep.json and, per started trial, a Ray checkpoint
     holding the run's summary.json (completed or not)."""
-    from tuning.plan import spec_record, with_threads
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import spec_record, with_threads
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     exp = out / spec.name
     SweepDir(str(exp)).write_spec(spec_record(with_threads(spec, threads)))
@@ -419,8 +464,8 @@ def test_resume_skips_a_checkpoint_ray_was_copying_when_killed(tmp_path: Path) -
     """Ray copies a checkpoint into its folder file by file: a kill mid-copy leaves a summary.json
     cut short (which made every --resume refuse the sweep) or a run without its whole last.pt (which
     every retry would fail on). The trial continues from its last complete checkpoint instead."""
-    from tuning.plan import plan_sweep
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import plan_sweep
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     spec = parse_sweep({**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}, name="cut")
     static, aann = (t["name"] for t in spec.trials)
@@ -440,7 +485,7 @@ def test_resume_skips_a_checkpoint_ray_was_copying_when_killed(tmp_path: Path) -
 def test_resume_with_another_cpus_per_trial_is_not_a_changed_grid(tmp_path: Path) -> None:
     """Execution-only changes (threads, via --cpus-per-trial) are taken on --resume: a finished sweep
     resumed with other CPUs per trial only exports its runs again (nothing runs, Ray is not needed)."""
-    from tuning.launcher import run_sweep
+    from adaptive_weights.tuning.launcher import run_sweep
 
     spec = parse_sweep({**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}, name="cpus")
     _fake_sweep(tmp_path, spec, {t["name"]: True for t in spec.trials}, threads=1)
@@ -454,8 +499,8 @@ def test_resume_takes_a_fix_in_the_sweep_file_for_unfinished_trials_only(tmp_pat
     not finish resumes (that trial starts again); one that changes a finished trial is refused,
     naming the trial and the key."""
     from adaptive_weights.errors import RefusedError
-    from tuning.plan import plan_sweep
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import plan_sweep
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     base = {**TINY, "strategy.name": ["static", "aann"], "sweep.paper_grid": False}
     spec = parse_sweep(base, name="fix")
@@ -477,8 +522,8 @@ def test_resume_takes_a_fix_in_the_sweep_file_for_unfinished_trials_only(tmp_pat
 def test_resume_restarts_a_stopped_trial_whose_config_the_file_changes(tmp_path: Path) -> None:
     """A trial a scheduler stopped is kept only while its config stays: changed (here a key its run
     name does not show), it starts again instead of being neither run nor exported."""
-    from tuning.plan import plan_sweep
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import plan_sweep
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     base = {**TINY, "strategy.name": "aann", "sweep.paper_grid": False}
     spec = parse_sweep(base, name="stopped")
@@ -496,8 +541,8 @@ def test_report_of_a_finished_sweep_refuses_a_changed_sweep_file(tmp_path: Path)
     still describes them; a changed file (a key the run names do not show) is the refusal of a
     sweep that already exists, not a report of the old runs under the new file's name."""
     from adaptive_weights.errors import RefusedError
-    from tuning.cli import _complete_runs, cli_main
-    from tuning.launcher import run_sweep
+    from adaptive_weights.tuning.cli import _complete_runs, cli_main
+    from adaptive_weights.tuning.launcher import run_sweep
 
     path = _write(tmp_path, "".join(f"{k}: {json.dumps(v)}\n" for k, v in TINY.items())
                   + "strategy.name: static\nsweep: {paper_grid: false, name: rep}\n")
@@ -514,8 +559,8 @@ def test_resume_of_a_random_search_completes_a_sample_killed_between_its_seeds(t
     sample, a resume runs that sample's other seed with the sampled gamma, rather than a new sample
     (which left the setting one seed short and ran more trials than the sweep asked for)."""
     from adaptive_weights.config import RunConfig
-    from tuning.plan import plan_sweep, spec_record
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import plan_sweep, spec_record
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     spec = parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": {"loguniform": [0.01, 0.5]},
                         "train.seed": [0, 1], "sweep.search": "random", "sweep.num_samples": 2,
@@ -537,8 +582,8 @@ def test_resume_of_a_search_refuses_a_changed_space_naming_the_key_only(tmp_path
     """A searcher's resume takes execution-only changes (threads) and refuses a changed range,
     naming the key with its old and new value (and no execution-only key)."""
     from adaptive_weights.errors import RefusedError
-    from tuning.plan import plan_sweep, spec_record, with_threads
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import plan_sweep, spec_record, with_threads
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     keys = {**TINY, "strategy.name": "eg", "strategy.gamma": {"loguniform": [0.01, 0.5]},
             "sweep.search": "random", "sweep.paper_grid": False}
@@ -554,8 +599,8 @@ def test_resume_of_a_search_refuses_a_changed_space_naming_the_key_only(tmp_path
 
 def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
-    from tuning.plan import plan_sweep
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.plan import plan_sweep
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     spec = parse_sweep(TINY, name="none")
     with pytest.raises(RefusedError, match="no sweep to resume"):
@@ -564,7 +609,7 @@ def test_resume_without_a_sweep_json_is_refused(tmp_path: Path) -> None:
 
 def test_cluster_auth_is_token_by_default_and_needs_a_token(tmp_path: Path) -> None:
     from adaptive_weights.errors import RefusedError
-    from tuning.cluster import ensure_cluster_auth
+    from adaptive_weights.tuning.cluster import ensure_cluster_auth
 
     with pytest.raises(RefusedError, match="RAY_AUTH_TOKEN_PATH"):
         ensure_cluster_auth({"HOME": str(tmp_path)})
@@ -579,7 +624,7 @@ def test_pbt_mutates_the_searched_strategy_keys_and_needs_some() -> None:
     from ray.tune.schedulers import PopulationBasedTraining
 
     from adaptive_weights.errors import RefusedError
-    from tuning.space import make_scheduler, pbt_mutations
+    from adaptive_weights.tuning.space import make_scheduler, pbt_mutations
 
     spec = parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": {"uniform": [0.1, 0.4]},
                         "strategy.rho": [0.7, 0.9], "train.seed": [0, 1], "sweep.search": "random",
@@ -602,7 +647,7 @@ def test_a_pbt_sweep_ray_cannot_run_is_refused_before_anything_is_written(tmp_pa
     failed only once Ray ran and sweep.json was written, so the fixed command then met 'sweep
     directory already exists'."""
     from adaptive_weights.errors import RefusedError
-    from tuning.launcher import run_sweep
+    from adaptive_weights.tuning.launcher import run_sweep
 
     keys = {"strategy.gamma": {"uniform": [0.1, 0.3]}, "sweep.search": search} if search != "grid" else {}
     spec = parse_sweep({**TINY, "strategy.name": "eg", "sweep.paper_grid": False, **keys}, name="pbt")
@@ -618,8 +663,8 @@ def test_pbt_exploit_continues_a_checkpoint_with_mutated_hyper_parameters(tmp_pa
 
     from adaptive_weights.checkpoint import load_checkpoint
     from adaptive_weights.config import RunConfig
-    from adaptive_weights.train import train
-    from tuning.trainable import _adopt_hparams
+    from adaptive_weights.training import train
+    from adaptive_weights.tuning.trainable import _adopt_hparams
 
     base = {**TINY, "data.synthetic_size": 32, "strategy.name": "eg", "train.num_threads": 1,
             "train.lr_milestones": [1], "train.lr_values": [0.05, 0.005]}
@@ -655,7 +700,7 @@ def test_a_diverging_trial_ends_with_its_run_directory_not_a_retry(tmp_path: Pat
     ends normally instead, reporting the worst error and the run directory whose summary says why."""
     from adaptive_weights.config import RunConfig
     from adaptive_weights.runs import is_completed, is_final
-    from tuning.trainable import train_in_scratch
+    from adaptive_weights.tuning.trainable import train_in_scratch
 
     cfg = RunConfig.from_flat({**tiny_flat, "train.lr_values": "0.05,1e6", "train.progress": False}).resolve()
     reports: list[tuple[dict, dict]] = []
@@ -676,8 +721,8 @@ def test_a_diverging_trial_ends_with_its_run_directory_not_a_retry(tmp_path: Pat
 def test_a_diverged_trial_is_said_so_and_not_recorded_as_stopped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Its last report holds no epoch: the progress line read 'val err final 100.00% ... after 0
     epochs' and the trial went into stopped.json as if a scheduler had cut it."""
-    from tuning.launcher import _progress_callback, _StoppedRecorder
-    from tuning.sweepdir import SweepDir
+    from adaptive_weights.tuning.launcher import _progress_callback, _StoppedRecorder
+    from adaptive_weights.tuning.sweepdir import SweepDir
 
     sweep_dir = SweepDir(str(tmp_path))
     result = {"diverged": 1.0, "diverged_epoch": 2.0, "val/err/final": 1.0, "val/err/mean": 1.0, "time_total_s": 3.0}

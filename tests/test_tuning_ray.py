@@ -74,8 +74,8 @@ def sweep_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference(sweep_file: Path, ray_tmp: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """An undisturbed sweep on the in-process Ray: the results every disturbed sweep must equal."""
-    from tuning.launcher import run_sweep
-    from tuning.sweepfile import load_sweep
+    from adaptive_weights.tuning.launcher import run_sweep
+    from adaptive_weights.tuning.sweepfile import load_sweep
 
     out = tmp_path_factory.mktemp("reference")
     outcome = run_sweep(load_sweep(sweep_file), out=out, max_concurrent=2, tensorboard=False, verbose=0)

@@ -35,9 +35,9 @@ sweep.name: ddp
 
 def test_each_trial_trains_on_two_ray_train_workers(tmp_path, ray_tmp) -> None:  # noqa: F811
     from adaptive_weights.config import RunConfig
-    from adaptive_weights.train import train
-    from tuning.launcher import run_sweep
-    from tuning.sweepfile import load_sweep
+    from adaptive_weights.training import train
+    from adaptive_weights.tuning.launcher import run_sweep
+    from adaptive_weights.tuning.sweepfile import load_sweep
 
     (tmp_path / "ddp.yaml").write_text(SWEEP_YAML)
     spec = load_sweep(tmp_path / "ddp.yaml")
@@ -70,8 +70,8 @@ def test_each_trial_trains_on_two_ray_train_workers(tmp_path, ray_tmp) -> None: 
 ])
 def test_bad_worker_options_are_refused_before_ray_starts(tmp_path, options, match) -> None:
     from adaptive_weights.errors import RefusedError
-    from tuning.launcher import run_sweep
-    from tuning.sweepfile import load_sweep
+    from adaptive_weights.tuning.launcher import run_sweep
+    from adaptive_weights.tuning.sweepfile import load_sweep
 
     (tmp_path / "ddp.yaml").write_text(SWEEP_YAML)
     with pytest.raises(RefusedError, match=match):

@@ -44,8 +44,8 @@ sweep:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """The sweep's own in-process Ray (tuning.cluster.init_local_ray) under a private RAY_TMPDIR."""
-    from tuning.cluster import init_local_ray
+    """The sweep's own in-process Ray (adaptive_weights.tuning.cluster.init_local_ray) under a private RAY_TMPDIR."""
+    from adaptive_weights.tuning.cluster import init_local_ray
 
     tmp = tempfile.mkdtemp(prefix="aws", dir="/tmp")
     old = os.environ.get("RAY_TMPDIR")
@@ -143,9 +143,9 @@ def test_search_sweep_samples_the_range_and_reports(local_ray: None, search: str
     if search != "random":
         pytest.importorskip(search)
     from adaptive_weights._io import read_json
-    from tuning.cli import cli_main
-    from tuning.launcher import run_sweep
-    from tuning.sweepfile import load_sweep
+    from adaptive_weights.tuning.cli import cli_main
+    from adaptive_weights.tuning.launcher import run_sweep
+    from adaptive_weights.tuning.sweepfile import load_sweep
 
     path = tmp_path / f"{search}.yaml"
     path.write_text(SEARCH_YAML.format(name=f"s-{search}", search=search))

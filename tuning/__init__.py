@@ -5,13 +5,20 @@ Importing this package imports neither Ray nor torch; Ray is imported when a swe
 
 Public API: :func:`load_sweep` / :func:`parse_sweep` (sweep file -> :class:`SweepSpec`: validated
 trial configs or a searcher's space), :func:`run_sweep` (Ray Tune, in-process or on a cluster;
-``--resume`` rebuilt from plain JSON, :mod:`tuning.sweepdir`), :func:`write_sweep_report`
+``--resume`` rebuilt from plain JSON, :mod:`adaptive_weights.tuning.sweepdir`), :func:`write_sweep_report`
 (selection + report), :func:`select_settings` / :func:`rank_first_common` (the rule),
 :func:`train_trial` (the trainable), :func:`run_demo_sweep` (``make demo``), :func:`cli_main`
 (``adaptive-weights sweep``).
 """
 
 from __future__ import annotations
+
+# Imported as the deprecated `tuning` (Python runs from the repository root, where this folder is on
+# sys.path): the package under its new name takes this one's place, its files never load twice.
+if __name__ != "adaptive_weights.tuning":
+    from adaptive_weights._aliases import redirect
+
+    redirect(__name__)
 
 from typing import Any
 
@@ -31,9 +38,9 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy re-exports: ``from tuning import run_sweep`` loads only what it needs."""
+    """Lazy re-exports: ``from adaptive_weights.tuning import run_sweep`` loads only what it needs."""
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'tuning' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ system or ``s3://bucket/sweeps`` on a cluster). A failed trial is retried from i
 (``--max-failures``); an interrupted sweep continues with ``--resume``, which rebuilds the sweep
 from ``sweep.json`` and the trials' checkpoints (never from Ray's pickled state) and runs only the
 trials that did not finish. ``--report`` chooses each strategy's setting (the paper's rule,
-:mod:`tuning.selection`) and writes the report of the chosen settings.
+:mod:`adaptive_weights.tuning.selection`) and writes the report of the chosen settings.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from .cluster import require_ray_tune
 from .launcher import run_sweep, write_sweep_report
 from .plan import expected_trials, experiment_diff
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, is_uri, local_results_dir
@@ -116,6 +117,7 @@ def cli_main(argv: Sequence[str]) -> int:
     if existing is not None:
         run_dirs = existing  # a finished sweep: only the report is asked for
     else:
+        require_ray_tune()
         print(f"{spec.describe()} -> {experiment_path(args.out, spec.name)[1]}"
               + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
         outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,

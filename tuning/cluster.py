@@ -10,6 +10,7 @@ Ray is imported inside the functions only.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -19,11 +20,20 @@ from typing import Any
 
 from adaptive_weights.errors import RefusedError
 
-__all__ = ["ensure_loopback", "init_local_ray", "ensure_cluster_auth", "ray_session", "LOOPBACK_ENV",
-           "AUTH_MODE_ENV"]
+__all__ = ["require_ray_tune", "ensure_loopback", "init_local_ray", "ensure_cluster_auth", "ray_session",
+           "LOOPBACK_ENV", "AUTH_MODE_ENV", "TUNE_EXTRA"]
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+TUNE_EXTRA = "pip install 'adaptive-weights[tune]'"
+
+
+def require_ray_tune() -> None:
+    """Refuse a sweep before anything starts when Ray Tune (the ``tune`` extra: Ray, and pandas for
+    its results) is not installed. Looks without importing: Ray must be imported after the loopback
+    setting (:func:`ensure_loopback`)."""
+    if any(importlib.util.find_spec(module) is None for module in ("ray", "pandas")):
+        raise RefusedError(f"running a sweep needs Ray Tune, which is not installed: {TUNE_EXTRA}")
 
 
 def ensure_loopback() -> None:

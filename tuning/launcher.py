@@ -2,9 +2,9 @@
 callbacks, and afterwards the local copies of every trial's final run directory and the report of
 the chosen settings.
 
-What runs is decided before Ray starts (:mod:`tuning.plan`), connecting to Ray is
-:mod:`tuning.cluster`, the command line is :mod:`tuning.cli`. Ray is imported inside the functions
-only.
+What runs is decided before Ray starts (:mod:`adaptive_weights.tuning.plan`), connecting to Ray is
+:mod:`adaptive_weights.tuning.cluster`, the command line is :mod:`adaptive_weights.tuning.cli`. Ray is
+imported inside the functions only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from adaptive_weights.errors import RefusedError
 
-from .cluster import ray_session
+from .cluster import ray_session, require_ray_tune
 from .plan import SweepPlan, matching_checkpoints, plan_sweep, spec_record, with_threads
 from .space import SELECTION_METRIC
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, local_results_dir
@@ -71,10 +71,12 @@ def run_sweep(
     loopback-only Ray is started in this process and shut down afterwards; an already initialised
     Ray is used as it is. ``verbose``: 0 silent, 1 a line per finished trial, 2 Ray's own progress
     tables and results. ``workers_per_trial > 1``: every trial is one data-parallel run on that
-    many Ray Train workers (:mod:`tuning.ray_train`); the CPUs and GPUs per trial are then per worker.
+    many Ray Train workers (:mod:`adaptive_weights.tuning.ray_train`); the CPUs and GPUs per trial
+    are then per worker.
     """
     from .space import check_scheduler, check_search_available
 
+    require_ray_tune()
     out = str(out)
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
         raise RefusedError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial}, "

@@ -1,10 +1,10 @@
 """Deciding what a (resumed) sweep runs, from plain JSON, before Ray starts.
 
-A sweep writes ``sweep.json`` (:mod:`tuning.sweepdir`): everything a resume needs. A resume rebuilds
-the sweep from that file and the trials' checkpoints (never from Ray's pickled state), keeps the
-finished trials and the ones a scheduler stopped, continues the others from their last checkpoint,
-and refuses a changed sweep file with a message that says what differs where trials already
-finished.
+A sweep writes ``sweep.json`` (:mod:`adaptive_weights.tuning.sweepdir`): everything a resume needs.
+A resume rebuilds the sweep from that file and the trials' checkpoints (never from Ray's pickled
+state), keeps the finished trials and the ones a scheduler stopped, continues the others from their
+last checkpoint, and refuses a changed sweep file with a message that says what differs where trials
+already finished.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 the Tune trial (a light driver that holds no CPU or GPU) starts a ``TorchTrainer`` with
 ``ScalingConfig(num_workers=N, use_gpu=...)``; Ray Train starts the workers, sets up their
 process group (gloo on CPUs, NCCL on GPUs) and each worker calls the same
-:func:`adaptive_weights.train.train`, which joins that group (``adaptive_weights.distributed``).
+:func:`adaptive_weights.training.train`, which joins that group (``adaptive_weights.distributed``).
 
 Checkpoints go where the sweep looks for them: the Train run is named after the Tune trial's
 directory under the experiment path, so its ``checkpoint_*`` folders (each a complete run

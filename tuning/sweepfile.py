@@ -131,11 +131,11 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 
 def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_name: str = "sweep") -> SweepSpec:
     """Validate a sweep mapping (nested or dotted keys) and expand it into trials."""
-    from adaptive_weights.config import flatten
+    from adaptive_weights.config import config_key, flatten
 
     flat: dict[str, Any] = {}
     for key, value in flatten(data).items():
-        key = str(key).replace("-", "_")
+        key = config_key(key)
         head, _, kind = key.rpartition(".")
         if key.count(".") >= 2 and not key.startswith("sweep.") and kind not in RANGE_KINDS:
             raise RefusedError(f"{head}: {{{kind}: ...}} is not a range; a range is one of "
@@ -247,7 +247,7 @@ def expand_sweep(
     grid) or a validated search space (a searcher); raises ``RefusedError`` naming the key on an
     unknown key, an empty grid, a range a grid cannot sample or a value of the wrong type."""
     from adaptive_weights.config import RunConfig
-    from strategies import get_strategy_class, list_strategies
+    from adaptive_weights.strategies import get_strategy_class, list_strategies
 
     per_strategy = {k: dict(v) for k, v in (per_strategy or {}).items()}
     shared: dict[str, Any] = {}
@@ -264,9 +264,10 @@ def expand_sweep(
     _check_plugin_hparams(shared)
     strategy_names = shared.pop("strategy.name", [RunConfig().strategy.name])
     known = list_strategies()
-    for strategy in list(strategy_names) + list(per_strategy):
+    for key, strategy in [("strategy.name", s) for s in strategy_names] + [(f"sweep.per_strategy.{s}", s)
+                                                                           for s in per_strategy]:
         if strategy not in known:
-            raise RefusedError(f"strategy.name: unknown strategy {strategy!r}; registered: {', '.join(known)}")
+            raise RefusedError(f"{key}: unknown strategy {strategy!r}; registered: {', '.join(known)}")
     unused = sorted(set(per_strategy) - set(strategy_names))
     if unused:
         raise RefusedError(f"sweep.per_strategy.{unused[0]}: {unused[0]!r} is not in strategy.name {strategy_names}")

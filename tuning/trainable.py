@@ -1,4 +1,4 @@
-"""The Ray Tune trainable: ``adaptive_weights.train.train`` with a report hook, nothing more.
+"""The Ray Tune trainable: ``adaptive_weights.training.train`` with a report hook, nothing more.
 
 The trial's ``config`` *is* the run's flat config: the dotted keys of ``param_space``
 (``strategy.gamma``, ``train.seed``, ...), so any Tune search space, searcher or scheduler works
@@ -88,7 +88,7 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     (the keys the sweep varies). ``resume_from``: run name -> the path or URI of a run directory
     (an earlier trial's checkpoint) this trial continues from when Ray gives it no checkpoint.
     ``workers > 1``: the trial trains data-parallel on that many Ray Train workers
-    (:mod:`tuning.ray_train`), each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs.
+    (:mod:`adaptive_weights.tuning.ray_train`), each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs.
     ``adopt_hparams`` (PBT): a checkpoint taken from another trial continues with this trial's
     mutated strategy hyper-parameters (a plain resume refuses a changed one).
 
@@ -141,7 +141,7 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
     to the storage path while trials write, and would trip over the atomic writes' temp files.
     Every epoch's checkpoint (the whole run directory) is what Ray keeps.
     """
-    from adaptive_weights.train import DivergedError, train
+    from adaptive_weights.training import DivergedError, train
 
     run_dir = (Path(tempfile.gettempdir()) / "adaptive-weights-trials" / scratch / RUN_DIRNAME).resolve()
     if run_dir.exists():

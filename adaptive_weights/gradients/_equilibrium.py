@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from strategies._hparams import HParam
-
+from ..strategies._hparams import HParam
 from ._api import register_gradient_rule
 from ._sum import SumRule
 

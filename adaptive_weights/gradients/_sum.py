@@ -6,8 +6,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from strategies._hparams import HParam
-
+from ..strategies._hparams import HParam
 from ._api import GradientRule, register_gradient_rule
 
 __all__ = ["SumRule"]

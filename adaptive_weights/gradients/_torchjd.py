@@ -29,9 +29,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from strategies._hparams import HParam
-
 from ..errors import RefusedError
+from ..strategies._hparams import HParam
 from ._api import GradientRule, register_gradient_rule
 
 __all__ = ["CAGradRule", "MGDARule", "PCGradRule", "TorchJDRule", "UPGradRule", "SCOPES"]

@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from strategies._hparams import HParam
-
 from ..evaluate import per_exit_losses
+from ..strategies._hparams import HParam
 from ._api import Objective, register_objective
 
 __all__ = ["CrossEntropyObjective", "DistillObjective", "TEACHERS"]

@@ -38,7 +38,7 @@ from ..evaluate import autocast_for
 from ..logging import Progress, RunLogger, exit_key
 from ..objectives import create_objective
 from ..schedules import describe_schedule, learning_rate, set_learning_rate
-from ..train import (
+from ..training import (
     AFTER_DIVERGENCE,
     RunExistsError,
     build_model_and_strategy,

@@ -4,7 +4,7 @@ from typing import ClassVar
 
 import torch
 
-from strategies import HParam, RewardLearner, mix_uniform
+from adaptive_weights.strategies import HParam, RewardLearner, mix_uniform
 
 __all__ = ["GreedyStrategy"]
 

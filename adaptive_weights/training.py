@@ -157,7 +157,7 @@ def build_network(cfg: RunConfig, data, exits: list[int]) -> torch.nn.Module:
 def build_model_and_strategy(cfg: RunConfig, data, device: torch.device):
     """The model (initial weights from the global RNG), static weights and strategy of a resolved
     config for ``data``: the part of :func:`build_run` after the data."""
-    from strategies import get_strategy_class
+    from .strategies import get_strategy_class
 
     exits, weights = scheme_exits(cfg)
     model = build_network(cfg, data, exits).to(device)

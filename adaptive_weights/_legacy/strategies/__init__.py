@@ -1,0 +1,6 @@
+"""Deprecated: the old import name `strategies`, installed until adaptive-weights 0.3; it is the package
+`adaptive_weights.strategies` itself (the same module objects, see adaptive_weights/_aliases.py)."""
+
+from adaptive_weights._aliases import redirect
+
+redirect(__name__)
