@@ -54,6 +54,7 @@ __all__ = [
     "load_config_file",
     "flatten",
     "coerce_value",
+    "is_run_name",
 ]
 
 
@@ -261,6 +262,16 @@ NAMING_PREFIXES = keys_with_role(NAMING)  # ``strategy.`` stands for every hyper
 MEMBER_KEYS = keys_with_role(MEMBER)  # ``strategy.``: every hyper-parameter; all else is shared in a pack
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# a run name is one directory name (results/runs/<name>, a sweep's runs/<name>): never a path
+_RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_run_name(name: Any) -> bool:
+    """Whether ``name`` has the form of a run name: letters, digits, '.', '_' and '-', starting
+    with a letter or digit, so it is one path component and never ``..``."""
+    return isinstance(name, str) and _RUN_NAME_RE.fullmatch(name) is not None and len(name) <= 255
+
+
 _EVAL_SPLITS = ("val", "test")
 
 

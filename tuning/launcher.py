@@ -110,7 +110,7 @@ def run_sweep(
     else:
         sweep_dir.write_spec(spec_record(spec))
     found = matching_checkpoints(sweep_dir.checkpoints(), spec)
-    run_dirs = [sweep_dir.download(c, local_dir / RUNS_DIR / name) for name, c in sorted(found.items())]
+    run_dirs = [sweep_dir.download(c, local_dir / RUNS_DIR) for _, c in sorted(found.items())]
     expected = {t["name"] for t in spec.trials} if spec.search == "grid" else set(found) | errored
     done = {n for n, c in found.items() if c.completed} | sweep_dir.stopped()
     unfinished = sorted(expected - done - errored)

@@ -149,13 +149,33 @@ class SweepDir:
                     continue
                 diverged = summary.get("status") == "diverged"
                 found = TrialCheckpoint(
-                    name=str(summary["name"]), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
+                    name=self._run_name(trial, ckpt, summary), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
                     completed=summary_is_final(summary), config=dict(summary.get("config") or {}),
                     val_errors=None if diverged else (summary.get("errors") or {}).get("val"))
                 # a diverged run's last checkpoint has the epochs of the good one before it: the later wins
                 if found.name not in best or found.epochs > best[found.name].epochs or diverged:
                     best[found.name] = found
         return best
+
+    def _run_name(self, trial: str, ckpt: str, summary: dict[str, Any]) -> str:
+        """The run a checkpoint belongs to, as the sweep itself recorded it: the trial directory
+        is named after the run (``NAME``, or ``NAME.2``, ... for a run that a later attempt
+        continued). The name becomes a directory under ``runs/``, so a summary.json that names
+        another run, or no run name at all (``../../x``), was not written by this sweep and is
+        refused rather than trusted."""
+        from adaptive_weights.config import is_run_name
+
+        name = summary.get("name")
+        config_name = summary.get("config", {}).get("name", name) if isinstance(summary.get("config"), dict) else name
+        ours = is_run_name(name) and config_name == name and (
+            trial == name or (trial.startswith(f"{name}.") and trial[len(name) + 1:].isdigit()))
+        if not ours:
+            raise RefusedError(
+                f"{self.uri(trial, ckpt, 'summary.json')} names the run {name!r} (config name {config_name!r}), "
+                f"which is not its trial directory {trial!r}: this sweep did not write it (a trial directory is "
+                f"its run's name, or NAME.2, ... for a continued run); remove {self.uri(trial)} if it is not "
+                "yours, then resume")
+        return name
 
     def _complete_summary(self, trial: str, ckpt: str) -> dict[str, Any] | None:
         """The ``summary.json`` of a checkpoint that Ray finished copying, else None. Ray copies a
@@ -181,13 +201,26 @@ class SweepDir:
         except OSError:
             return False
 
-    def download(self, checkpoint: TrialCheckpoint, dest: Path) -> Path:
-        """Copy a checkpoint (a run directory) to the local ``dest``, replacing what was there."""
+    def download(self, checkpoint: TrialCheckpoint, runs_dir: Path) -> Path:
+        """Copy a checkpoint (a run directory) to ``runs_dir/<run name>`` on this machine, replacing
+        what was there. Nothing outside ``runs_dir`` is ever removed: the name is one path component
+        (:meth:`checkpoints` checked it), and a ``runs_dir`` that is a symbolic link is refused (a
+        link planted in a shared sweep folder would point the removal elsewhere)."""
         import shutil
 
         import pyarrow.fs
 
-        if dest.exists():
+        from adaptive_weights.config import is_run_name
+
+        if not is_run_name(checkpoint.name):
+            raise RefusedError(f"{checkpoint.path}: {checkpoint.name!r} is not a run name; it was not copied")
+        if runs_dir.is_symlink():
+            raise RefusedError(f"{runs_dir} is a symbolic link (to {runs_dir.resolve()}); the sweep's runs are "
+                               "copied only into a real directory: remove the link and run the command again")
+        dest = runs_dir / checkpoint.name
+        if dest.is_symlink():
+            dest.unlink()  # the link itself, never what it points to
+        elif dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         _, src = pyarrow.fs.FileSystem.from_uri(checkpoint.path)

@@ -1,0 +1,86 @@
+"""Sweep reliability (issue 19): a sweep folder's contents never steer deletions outside it, and
+refusals come before Ray starts. No Ray is started here."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from adaptive_weights.errors import RefusedError
+from tuning.launcher import run_sweep
+from tuning.plan import spec_record
+from tuning.sweepdir import SweepDir
+from tuning.sweepfile import parse_sweep
+
+TINY = {
+    "data.name": "synthetic", "data.synthetic_size": 64, "data.synthetic_image_size": 8,
+    "model.n": 1, "model.c": 4, "train.epochs": 2, "train.batch_size": 32, "train.progress": False,
+}
+
+
+def _checkpoint(ckpt: Path, name: str, config: dict, *, completed: bool = True) -> Path:
+    """A Ray checkpoint of a run directory as a trial leaves it: summary.json and a last.pt zip."""
+    (ckpt / "checkpoints").mkdir(parents=True)
+    with zipfile.ZipFile(ckpt / "checkpoints" / "last.pt", "w") as z:
+        z.writestr("archive/data.pkl", b"state")
+    (ckpt / "summary.json").write_text(json.dumps({
+        "name": name, "completed": completed, "epochs": 2, "config": {**config, "name": name},
+        "errors": {"val": [0.5, 0.4], "test": [0.5, 0.4]}}))
+    return ckpt
+
+
+def _random_search(tmp_path: Path):
+    """A finished one-sample random search and its one trial's config."""
+    from adaptive_weights.config import RunConfig
+
+    spec = parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": {"loguniform": [0.01, 0.5]},
+                        "sweep.search": "random", "sweep.num_samples": 1, "sweep.paper_grid": False}, name="rnd")
+    exp = tmp_path / "sweeps" / "rnd"
+    SweepDir(str(exp)).write_spec(spec_record(spec))
+    fixed = {k: v for k, v in spec.space.items() if k not in spec.searched}
+    trial = RunConfig.from_flat({**fixed, "strategy.gamma": 0.05, "name": "eg-s0-00001"}).resolve().to_flat()
+    _checkpoint(exp / trial["name"] / "checkpoint_000001", trial["name"], trial)
+    return spec, exp, trial
+
+
+@pytest.mark.parametrize("planted", ["../../../victim", "/victim", ".."])
+def test_a_searcher_resume_never_deletes_what_a_planted_summary_names(tmp_path: Path, planted: str) -> None:
+    """A summary.json planted in a searcher sweep's folder named ``../../../victim`` (from runs/):
+    the resume's export removed that directory and copied the checkpoint there. The run name must be the trial
+    directory's (the sweep's own record) and one path component; such a sweep is refused."""
+    spec, exp, trial = _random_search(tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.txt").write_text("keep me")
+    target = str(victim) if planted == "/victim" else planted
+    _checkpoint(exp / "planted" / "checkpoint_000001", target, trial)
+    (exp / "runs").mkdir()  # as the sweep's first export left it
+    with pytest.raises(RefusedError, match="planted"):
+        run_sweep(spec, out=tmp_path / "sweeps", resume=True, verbose=0)
+    assert sorted(p.name for p in victim.iterdir()) == ["data.txt"]
+    assert (exp / "sweep.json").is_file()
+
+
+def test_a_trial_directorys_own_name_and_a_continued_one_are_accepted(tmp_path: Path) -> None:
+    """The trial directories the sweep makes: the run name, and ``NAME.2`` for a run continued by a
+    later attempt; both export to runs/NAME."""
+    spec, exp, trial = _random_search(tmp_path)
+    _checkpoint(exp / f"{trial['name']}.2" / "checkpoint_000002", trial["name"], trial)
+    outcome = run_sweep(spec, out=tmp_path / "sweeps", resume=True, verbose=0)
+    assert [p.name for p in outcome.run_dirs] == [trial["name"]]
+
+
+def test_the_export_never_follows_a_planted_runs_link(tmp_path: Path) -> None:
+    """``runs`` replaced by a link to another directory: the export would remove that directory's
+    ``<run name>``; it is refused instead."""
+    spec, exp, trial = _random_search(tmp_path)
+    victim = tmp_path / "victim"
+    (victim / trial["name"]).mkdir(parents=True)
+    (victim / trial["name"] / "data.txt").write_text("keep me")
+    (exp / "runs").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(RefusedError, match="symbolic link"):
+        run_sweep(spec, out=tmp_path / "sweeps", resume=True, verbose=0)
+    assert (victim / trial["name"] / "data.txt").read_text() == "keep me"
