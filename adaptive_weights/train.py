@@ -35,6 +35,7 @@ from .checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    validate_checkpoint,
 )
 from .compiled import compile_training, mark_step_begin
 from .config import RESUMABLE_KEYS, RunConfig, plugin_class
@@ -337,6 +338,8 @@ def train(
     start_epoch, start_batch, step = 0, 0, 0
     acc = new_accumulators(num_exits, device)
     if checkpoint is not None:
+        validate_checkpoint(checkpoint, ckpt_path, model=model, optimizer=optimizer, accumulators=acc,
+                            steps_per_epoch=steps_per_epoch)
         load_model_state(model, checkpoint["model"], ckpt_path)
         load_state(optimizer, checkpoint["optimizer"], ckpt_path, "optimizer")
         load_state(strategy, checkpoint["strategy"], ckpt_path, "strategy")
