@@ -84,3 +84,34 @@ def test_the_export_never_follows_a_planted_runs_link(tmp_path: Path) -> None:
     with pytest.raises(RefusedError, match="symbolic link"):
         run_sweep(spec, out=tmp_path / "sweeps", resume=True, verbose=0)
     assert (victim / trial["name"] / "data.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("mode", ["tokn", " token", "token ", "1", "true", "off"])
+def test_a_mistyped_ray_auth_mode_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     mode: str) -> None:
+    """Ray enforces authentication only for RAY_AUTH_MODE=token and reads every other value as
+    off: a typo turned it off without a word. Only token and disabled are taken, for --address and
+    for the in-process Ray alike, before Ray starts."""
+    import tuning.cluster as cluster
+
+    with pytest.raises(RefusedError, match=f"RAY_AUTH_MODE={mode!r}.*'token' or 'disabled'"):
+        cluster.ensure_cluster_auth({"HOME": str(tmp_path), "RAY_AUTH_MODE": mode, "RAY_AUTH_TOKEN": "x" * 32})
+
+    def no_ray(**kwargs: object) -> None:
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(cluster, "init_local_ray", no_ray)
+    monkeypatch.setenv("RAY_AUTH_MODE", mode)
+    with pytest.raises(RefusedError, match=f"RAY_AUTH_MODE={mode!r}"):
+        with cluster.ray_session(None, verbose=0):
+            pass
+
+
+def test_the_two_ray_auth_modes_are_taken(tmp_path: Path) -> None:
+    from tuning.cluster import ensure_cluster_auth
+
+    token = {"HOME": str(tmp_path), "RAY_AUTH_TOKEN": "x" * 32}
+    assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": "token"}) == "token"
+    assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": "TOKEN"}) == "token"  # Ray reads it in any case
+    assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": "disabled"}) == "disabled"
+    assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": ""}) == "token"  # empty: unset

@@ -20,10 +20,26 @@ from typing import Any
 from adaptive_weights.errors import RefusedError
 
 __all__ = ["ensure_loopback", "init_local_ray", "ensure_cluster_auth", "ray_session", "LOOPBACK_ENV",
-           "AUTH_MODE_ENV"]
+           "AUTH_MODE_ENV", "AUTH_MODES", "auth_mode"]
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_MODES = ("token", "disabled")
+
+
+def auth_mode(environ: Mapping[str, str] | None = None) -> str | None:
+    """``RAY_AUTH_MODE`` as Ray reads it (in any case), or None when unset or empty. Ray enforces
+    authentication for ``token`` only and reads every other value as off, so anything but
+    ``token`` or ``disabled`` (``tokn``, `` token``, ``1``) is refused by name: a typo must not
+    turn authentication off without a word."""
+    env = os.environ if environ is None else environ
+    raw = env.get(AUTH_MODE_ENV, "")
+    if raw == "":
+        return None
+    if raw.lower() not in AUTH_MODES:
+        raise RefusedError(f"{AUTH_MODE_ENV}={raw!r}: expected 'token' or 'disabled' (Ray reads any other value as "
+                           "disabled, which would turn authentication off)")
+    return raw.lower()
 
 
 def ensure_loopback() -> None:
@@ -54,7 +70,7 @@ def ensure_cluster_auth(environ: Mapping[str, str] | None = None) -> str:
     or ``~/.ray/auth_token`` (the cluster's own: ``ray get-auth-token`` on the head prints it).
     Returns the mode; refuses token mode without a token before Ray starts."""
     env = os.environ if environ is None else environ
-    mode = env.get(AUTH_MODE_ENV, "").lower() or "token"
+    mode = auth_mode(env) or "token"
     if environ is None:
         os.environ[AUTH_MODE_ENV] = mode
     if mode != "token":
@@ -77,6 +93,7 @@ def ray_session(address: str | None, *, verbose: int) -> Iterator[None]:
     None) or the cluster at ``address``, shut down afterwards."""
     if address is None:
         ensure_loopback()
+        auth_mode()  # a mistyped mode would turn the in-process Ray's authentication off
     else:
         ensure_cluster_auth()
     import ray
