@@ -34,11 +34,16 @@ class RunDirBusyError(RefusedError):
 
 
 class RunDirLock:
-    """``with RunDirLock(run_dir):`` holds the directory's exclusive lock (creating the directory)."""
+    """``with RunDirLock(run_dir):`` holds the directory's exclusive lock (creating the directory).
 
-    def __init__(self, run_dir: str | Path) -> None:
+    ``holder`` and ``advice`` word the refusal for what the directory is (a sweep's driver locks
+    its sweep directory the same way)."""
+
+    def __init__(self, run_dir: str | Path, *, holder: str = "another training process",
+                 advice: str = "wait for it to finish (or stop it), or choose another --out") -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
+        self.holder, self.advice = holder, advice
         self._fd: int | None = None
 
     def acquire(self) -> RunDirLock:
@@ -51,8 +56,8 @@ class RunDirLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise RunDirBusyError(f"{self.run_dir} is in use: another training process (pid {holder}) holds "
-                                  f"{self.path}; wait for it to finish (or stop it), or choose another --out") from None
+            raise RunDirBusyError(f"{self.run_dir} is in use: {self.holder} (pid {holder}) holds "
+                                  f"{self.path}; {self.advice}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -115,3 +115,60 @@ def test_the_two_ray_auth_modes_are_taken(tmp_path: Path) -> None:
     assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": "TOKEN"}) == "token"  # Ray reads it in any case
     assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": "disabled"}) == "disabled"
     assert ensure_cluster_auth({**token, "RAY_AUTH_MODE": ""}) == "token"  # empty: unset
+
+
+def _finished_grid(tmp_path: Path):
+    """A finished one-trial grid sweep (resuming it only exports its run: Ray is not needed)."""
+    spec = parse_sweep({**TINY, "strategy.name": "static", "sweep.paper_grid": False}, name="grid")
+    exp = tmp_path / "sweeps" / "grid"
+    SweepDir(str(exp)).write_spec(spec_record(spec))
+    (trial,) = spec.trials
+    _checkpoint(exp / trial["name"] / "checkpoint_000001", trial["name"], trial)
+    return spec, exp
+
+
+def test_a_second_driver_on_a_live_sweep_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    """``sweep --resume`` while the first driver ran planned every unfinished trial again on a second
+    Ray. The driver holds the sweep directory's lock for its whole life; a second one is refused,
+    naming the holder's pid, before it reads the sweep or starts Ray."""
+    import os
+
+    from adaptive_weights._lock import RunDirLock
+
+    spec, exp = _finished_grid(tmp_path)
+    with RunDirLock(exp):  # the first driver, mid-sweep
+        with pytest.raises(RefusedError, match=rf"{exp} is in use: another sweep driver \(pid {os.getpid()}\)"):
+            run_sweep(spec, out=tmp_path / "sweeps", resume=True, verbose=0)
+        assert not (exp / "runs").exists()
+    outcome = run_sweep(spec, out=tmp_path / "sweeps", resume=True, verbose=0)  # the first one is gone
+    assert [p.name for p in outcome.run_dirs] == [spec.trials[0]["name"]]
+
+
+def test_the_cli_holds_the_sweep_lock_for_its_whole_life(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The command's report after the sweep is written under the same lock (run_sweep inside it
+    does not trip over its own driver's lock), and a refused fresh sweep leaves no directory that
+    only the lock made."""
+    import yaml
+
+    from adaptive_weights._lock import RunDirLock
+    from adaptive_weights.cli import main
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "strategy.name": "static", "sweep": {"paper_grid": False}}))
+    spec, exp = _finished_grid(tmp_path)
+    seen = []
+
+    def report(run_dirs, out_dir, **kwargs):
+        with pytest.raises(RefusedError, match=f"{exp} is in use"):
+            RunDirLock(exp).acquire()
+        seen.append(len(run_dirs))
+        return Path(out_dir) / "report.md"
+
+    monkeypatch.setattr("tuning.cli.write_sweep_report", report)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "sweeps"), "--resume", "--report", "-q"]) == 0
+    assert seen == [1]
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "other"), "--resume", "-q"]) == 2
+    assert "no sweep to resume" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").rglob("*"))

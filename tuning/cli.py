@@ -111,7 +111,15 @@ def cli_main(argv: Sequence[str]) -> int:
         for t in spec.trials:
             print(f"  {t['name']}")
         return 0
+    from .sweepdir import driver_lock
+
     local_dir = local_results_dir(args.out, spec.name)
+    with driver_lock(local_dir):  # for the command's whole life: the sweep and its report
+        return _run(args, spec, local_dir)
+
+
+def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path) -> int:
+    """The command after the dry run, under the sweep's driver lock."""
     existing = _complete_runs(args.out, spec) if (args.report and not args.resume) else None
     if existing is not None:
         run_dirs = existing  # a finished sweep: only the report is asked for

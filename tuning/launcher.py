@@ -95,6 +95,19 @@ def run_sweep(
     _check_workers(workers_per_trial, gpus_per_trial, spec.scheduler)
     check_scheduler(spec)
     check_search_available(spec.search)
+    from .sweepdir import driver_lock
+
+    with driver_lock(local_results_dir(out, spec.name)):  # one driver per sweep, taken before Ray starts
+        return _run_locked(spec, out=out, address=address, cpus_per_trial=cpus_per_trial,
+                           gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, resume=resume,
+                           max_failures=max_failures, tensorboard=tensorboard, verbose=verbose,
+                           workers_per_trial=workers_per_trial)
+
+
+def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_trial: float, gpus_per_trial: float,
+                max_concurrent: int | None, resume: bool, max_failures: int, tensorboard: bool, verbose: int,
+                workers_per_trial: int) -> SweepOutcome:
+    """run_sweep's body, under the sweep's driver lock."""
     root, experiment = experiment_path(out, spec.name)
     local_dir = local_results_dir(out, spec.name)
     spec = with_threads(spec, cpus_per_trial)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from adaptive_weights.errors import RefusedError
 from adaptive_weights.runs import summary_is_final
 
 __all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE", "DEFAULT_OUT", "RUNS_DIR", "experiment_path", "is_uri",
-           "local_results_dir"]
+           "local_results_dir", "driver_lock"]
 
 DEFAULT_OUT = "results/sweeps"
 SPEC_FILE = "sweep.json"
@@ -50,6 +52,37 @@ def local_results_dir(out: str, name: str) -> Path:
     if is_uri(out):
         return Path(DEFAULT_OUT).resolve() / name
     return Path(out).expanduser().resolve() / name
+
+
+_DRIVER_LOCKS: dict[Path, object] = {}  # sweep directories this process's driver holds
+
+
+@contextmanager
+def driver_lock(local_dir: Path) -> Iterator[None]:
+    """Hold the sweep's exclusive lock (``flock`` on ``local_dir/.lock``, as a run directory's) for
+    the body: a second driver on a live sweep (``sweep --resume`` while the first runs) would plan
+    every unfinished trial again on a second Ray; it is refused at once, naming the holder's pid.
+    Re-entrant within a process (the command holds it around run_sweep and the report). The lock
+    is on this machine's results directory: for a bucket it keeps out drivers on this machine
+    only. A directory that only the lock made is removed again (a refused sweep leaves nothing)."""
+    from adaptive_weights._lock import LOCK_NAME, RunDirLock
+
+    key = Path(local_dir).resolve()
+    if key in _DRIVER_LOCKS:
+        yield
+        return
+    fresh = not key.exists()
+    lock = RunDirLock(key, holder="another sweep driver", advice="wait for it to finish (or stop it) before "
+                      "--resume, or give this sweep another --name or --out").acquire()
+    _DRIVER_LOCKS[key] = lock
+    try:
+        yield
+    finally:
+        if fresh and [p.name for p in key.iterdir()] == [LOCK_NAME]:
+            (key / LOCK_NAME).unlink(missing_ok=True)  # removed while still held
+            key.rmdir()
+        del _DRIVER_LOCKS[key]
+        lock.release()
 
 
 @dataclass(frozen=True)
