@@ -172,3 +172,32 @@ def test_the_cli_holds_the_sweep_lock_for_its_whole_life(tmp_path: Path, monkeyp
     assert main(["sweep", str(path), "--out", str(tmp_path / "other"), "--resume", "-q"]) == 2
     assert "no sweep to resume" in capsys.readouterr().err
     assert not (tmp_path / "other").exists() or not any((tmp_path / "other").rglob("*"))
+
+
+@pytest.mark.parametrize("search", ["optuna", "hyperopt"])
+def test_dry_run_refuses_pbt_with_a_searcher_as_the_run_does(tmp_path: Path, search: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``--dry-run`` listed a PBT sweep with Optuna or HyperOpt that the real run refuses."""
+    import yaml
+
+    from adaptive_weights.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "strategy.name": "eg", "strategy.gamma": {"uniform": [0.1, 0.3]},
+                                    "sweep": {"search": search, "paper_grid": False, "scheduler": "pbt"}}))
+    assert main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 2
+    assert f"sweep.scheduler: pbt with sweep.search: {search!r}" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--dry-run", "--scheduler", "fifo", "--out", str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_file_that_writes_a_grid_axis_twice_is_refused(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from adaptive_weights.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in TINY.items())
+                    + "strategy.name: [static, aann]\ntrain.seed: [0, 1]\nstrategy.name: eg\n")
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'strategy.name' is written twice (lines 9 and 11)" in err, err

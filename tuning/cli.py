@@ -107,6 +107,11 @@ def cli_main(argv: Sequence[str]) -> int:
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
     if args.dry_run:
+        from .launcher import check_options
+
+        check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                      max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                      workers_per_trial=args.workers_per_trial)  # what the real run refuses before Ray starts
         print(spec.describe())
         for t in spec.trials:
             print(f"  {t['name']}")
