@@ -128,3 +128,13 @@ def test_a_json_key_written_twice_is_refused(tmp_path):
     path.write_text('{"train.seed": [0, 1], "train.seed": 2}')
     with pytest.raises(RefusedError, match=rf"{path}.*'train.seed' is written twice"):
         load_config_file(path)
+
+
+def test_a_run_refused_for_missing_data_leaves_no_directory(tmp_path, capsys):
+    """CIFAR not found (a FileNotFoundError, read after the lock is taken) left a run directory
+    holding only .lock."""
+    out = tmp_path / "r"
+    assert main(["train", "--data.name", "cifar10", "--data.root", str(tmp_path / "none"), "--out", str(out),
+                 "--train.progress", "false"]) == 2
+    assert "cifar10 not found" in capsys.readouterr().err
+    assert not out.exists()
