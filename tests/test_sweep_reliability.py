@@ -201,3 +201,27 @@ def test_a_sweep_file_that_writes_a_grid_axis_twice_is_refused(tmp_path: Path,
     assert main(["sweep", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "'strategy.name' is written twice (lines 9 and 11)" in err, err
+
+
+def test_a_huge_grid_is_refused_at_once_naming_its_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``sweep --dry-run`` of a 100,000-trial grid printed nothing for minutes (every trial is
+    resolved, and duplicates were searched pairwise). Its size is known before any trial is: above
+    --max-trials (default 10,000) the sweep is refused at once, naming the size."""
+    import yaml
+
+    from adaptive_weights.cli import main
+
+    with pytest.raises(RefusedError, match=r"sweep big: the grid has 3,000,000 trials, more than the 10,000 of "
+                                           r"--max-trials"):
+        parse_sweep({**TINY, "strategy.name": "eg", "strategy.gamma": [0.1, 0.2], "strategy.rho": [0.7, 0.9],
+                     "train.seed": list(range(250_000))}, name="big")  # x eg's 3 ratios
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "strategy.name": ["static", "aann"], "train.seed": [0, 1],
+                                    "sweep": {"paper_grid": False}}))
+    assert main(["sweep", str(path), "--dry-run", "--max-trials", "3"]) == 2
+    assert "the grid has 4 trials, more than the 3 of --max-trials" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--dry-run", "--max-trials", "4"]) == 0
+    assert "4 trials" in capsys.readouterr().out
+    case = {"sweep": {"paper_grid": False, "cases": [{"train.seed": [0, 1]}, {"train.seed": [2, 3]}]}}
+    path.write_text(yaml.safe_dump({**TINY, "strategy.name": "static", **case}))
+    assert main(["sweep", str(path), "--dry-run", "--max-trials", "3"]) == 2  # the cases together

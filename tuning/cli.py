@@ -56,7 +56,7 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .sweepfile import SCHEDULERS
+    from .sweepfile import DEFAULT_MAX_TRIALS, SCHEDULERS
 
     p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
                                 epilog="Any dotted config key given as a flag replaces the file's value, read as "
@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="choose each strategy's setting and write the report to OUT/NAME/report")
     p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="validate the sweep file and list the trials only")
+    p.add_argument("--max-trials", type=int, default=DEFAULT_MAX_TRIALS,
+                   help=f"refuse a grid of more trials than this (default {DEFAULT_MAX_TRIALS:,}); every trial is "
+                        "validated before Ray starts")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
     p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
     return p
@@ -103,7 +106,7 @@ def cli_main(argv: Sequence[str]) -> int:
     [--cpus-per-trial 1] [--max-concurrent N] [--resume] [--report]``. Bad input raises
     RefusedError (the CLI prints it and exits with status 2) before Ray starts."""
     args, extra = _parser().parse_known_args(list(argv))
-    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra))
+    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra), max_trials=args.max_trials)
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
     if args.dry_run:
