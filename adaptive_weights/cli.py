@@ -94,11 +94,11 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     overrides = parse_overrides(extra)
     if args.resume:
         run_dir = Path(args.resume)
-        stored = load_config_file(run_dir / "config.json")
-        if args.config:
-            stored.update(load_config_file(args.config))
-        stored.update(overrides)
-        cfg = RunConfig.from_flat(stored).resolve()
+        changes = load_config_file(args.config) if args.config else {}
+        changes.update(overrides)
+        # the changes apply to the recorded config: a plug-in changed by name (--strategy.name aann)
+        # drops the recorded one's hyper-parameters, so the resume names the change it refuses
+        cfg = RunConfig.from_flat(changes, base=RunConfig.from_flat(load_config_file(run_dir / "config.json"))).resolve()
         summary = train(cfg, out_dir=run_dir, resume=True)
     else:
         cfg = _build_config(args, overrides).resolve()

@@ -54,6 +54,7 @@ __all__ = [
     "load_config_file",
     "flatten",
     "coerce_value",
+    "is_run_name",
 ]
 
 
@@ -261,6 +262,16 @@ NAMING_PREFIXES = keys_with_role(NAMING)  # ``strategy.`` stands for every hyper
 MEMBER_KEYS = keys_with_role(MEMBER)  # ``strategy.``: every hyper-parameter; all else is shared in a pack
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# a run name is one directory name (results/runs/<name>, a sweep's runs/<name>): never a path
+_RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_run_name(name: Any) -> bool:
+    """Whether ``name`` has the form of a run name: letters, digits, '.', '_' and '-', starting
+    with a letter or digit, so it is one path component and never ``..``."""
+    return isinstance(name, str) and _RUN_NAME_RE.fullmatch(name) is not None and len(name) <= 255
+
+
 _EVAL_SPLITS = ("val", "test")
 
 
@@ -344,6 +355,45 @@ def config_key(key: str) -> str:
     return ".".join(parts)
 
 
+class _DuplicateKey(ValueError):
+    """A mapping key written twice in a config or sweep file."""
+
+
+def _refuse_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"the key {key!r} is written twice")
+        out[key] = value
+    return out
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, refusing a mapping key written twice (YAML would keep the last, and a
+    grid axis written twice would silently lose one of its values), naming both lines."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:  # the keys as written (a merged <<: key may be overridden)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # yaml refuses it itself
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(f"the key {key!r} is written twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)  # a SafeLoader: plain data only
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON file (nested sections or flat dotted keys) into flat dotted keys.
 
@@ -359,11 +409,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise RefusedError(f"config file {str(path)!r} is not UTF-8 text (a YAML or JSON file?): {err}") from None
     try:
         if path.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_refuse_duplicate_pairs)
         else:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
+            data = _load_yaml(text) or {}
+    except _DuplicateKey as err:
+        raise RefusedError(f"config file {str(path)!r}: {err}; a second value would silently replace the first "
+                           "(a list there is a grid axis): keep one") from None
     except (json.JSONDecodeError, ValueError) as err:
         raise RefusedError(f"config file {str(path)!r} is not valid JSON: {err}") from None
     except Exception as err:  # yaml.YAMLError and its subclasses
@@ -500,6 +551,9 @@ class RunConfig:
             )
         plugins = {section: _resolve_plugin(section, getattr(self, section).name, getattr(self, section).params)
                    for section in OPEN_SECTIONS}
+        if self.name and not is_run_name(self.name):
+            raise RefusedError(f"name: {self.name!r} must be letters, digits, '.', '_' or '-', starting with a letter "
+                               "or digit (it names the run's directory, never a path)")
         resolved = replace(self, train=train, **plugins)
         if not resolved.name:
             resolved = replace(resolved, name=default_run_name(resolved))
@@ -621,7 +675,7 @@ def default_run_name(cfg: RunConfig) -> str:
         if section == "strategy" or hp or chosen.name != getattr(RunConfig(), section).name:
             plugins += f"-{chosen.name}{hp}"
     name = f"{cfg.data.name}-{arch}-{cfg.scheme.name}{plugins}-s{cfg.train.seed}"
-    return name.replace("@", "at").replace(":", "_").replace("/", "_")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name.replace("@", "at").replace(":", "_"))  # a run name (is_run_name)
 
 
 def plugin_class(section: str, name: str) -> Any:

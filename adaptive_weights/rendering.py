@@ -86,11 +86,20 @@ def pct(x: float | None, digits: int = 2) -> str:
 
 
 def md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """A markdown table as lines, followed by an empty line. A ``|`` inside a cell (a run directory
-    named ``a|b``) is escaped, so every row keeps the header's column count."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    """A markdown table as lines, followed by an empty line. A cell's ``|`` (a run directory named
+    ``a|b``) is escaped and its line breaks become spaces, so every row is one line with the
+    header's column count; ``&``, ``<`` and ``>`` are escaped, so a name or path holding HTML is
+    shown as text, never rendered by a markdown viewer."""
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     return lines + [""]
+
+
+def md_cell(value: Any) -> str:
+    """``value`` as the text of one markdown table cell (see :func:`md_table`)."""
+    text = " ".join(str(value).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
 
 
 def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str] = ()) -> str:

@@ -182,9 +182,9 @@ def _errors(summary: Mapping[str, Any], num_exits: int, path: Path) -> dict[str,
         if values is None:
             continue
         if (not isinstance(values, list) or len(values) != num_exits
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)):
             raise RefusedError(f"{path}: errors.{split}={values!r}; expected null or a list of {num_exits} "
-                               "numbers (one per exit)")
+                               "numbers between 0 and 1 (one error rate per exit)")
     return dict(errors)
 
 
@@ -214,6 +214,9 @@ def load_run(path: str | Path) -> Run:
         config = dict(config)
     else:  # the resolved config is in config.json too
         config = load_run_config(path).to_flat()
+    seed = config.get("train.seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise RefusedError(f"{where}: train.seed={seed!r}; expected a non-negative integer")
     # a key added to the library after the run was written (e.g. objective.name) reads as its default,
     # which is what the run trained with, so old and new runs group and compare alike
     config = {**_DEFAULT_FLAT, **config}

@@ -35,6 +35,7 @@ from .checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    validate_checkpoint,
 )
 from .compiled import compile_training, mark_step_begin
 from .config import RESUMABLE_KEYS, RunConfig, plugin_class
@@ -249,9 +250,10 @@ def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable
         lock = RunDirLock(run_dir).acquire()
         try:
             return train_fn(cfg, out_dir=run_dir, **kwargs)
-        except RefusedError:
-            # refused before anything was written (e.g. a file data set's sizes, checked once read):
-            # leave no directory behind that only the lock made (removed while still held)
+        except BaseException:
+            # failed before anything was written (a file data set's sizes, checked once read; CIFAR
+            # not found; an interrupt): leave no directory behind that only the lock made (removed
+            # while still held)
             if fresh and [p.name for p in run_dir.iterdir()] == [LOCK_NAME]:
                 (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()
@@ -337,6 +339,8 @@ def train(
     start_epoch, start_batch, step = 0, 0, 0
     acc = new_accumulators(num_exits, device)
     if checkpoint is not None:
+        validate_checkpoint(checkpoint, ckpt_path, model=model, optimizer=optimizer, accumulators=acc,
+                            steps_per_epoch=steps_per_epoch)
         load_model_state(model, checkpoint["model"], ckpt_path)
         load_state(optimizer, checkpoint["optimizer"], ckpt_path, "optimizer")
         load_state(strategy, checkpoint["strategy"], ckpt_path, "strategy")
@@ -346,6 +350,9 @@ def train(
         if not ddp.is_main:  # the checkpoint holds rank 0's share of the per-rank counts
             acc.update({k: torch.zeros_like(acc[k]) for k in _PER_RANK})
 
+    # what the run records of its processes: this segment's and, resumed, the earlier ones'
+    processes = {**ddp.describe(), "segments": _segments(run_dir, (start_epoch, start_batch) if checkpoint else None,
+                                                         ddp.describe())}
     # the checkpoint's states fitted and the rows of metrics.jsonl are read: now the directory is written
     logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard) if ddp.is_main else None
     if ddp.is_main:  # rank 0 alone writes the run directory
@@ -354,7 +361,7 @@ def train(
             "adaptive_weights_version": library_version(),
             "git_revision": git_revision(),
             "torch_version": torch.__version__,
-            **ddp.describe(),
+            **processes,
             "config": cfg.to_dict(),
         })
     summary = None
@@ -362,7 +369,7 @@ def train(
         # a kill between the epoch's checkpoint and its summary.json: rewrite it from the row
         summary = run_summary(cfg, model, exit_macs, logger.rows[-1], data, start_epoch, logger.rows[-1]["step"],
                            completed=start_epoch == cfg.train.epochs)
-        summary.update(ddp.describe())
+        summary.update(processes)
         atomic_write_json(run_dir / "summary.json", summary)
     progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress and ddp.is_main)
     progress.line(f"run {cfg.name}: {num_exits} exits at units {model.exit_units}, "
@@ -392,7 +399,7 @@ def train(
             good = logger.rows[-1] if logger.rows else {}
             record = run_summary(cfg, model, exit_macs, good, data, int(good.get("epoch", 0)),
                               int(good.get("step", 0)), completed=False)
-            record.update(ddp.describe())
+            record.update(processes)
             record.update(status="diverged", diverged={
                 "epoch": epoch + 1, "step": step, "reason": reason,
                 "checkpoint": list(last_checkpoint) if last_checkpoint else None})
@@ -480,7 +487,7 @@ def train(
         last_ckpt_time = time.monotonic()
         summary = run_summary(cfg, model, exit_macs, row, data, epoch + 1, step,
                            completed=epoch + 1 == cfg.train.epochs)
-        summary.update(ddp.describe())
+        summary.update(processes)
         if logger is not None:
             atomic_write_json(run_dir / "summary.json", summary)
         progress.line(_epoch_line(row, cfg.train.epochs, eval_split, num_exits))
@@ -492,6 +499,31 @@ def train(
     if summary is None:  # resumed past the end from a run without its row (older versions)
         return read_json(run_dir / "summary.json")
     return summary
+
+
+def _segments(run_dir: Path, start: tuple[int, int] | None, processes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's segments: from which position (``from_epoch``, ``from_batch``) on it trained with
+    how many processes (``world_size``, ``backend``), so a run resumed at another world size records
+    every one it trained with, not only the last. A resume (``start``: the checkpoint's position)
+    keeps the segments of the previous ``config.json`` that began before ``start`` (the others
+    were replayed) and adds one only when the processes change."""
+    here = {"from_epoch": start[0] if start else 0, "from_batch": start[1] if start else 0, **processes}
+    if start is None:
+        return [here]
+    try:
+        meta = read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        meta = None
+    meta = meta if isinstance(meta, dict) else {}
+    previous = meta.get("segments")
+    if not isinstance(previous, list):  # written before segments were recorded: one, from the start
+        previous = [{"from_epoch": 0, "from_batch": 0, "world_size": meta.get("world_size", 1),
+                     "backend": meta.get("backend")}]
+    kept = [seg for seg in previous if isinstance(seg, dict) and isinstance(seg.get("from_epoch"), int)
+            and isinstance(seg.get("from_batch"), int) and (seg["from_epoch"], seg["from_batch"]) < start]
+    if kept and all(kept[-1].get(k) == v for k, v in processes.items()):
+        return kept
+    return [*kept, here]
 
 
 # what to do after a divergence: a resume would diverge again from the same last good checkpoint

@@ -47,7 +47,7 @@ def test_train_evaluate_plot_round_trip(tmp_path, tiny_flat, capsys):
 
 def test_config_file_and_overrides(tmp_path, tiny_flat, capsys):
     yaml_file = tmp_path / "run.yaml"
-    yaml_file.write_text("\n".join(f"{k}: {v}" for k, v in tiny_flat.items()) + "\ntrain.epochs: 1\n")
+    yaml_file.write_text("\n".join(f"{k}: {v}" for k, v in {**tiny_flat, "train.epochs": 1}.items()) + "\n")
     assert main(["train", "--config", str(yaml_file), "--out", str(tmp_path / "r"), "--model.c", "6"]) == 0
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
     assert cfg["model"]["c"] == 6 and cfg["train"]["epochs"] == 1

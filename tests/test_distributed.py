@@ -138,6 +138,12 @@ def test_resume_two_process_checkpoint_in_one_process(runs):
     resumed = train(RunConfig.from_flat(flat), out_dir=out / "after-epoch-1", resume=True, tensorboard=False)
     straight = _summary(out / "run")
     assert resumed["world_size"] == 1 and resumed["epochs"] == 2 and resumed["steps"] == straight["steps"]
+    # each world size it trained with, from where (a resume recorded only the last one)
+    segments = [{"from_epoch": 0, "from_batch": 0, "world_size": 2, "backend": "gloo"},
+                {"from_epoch": 1, "from_batch": 0, "world_size": 1, "backend": None}]
+    assert resumed["segments"] == segments
+    assert json.loads((out / "after-epoch-1" / "config.json").read_text())["segments"] == segments
+    assert straight["segments"] == segments[:1]
     assert _close(resumed["errors"]["test"], straight["errors"]["test"], TOL)
     rows = (out / "after-epoch-1" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
@@ -154,6 +160,8 @@ def test_resume_one_process_checkpoint_with_torchrun(runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed, straight = _summary(run_dir), _summary(out / "single")
     assert (resumed["world_size"], resumed["backend"]) == (2, "gloo")
+    assert resumed["segments"] == [{"from_epoch": 0, "from_batch": 0, "world_size": 1, "backend": None},
+                                   {"from_epoch": 1, "from_batch": 0, "world_size": 2, "backend": "gloo"}]
     assert resumed["epochs"] == 2 and resumed["steps"] == straight["steps"]
     assert _close(resumed["errors"]["test"], straight["errors"]["test"], TOL)
 
@@ -193,3 +201,20 @@ def test_batch_that_does_not_divide_is_refused():
     with pytest.raises(RefusedError, match=r"train.batch_size=30 .* 4 processes"):
         DeviceLoader(torch.zeros(40, 1, 2, 2, dtype=torch.uint8), torch.zeros(40), batch_size=30, world_size=4,
                      rank=1)
+
+
+def test_segments_keep_what_trained_and_drop_what_a_resume_replays(tmp_path):
+    """A resume keeps the earlier segments that began before its checkpoint, adds one only when the
+    processes change, and reads a config.json written before segments as one segment."""
+    from adaptive_weights.training import _segments
+
+    one, two = {"world_size": 1, "backend": None}, {"world_size": 2, "backend": "gloo"}
+    assert _segments(tmp_path, None, one) == [{"from_epoch": 0, "from_batch": 0, **one}]
+    (tmp_path / "config.json").write_text(json.dumps({"world_size": 2, "backend": "gloo"}))  # an older record
+    assert _segments(tmp_path, (3, 0), one) == [{"from_epoch": 0, "from_batch": 0, **two},
+                                                 {"from_epoch": 3, "from_batch": 0, **one}]
+    segments = [{"from_epoch": 0, "from_batch": 0, **one}, {"from_epoch": 3, "from_batch": 0, **two}]
+    (tmp_path / "config.json").write_text(json.dumps({"segments": segments, **two}))
+    assert _segments(tmp_path, (3, 5), two) == segments  # the same processes go on
+    assert _segments(tmp_path, (3, 0), one) == segments[:1]  # the 2-process segment never checkpointed
+    assert _segments(tmp_path, (4, 0), one) == [*segments, {"from_epoch": 4, "from_batch": 0, **one}]

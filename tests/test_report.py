@@ -485,3 +485,34 @@ def test_keys_newer_than_a_run_read_as_their_defaults(trained, tmp_path):
                      "--group-by", "scheme.name,objective.name,gradient.name"]) == 0
     md = (out / "report.md").read_text()
     assert "+ce+sum" in md and "objective" not in md.split("## Warnings")[1]
+
+
+@pytest.mark.parametrize("errors", ["[1.5]", "[-0.1]", "[NaN]", "[Infinity]"])
+def test_an_error_outside_0_1_is_refused_naming_the_file(tmp_path, errors):
+    """An error is a fraction of the split's images: a summary with 1.5 or NaN was reported as is."""
+    (tmp_path / "summary.json").write_text('{"exit_units": [0], "exit_macs": [1], "errors": {"test": ' + errors
+                                           + '}, "num_units": 3, "config": {}}')
+    with pytest.raises(RefusedError, match=rf"{tmp_path}/summary.json: errors.test=.*between 0 and 1"):
+        load_runs([tmp_path])
+
+
+@pytest.mark.parametrize("seed", ['"x"', "1.5", "true", "-1"])
+def test_a_seed_that_is_no_integer_is_refused_naming_the_file(tmp_path, seed):
+    """int('x') failed without naming the file, and 1.5 was read as seed 1."""
+    (tmp_path / "summary.json").write_text('{"exit_units": [0], "exit_macs": [1], "errors": {"test": [0.1]}, '
+                                           '"num_units": 3, "config": {"train.seed": ' + seed + '}}')
+    with pytest.raises(RefusedError, match=rf"{tmp_path}/summary.json: train.seed="):
+        load_runs([tmp_path])
+
+
+def test_newlines_and_html_in_a_cell_are_escaped():
+    """A run directory named with a newline split the Runs table's row in two, and HTML in a
+    strategy's name was rendered by markdown viewers."""
+    run = _run("a\nb<i>&", "sieve", 5, [0.5, 0.4, 0.2])
+    run.config["strategy.name"] = "<script>x</script>"
+    md = build_report([*_hand_runs(), run]).markdown
+    line = next(ln for ln in md.splitlines() if "| 5 |" in ln)  # the Runs table's row
+    assert line.startswith("| a b&lt;i&gt;&amp; | &lt;script&gt;x&lt;/script&gt; |"), line
+    cells = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert not any("<script>" in ln or "<i>" in ln for ln in cells)
+    assert any("&lt;script&gt;" in ln for ln in cells if not ln.startswith("| a b"))  # the method's other rows

@@ -234,3 +234,25 @@ def test_resuming_a_missing_run_directory_creates_nothing(tmp_path, tiny_flat):
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(RunConfig.from_flat(tiny_flat), out_dir=tmp_path / "missing", resume=True, tensorboard=False)
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hardlink", "directory"])
+def test_a_planted_lock_is_refused_and_its_target_left_alone(tmp_path, tiny_flat, capsys, planted):
+    """A ``.lock`` planted in a run directory as a link to another file: ``train --resume`` opened
+    it following the link and truncated the target to write its pid. A lock that is a link or not a
+    regular file is refused, naming it."""
+    out = tmp_path / "r"
+    train(RunConfig.from_flat({**tiny_flat, "train.epochs": 1}), out_dir=out, tensorboard=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / ".lock").unlink()
+    if planted == "symlink":
+        (out / ".lock").symlink_to(victim)
+    elif planted == "hardlink":
+        os.link(victim, out / ".lock")
+    else:
+        (out / ".lock").mkdir()
+    assert main(["train", "--resume", str(out), "--train.progress", "false"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / '.lock'}") and "Traceback" not in err, err
+    assert victim.read_text() == "precious\n"

@@ -70,3 +70,71 @@ def test_file_data_sets_are_checked_once_read_before_the_run_dir(tmp_path, flags
                  "--train.progress", "false", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ issue 19 item 8
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "x\n"])
+def test_a_run_name_that_is_no_directory_name_is_refused(tmp_path, tiny_flat, monkeypatch, capsys, name):
+    """``--name ../../x`` without ``--out`` wrote results/runs/../../x, outside results/runs. A run
+    name is checked as a sweep's name is: letters, digits, '.', '_' and '-'."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    flags = [a for k, v in tiny_flat.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--name", name, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: name: {name!r}") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and not any(work.iterdir())
+
+
+def test_default_run_names_are_run_names(tiny_flat):
+    from adaptive_weights.config import is_run_name
+
+    cfg = RunConfig.from_flat({**tiny_flat, "strategy.name": "eg", "strategy.gamma": 0.25}).resolve()
+    assert is_run_name(cfg.name) and cfg.name == "synthetic-resnet1c4-sieve-eg-gamma0.25-s0"
+
+
+def test_resuming_with_another_strategy_names_the_change(tmp_path, tiny_flat, capsys):
+    """The stored eg run's gamma and rho were carried onto aann, which refused them as unknown
+    hyper-parameters instead of naming the change of strategy."""
+    from adaptive_weights.training import train
+
+    run = tmp_path / "r"
+    train(RunConfig.from_flat({**tiny_flat, "strategy.name": "eg", "train.epochs": 1}), out_dir=run,
+          tensorboard=False)
+    assert main(["train", "--resume", str(run), "--strategy.name", "aann"]) == 2
+    err = capsys.readouterr().err
+    assert "strategy.name: 'eg' -> 'aann'" in err and "unknown hyper-parameter" not in err, err
+
+
+@pytest.mark.parametrize("text,key,lines", [
+    ("train.seed: [0, 1]\nmodel.n: 1\ntrain.seed: 2\n", "train.seed", (1, 3)),
+    ("train:\n  seed: 1\n  epochs: 2\n  seed: 3\n", "seed", (2, 4)),
+])
+def test_a_yaml_key_written_twice_is_refused_naming_both_lines(tmp_path, text, key, lines):
+    """YAML kept the last of two equal keys: a grid axis written twice was silently dropped."""
+    from adaptive_weights.config import load_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(RefusedError, match=rf"{path}.*'{key}' is written twice \(lines {lines[0]} and {lines[1]}\)"):
+        load_config_file(path)
+
+
+def test_a_json_key_written_twice_is_refused(tmp_path):
+    from adaptive_weights.config import load_config_file
+
+    path = tmp_path / "c.json"
+    path.write_text('{"train.seed": [0, 1], "train.seed": 2}')
+    with pytest.raises(RefusedError, match=rf"{path}.*'train.seed' is written twice"):
+        load_config_file(path)
+
+
+def test_a_run_refused_for_missing_data_leaves_no_directory(tmp_path, capsys):
+    """CIFAR not found (a FileNotFoundError, read after the lock is taken) left a run directory
+    holding only .lock."""
+    out = tmp_path / "r"
+    assert main(["train", "--data.name", "cifar10", "--data.root", str(tmp_path / "none"), "--out", str(out),
+                 "--train.progress", "false"]) == 2
+    assert "cifar10 not found" in capsys.readouterr().err
+    assert not out.exists()

@@ -57,7 +57,7 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .sweepfile import SCHEDULERS
+    from .sweepfile import DEFAULT_MAX_TRIALS, SCHEDULERS
 
     p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
                                 epilog="Any dotted config key given as a flag replaces the file's value, read as "
@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="choose each strategy's setting and write the report to OUT/NAME/report")
     p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="validate the sweep file and list the trials only")
+    p.add_argument("--max-trials", type=int, default=DEFAULT_MAX_TRIALS,
+                   help=f"refuse a grid of more trials than this (default {DEFAULT_MAX_TRIALS:,}); every trial is "
+                        "validated before Ray starts")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
     p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
     return p
@@ -104,15 +107,28 @@ def cli_main(argv: Sequence[str]) -> int:
     [--cpus-per-trial 1] [--max-concurrent N] [--resume] [--report]``. Bad input raises
     RefusedError (the CLI prints it and exits with status 2) before Ray starts."""
     args, extra = _parser().parse_known_args(list(argv))
-    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra))
+    spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra), max_trials=args.max_trials)
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
     if args.dry_run:
+        from .launcher import check_options
+
+        check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                      max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                      workers_per_trial=args.workers_per_trial)  # what the real run refuses before Ray starts
         print(spec.describe())
         for t in spec.trials:
             print(f"  {t['name']}")
         return 0
+    from .sweepdir import driver_lock
+
     local_dir = local_results_dir(args.out, spec.name)
+    with driver_lock(local_dir):  # for the command's whole life: the sweep and its report
+        return _run(args, spec, local_dir)
+
+
+def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path) -> int:
+    """The command after the dry run, under the sweep's driver lock."""
     existing = _complete_runs(args.out, spec) if (args.report and not args.resume) else None
     if existing is not None:
         run_dirs = existing  # a finished sweep: only the report is asked for

@@ -21,10 +21,11 @@ from typing import Any
 from adaptive_weights.errors import RefusedError
 
 __all__ = ["require_ray_tune", "ensure_loopback", "init_local_ray", "ensure_cluster_auth", "ray_session",
-           "LOOPBACK_ENV", "AUTH_MODE_ENV", "TUNE_EXTRA"]
+           "LOOPBACK_ENV", "AUTH_MODE_ENV", "AUTH_MODES", "auth_mode", "TUNE_EXTRA"]
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_MODES = ("token", "disabled")
 TUNE_EXTRA = "pip install 'adaptive-weights[tune]'"
 
 
@@ -34,6 +35,21 @@ def require_ray_tune() -> None:
     setting (:func:`ensure_loopback`)."""
     if any(importlib.util.find_spec(module) is None for module in ("ray", "pandas")):
         raise RefusedError(f"running a sweep needs Ray Tune, which is not installed: {TUNE_EXTRA}")
+
+
+def auth_mode(environ: Mapping[str, str] | None = None) -> str | None:
+    """``RAY_AUTH_MODE`` as Ray reads it (in any case), or None when unset or empty. Ray enforces
+    authentication for ``token`` only and reads every other value as off, so anything but
+    ``token`` or ``disabled`` (``tokn``, `` token``, ``1``) is refused by name: a typo must not
+    turn authentication off without a word."""
+    env = os.environ if environ is None else environ
+    raw = env.get(AUTH_MODE_ENV, "")
+    if raw == "":
+        return None
+    if raw.lower() not in AUTH_MODES:
+        raise RefusedError(f"{AUTH_MODE_ENV}={raw!r}: expected 'token' or 'disabled' (Ray reads any other value as "
+                           "disabled, which would turn authentication off)")
+    return raw.lower()
 
 
 def ensure_loopback() -> None:
@@ -64,7 +80,7 @@ def ensure_cluster_auth(environ: Mapping[str, str] | None = None) -> str:
     or ``~/.ray/auth_token`` (the cluster's own: ``ray get-auth-token`` on the head prints it).
     Returns the mode; refuses token mode without a token before Ray starts."""
     env = os.environ if environ is None else environ
-    mode = env.get(AUTH_MODE_ENV, "").lower() or "token"
+    mode = auth_mode(env) or "token"
     if environ is None:
         os.environ[AUTH_MODE_ENV] = mode
     if mode != "token":
@@ -87,6 +103,7 @@ def ray_session(address: str | None, *, verbose: int) -> Iterator[None]:
     None) or the cluster at ``address``, shut down afterwards."""
     if address is None:
         ensure_loopback()
+        auth_mode()  # a mistyped mode would turn the in-process Ray's authentication off
     else:
         ensure_cluster_auth()
     import ray

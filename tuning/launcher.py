@@ -23,7 +23,7 @@ from .space import SELECTION_METRIC
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, local_results_dir
 from .sweepfile import SweepSpec
 
-__all__ = ["run_sweep", "write_sweep_report", "SweepOutcome", "SELECTION_METRIC"]
+__all__ = ["run_sweep", "check_options", "write_sweep_report", "SweepOutcome", "SELECTION_METRIC"]
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,28 @@ def run_sweep(
     many Ray Train workers (:mod:`adaptive_weights.tuning.ray_train`); the CPUs and GPUs per trial
     are then per worker.
     """
-    from .space import check_scheduler, check_search_available
-
     require_ray_tune()
     out = str(out)
+    spec = check_options(spec, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                         max_concurrent=max_concurrent, scheduler=scheduler, max_failures=max_failures,
+                         workers_per_trial=workers_per_trial)
+    from .sweepdir import driver_lock
+
+    with driver_lock(local_results_dir(out, spec.name)):  # one driver per sweep, taken before Ray starts
+        return _run_locked(spec, out=out, address=address, cpus_per_trial=cpus_per_trial,
+                           gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, resume=resume,
+                           max_failures=max_failures, tensorboard=tensorboard, verbose=verbose,
+                           workers_per_trial=workers_per_trial)
+
+
+def check_options(spec: SweepSpec, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+                  max_concurrent: int | None = None, scheduler: str | None = None, max_failures: int = 3,
+                  workers_per_trial: int = 1) -> SweepSpec:
+    """Refuse what a real run would refuse once it starts (resources, a scheduler Tune cannot run
+    with the search, a missing searcher package), so ``--dry-run`` refuses it too; returns ``spec``
+    with ``scheduler`` applied."""
+    from .space import check_scheduler, check_search_available
+
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
         raise RefusedError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial}, "
                            f"{gpus_per_trial}")
@@ -97,6 +115,13 @@ def run_sweep(
     _check_workers(workers_per_trial, gpus_per_trial, spec.scheduler)
     check_scheduler(spec)
     check_search_available(spec.search)
+    return spec
+
+
+def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_trial: float, gpus_per_trial: float,
+                max_concurrent: int | None, resume: bool, max_failures: int, tensorboard: bool, verbose: int,
+                workers_per_trial: int) -> SweepOutcome:
+    """run_sweep's body, under the sweep's driver lock."""
     root, experiment = experiment_path(out, spec.name)
     local_dir = local_results_dir(out, spec.name)
     spec = with_threads(spec, cpus_per_trial)
@@ -112,7 +137,7 @@ def run_sweep(
     else:
         sweep_dir.write_spec(spec_record(spec))
     found = matching_checkpoints(sweep_dir.checkpoints(), spec)
-    run_dirs = [sweep_dir.download(c, local_dir / RUNS_DIR / name) for name, c in sorted(found.items())]
+    run_dirs = [sweep_dir.download(c, local_dir / RUNS_DIR) for _, c in sorted(found.items())]
     expected = {t["name"] for t in spec.trials} if spec.search == "grid" else set(found) | errored
     done = {n for n, c in found.items() if c.completed} | sweep_dir.stopped()
     unfinished = sorted(expected - done - errored)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from adaptive_weights.errors import RefusedError
 from adaptive_weights.runs import summary_is_final
 
 __all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE", "DEFAULT_OUT", "RUNS_DIR", "experiment_path", "is_uri",
-           "local_results_dir"]
+           "local_results_dir", "driver_lock"]
 
 DEFAULT_OUT = "results/sweeps"
 SPEC_FILE = "sweep.json"
@@ -50,6 +52,37 @@ def local_results_dir(out: str, name: str) -> Path:
     if is_uri(out):
         return Path(DEFAULT_OUT).resolve() / name
     return Path(out).expanduser().resolve() / name
+
+
+_DRIVER_LOCKS: dict[Path, object] = {}  # sweep directories this process's driver holds
+
+
+@contextmanager
+def driver_lock(local_dir: Path) -> Iterator[None]:
+    """Hold the sweep's exclusive lock (``flock`` on ``local_dir/.lock``, as a run directory's) for
+    the body: a second driver on a live sweep (``sweep --resume`` while the first runs) would plan
+    every unfinished trial again on a second Ray; it is refused at once, naming the holder's pid.
+    Re-entrant within a process (the command holds it around run_sweep and the report). The lock
+    is on this machine's results directory: for a bucket it keeps out drivers on this machine
+    only. A directory that only the lock made is removed again (a refused sweep leaves nothing)."""
+    from adaptive_weights._lock import LOCK_NAME, RunDirLock
+
+    key = Path(local_dir).resolve()
+    if key in _DRIVER_LOCKS:
+        yield
+        return
+    fresh = not key.exists()
+    lock = RunDirLock(key, holder="another sweep driver", advice="wait for it to finish (or stop it) before "
+                      "--resume, or give this sweep another --name or --out").acquire()
+    _DRIVER_LOCKS[key] = lock
+    try:
+        yield
+    finally:
+        if fresh and [p.name for p in key.iterdir()] == [LOCK_NAME]:
+            (key / LOCK_NAME).unlink(missing_ok=True)  # removed while still held
+            key.rmdir()
+        del _DRIVER_LOCKS[key]
+        lock.release()
 
 
 @dataclass(frozen=True)
@@ -149,13 +182,33 @@ class SweepDir:
                     continue
                 diverged = summary.get("status") == "diverged"
                 found = TrialCheckpoint(
-                    name=str(summary["name"]), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
+                    name=self._run_name(trial, ckpt, summary), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
                     completed=summary_is_final(summary), config=dict(summary.get("config") or {}),
                     val_errors=None if diverged else (summary.get("errors") or {}).get("val"))
                 # a diverged run's last checkpoint has the epochs of the good one before it: the later wins
                 if found.name not in best or found.epochs > best[found.name].epochs or diverged:
                     best[found.name] = found
         return best
+
+    def _run_name(self, trial: str, ckpt: str, summary: dict[str, Any]) -> str:
+        """The run a checkpoint belongs to, as the sweep itself recorded it: the trial directory
+        is named after the run (``NAME``, or ``NAME.2``, ... for a run that a later attempt
+        continued). The name becomes a directory under ``runs/``, so a summary.json that names
+        another run, or no run name at all (``../../x``), was not written by this sweep and is
+        refused rather than trusted."""
+        from adaptive_weights.config import is_run_name
+
+        name = summary.get("name")
+        config_name = summary.get("config", {}).get("name", name) if isinstance(summary.get("config"), dict) else name
+        ours = is_run_name(name) and config_name == name and (
+            trial == name or (trial.startswith(f"{name}.") and trial[len(name) + 1:].isdigit()))
+        if not ours:
+            raise RefusedError(
+                f"{self.uri(trial, ckpt, 'summary.json')} names the run {name!r} (config name {config_name!r}), "
+                f"which is not its trial directory {trial!r}: this sweep did not write it (a trial directory is "
+                f"its run's name, or NAME.2, ... for a continued run); remove {self.uri(trial)} if it is not "
+                "yours, then resume")
+        return name
 
     def _complete_summary(self, trial: str, ckpt: str) -> dict[str, Any] | None:
         """The ``summary.json`` of a checkpoint that Ray finished copying, else None. Ray copies a
@@ -181,13 +234,26 @@ class SweepDir:
         except OSError:
             return False
 
-    def download(self, checkpoint: TrialCheckpoint, dest: Path) -> Path:
-        """Copy a checkpoint (a run directory) to the local ``dest``, replacing what was there."""
+    def download(self, checkpoint: TrialCheckpoint, runs_dir: Path) -> Path:
+        """Copy a checkpoint (a run directory) to ``runs_dir/<run name>`` on this machine, replacing
+        what was there. Nothing outside ``runs_dir`` is ever removed: the name is one path component
+        (:meth:`checkpoints` checked it), and a ``runs_dir`` that is a symbolic link is refused (a
+        link planted in a shared sweep folder would point the removal elsewhere)."""
         import shutil
 
         import pyarrow.fs
 
-        if dest.exists():
+        from adaptive_weights.config import is_run_name
+
+        if not is_run_name(checkpoint.name):
+            raise RefusedError(f"{checkpoint.path}: {checkpoint.name!r} is not a run name; it was not copied")
+        if runs_dir.is_symlink():
+            raise RefusedError(f"{runs_dir} is a symbolic link (to {runs_dir.resolve()}); the sweep's runs are "
+                               "copied only into a real directory: remove the link and run the command again")
+        dest = runs_dir / checkpoint.name
+        if dest.is_symlink():
+            dest.unlink()  # the link itself, never what it points to
+        elif dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         _, src = pyarrow.fs.FileSystem.from_uri(checkpoint.path)

@@ -38,7 +38,9 @@ searcher sweep's ranges are validated at both ends.
 
 from __future__ import annotations
 
+import collections
 import itertools
+import math
 import re
 import typing
 from collections.abc import Mapping
@@ -50,7 +52,7 @@ from adaptive_weights.config import NAMING_PREFIXES
 from adaptive_weights.errors import RefusedError
 
 __all__ = ["SweepSpec", "load_sweep", "parse_overrides", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
-           "is_range"]
+           "is_range", "DEFAULT_MAX_TRIALS"]
 
 SEARCHES = ("grid", "random", "optuna", "hyperopt")
 SCHEDULERS = ("fifo", "asha", "pbt")
@@ -58,6 +60,9 @@ SCHEDULERS = ("fifo", "asha", "pbt")
 RANGE_KINDS = ("uniform", "loguniform", "randint", "choice")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# a grid above this many trials is refused before any is expanded (--max-trials raises it): each trial
+# is resolved before Ray starts (about a millisecond each) and each is a run
+DEFAULT_MAX_TRIALS = 10_000
 
 
 @dataclass(frozen=True)
@@ -101,16 +106,17 @@ class SweepSpec:
 
 
 def load_sweep(path: str | Path, *, name: str | None = None,
-               overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+               overrides: Mapping[str, Any] | None = None, max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
     """Read and validate a sweep file (see the module docstring); ``name`` overrides ``sweep.name``
-    and ``overrides`` (dotted keys, e.g. from ``--data.root /data``) replace the file's values."""
+    and ``overrides`` (dotted keys, e.g. from ``--data.root /data``) replace the file's values; a
+    grid of more than ``max_trials`` trials is refused before any is expanded."""
     from adaptive_weights.config import load_config_file
 
     data = load_config_file(path)
     for key, value in (overrides or {}).items():
         data = {k: v for k, v in data.items() if k != key and not k.startswith(key + ".")}
         data[key] = value
-    return parse_sweep(data, name=name, default_name=Path(path).stem)
+    return parse_sweep(data, name=name, default_name=Path(path).stem, max_trials=max_trials)
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
@@ -129,8 +135,10 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     return out
 
 
-def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_name: str = "sweep") -> SweepSpec:
-    """Validate a sweep mapping (nested or dotted keys) and expand it into trials."""
+def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_name: str = "sweep",
+                max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
+    """Validate a sweep mapping (nested or dotted keys) and expand it into trials (at most
+    ``max_trials`` in a grid, all cases together)."""
     from adaptive_weights.config import config_key, flatten
 
     flat: dict[str, Any] = {}
@@ -171,12 +179,15 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         per_strategy.setdefault(strategy, {})[hparam] = value
     if cases is None:
         return expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
-                            search=search, num_samples=num_samples, scheduler=scheduler)
+                            search=search, num_samples=num_samples, scheduler=scheduler, max_trials=max_trials)
     if search != "grid":
         raise RefusedError(f"sweep.cases: a union of grids needs sweep.search: grid, got {search!r}; "
                            "write one sweep file per searched space")
-    specs = [expand_sweep({**keys, **case}, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
-                          scheduler=scheduler) for case in _cases(cases)]
+    specs: list[SweepSpec] = []
+    for case in _cases(cases):  # the cases together are limited to max_trials
+        specs.append(expand_sweep({**keys, **case}, name=sweep_name, paper_grid=paper_grid,
+                                  per_strategy=per_strategy, scheduler=scheduler,
+                                  max_trials=max_trials, counted=sum(len(spec.trials) for spec in specs)))
     return _union(sweep_name, specs, scheduler)
 
 
@@ -203,13 +214,13 @@ def _union(name: str, specs: list[SweepSpec], scheduler: str) -> SweepSpec:
     """The trials of several grids in case order; a trial two cases share runs once, and two
     different trials that would share a run name are refused (a case's axis the names do not show)."""
     trials: list[dict[str, Any]] = []
-    configs: list[dict[str, Any]] = []  # the trials without their names: a case's name suffixes differ
+    configs: set[str] = set()  # the trials without their names: a case's name suffixes differ
     axes: dict[str, list[Any]] = {}
     for spec in specs:
         for trial in spec.trials:
-            config = {k: v for k, v in trial.items() if k != "name"}
+            config = _trial_key({k: v for k, v in trial.items() if k != "name"})
             if config not in configs:
-                configs.append(config)
+                configs.add(config)
                 trials.append(trial)
         for key, values in spec.axes.items():
             axes.setdefault(key, [])
@@ -221,10 +232,18 @@ def _union(name: str, specs: list[SweepSpec], scheduler: str) -> SweepSpec:
 
 def _refuse_shared_names(trials: list[dict[str, Any]], message: str) -> None:
     """Two different trials must not write the same run directory: ``message.format(name)`` if they would."""
-    names = [t["name"] for t in trials]
-    dup = next((n for n in names if names.count(n) > 1), None)
+    counts = collections.Counter(t["name"] for t in trials)
+    dup = next((n for n, count in counts.items() if count > 1), None)
     if dup is not None:
         raise RefusedError(message.format(dup))
+
+
+def _trial_key(trial: Mapping[str, Any]) -> str:
+    """A trial config as a hashable key (its values are plain JSON), so duplicates are found in
+    linear time rather than by comparing every pair of trials."""
+    import json
+
+    return json.dumps(trial, sort_keys=True, default=repr)
 
 
 def _option(key: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -242,10 +261,14 @@ def expand_sweep(
     search: str = "grid",
     num_samples: int = 1,
     scheduler: str = "fifo",
+    max_trials: int = DEFAULT_MAX_TRIALS,
+    counted: int = 0,
 ) -> SweepSpec:
     """Expand dotted ``keys`` (lists are axes, ranges are sampled) into resolved trial configs (a
     grid) or a validated search space (a searcher); raises ``RefusedError`` naming the key on an
-    unknown key, an empty grid, a range a grid cannot sample or a value of the wrong type."""
+    unknown key, an empty grid, a range a grid cannot sample or a value of the wrong type, and
+    naming the size of a grid of more than ``max_trials`` trials before expanding any (``counted``:
+    the trials of the cases before this one, which share the limit)."""
     from adaptive_weights.config import RunConfig
     from adaptive_weights.strategies import get_strategy_class, list_strategies
 
@@ -307,7 +330,14 @@ def expand_sweep(
                             {f"strategy.{k}": v for k, v in grids[strategy].items()})
 
     trials: list[dict[str, Any]] = []
+    seen: set[str] = set()
     shared_items = list(shared.items())
+    size = sum(math.prod(len(v) for v in [*shared.values(), *grids[s].values()]) for s in dict.fromkeys(strategy_names))
+    if counted + size > max_trials:
+        cases = " (with its cases so far)" if counted else ""
+        raise RefusedError(f"sweep {name}: the grid has {counted + size:,} trials{cases}, more than the "
+                           f"{max_trials:,} of --max-trials (each trial is validated before Ray starts, and each is "
+                           "a run); narrow its axes, or pass a larger --max-trials")
     # axes that the default run name does not show get a suffix, so every trial has its own name
     suffix_keys = [k for k, v in shared_items if len(v) > 1 and not k.startswith(NAMING_PREFIXES)]  # the run name shows those already
     for strategy in dict.fromkeys(strategy_names):
@@ -321,7 +351,8 @@ def expand_sweep(
             if suffix_keys:  # the name is no validated key: the resolved trial takes it as it is
                 suffix = "".join(f"-{k.split('.')[-1]}{_name_part(flat[k])}" for k in suffix_keys)
                 trial = {**trial, "name": trial["name"] + suffix}
-            if trial not in trials:  # an objective/gradient axis the trial's plug-in lacks repeats it
+            if _trial_key(trial) not in seen:  # an objective/gradient axis the trial's plug-in lacks repeats it
+                seen.add(_trial_key(trial))
                 trials.append(trial)
     _refuse_shared_names(trials, "two trials of the sweep would both be the run {!r}; remove the duplicate values")
     axes_out = {k: v for k, v in shared.items() if len(v) > 1}
