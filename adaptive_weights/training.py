@@ -329,7 +329,6 @@ def train(
     )
     objective, gradient = build_step_plugins(cfg, model)
     forward = ddp.wrap_model(gradient.forward_fn(), device)
-    forward, stepper = compile_training(forward, strategy, cfg.train.compile)  # `none`: both unchanged
     num_exits = model.num_exits
     exit_macs = model.exit_macs()
     steps_per_epoch = len(data.train)
@@ -349,6 +348,9 @@ def train(
         acc.update({k: v.to(device) for k, v in checkpoint["accumulators"].items()})
         if not ddp.is_main:  # the checkpoint holds rank 0's share of the per-rank counts
             acc.update({k: torch.zeros_like(acc[k]) for k in _PER_RANK})
+    # compiled after the states are loaded: a CUDA graph (reduce-overhead) reads the strategy's and
+    # the network's tensors at fixed addresses, so nothing it captures may predate the resume's state
+    forward, stepper = compile_training(forward, strategy, cfg.train.compile)  # `none`: both unchanged
 
     # what the run records of its processes: this segment's and, resumed, the earlier ones'
     processes = {**ddp.describe(), "segments": _segments(run_dir, (start_epoch, start_batch) if checkpoint else None,

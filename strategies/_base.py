@@ -236,18 +236,23 @@ class Strategy:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict()`; a different strategy, K or hyper-parameters raise ValueError."""
+        """Restore a `state_dict()` into the existing state tensors (their storage is kept, so a step
+        compiled or graph-captured before the load sees the loaded state); a different strategy, K,
+        hyper-parameters or a tensor of another shape or dtype raise ValueError, before anything changes."""
         for key, mine in (("name", self.name), ("K", self.K), ("hparams", self._hparams)):
             if state.get(key) != mine:
                 raise ValueError(f"state_dict {key}={state.get(key)!r} does not match this strategy's {mine!r}")
         names = set(self._all_tensor_names())
         if set(state["tensors"]) != names:
             raise ValueError(f"state_dict tensors {sorted(state['tensors'])} != expected {sorted(names)}")
-        for name, value in state["tensors"].items():  # in place: the state keeps its storage
+        for name, value in state["tensors"].items():  # all checked before the first write
             mine = getattr(self, name)
-            if tuple(value.shape) != tuple(mine.shape):
-                raise ValueError(f"state_dict tensor {name!r} has shape {tuple(value.shape)}, expected {tuple(mine.shape)}")
-            mine.copy_(value)
+            if not isinstance(value, Tensor) or value.shape != mine.shape or value.dtype != mine.dtype:
+                got = (f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__)
+                raise ValueError(f"state_dict tensor {name!r} is {got}, expected {mine.dtype} {tuple(mine.shape)}")
+        for name, value in state["tensors"].items():
+            # copied in place: a compiled step (a CUDA graph) reads and writes these very storages
+            getattr(self, name).copy_(value)
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
         self.steps.fill_(int(state["steps"]))
         self._learning = self.epoch >= self.warmup_epochs

@@ -77,6 +77,34 @@ def test_compiled_run_matches_eager_run(tmp_path, tiny_flat, eager_backend, stra
     assert all(torch.equal(sa["tensors"][k], sb["tensors"][k]) for k in sa["tensors"])
 
 
+def test_a_resumed_compiled_run_compiles_the_loaded_state(tmp_path, tiny_flat, eager_backend, monkeypatch) -> None:
+    """A CUDA graph (reduce-overhead) reads the strategy's and the network's tensors at the addresses
+    it captured: a resume compiles only after the checkpoint's states are loaded, and a compiled run
+    interrupted after epoch 1 and resumed equals the straight compiled run."""
+    import importlib
+
+    from conftest import train_interrupted_then_resumed
+
+    train_module = importlib.import_module("adaptive_weights.train")
+    compiled_at: list[int] = []
+
+    def spy(forward, strategy, mode):
+        compiled_at.append(int(strategy.steps))  # how far the strategy's state is when compiled
+        return compiled.compile_training(forward, strategy, mode)
+
+    monkeypatch.setattr(train_module, "compile_training", spy)
+    cfg = RunConfig.from_flat({**tiny_flat, "strategy.name": "eg", "train.compile": "reduce-overhead"})
+    train(cfg, out_dir=tmp_path / "straight", tensorboard=False)
+    train_interrupted_then_resumed(cfg, tmp_path / "resumed")
+    steps_per_epoch = tiny_flat["data.synthetic_size"] // tiny_flat["train.batch_size"]
+    assert compiled_at == [0, 0, steps_per_epoch]  # straight, interrupted, resumed from epoch 1's state
+    assert _rows(tmp_path / "resumed") == _rows(tmp_path / "straight")
+    sa, sb = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True)["strategy"]
+              for d in ("straight", "resumed"))
+    assert sa["steps"] == sb["steps"] == 2 * steps_per_epoch
+    assert all(torch.equal(sa["tensors"][k], sb["tensors"][k]) for k in sa["tensors"])
+
+
 def test_safe_strategy_is_compiled_and_unsafe_is_not(eager_backend) -> None:
     from adaptive_weights.strategies import create_strategy
 

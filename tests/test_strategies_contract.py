@@ -195,6 +195,31 @@ def test_load_state_dict_refuses_another_strategy(name: str) -> None:
         s.load_state_dict(create_strategy(name, BASE[:4]).state_dict())
 
 
+def test_load_state_dict_copies_into_the_existing_tensors(name: str) -> None:
+    """A compiled step (a CUDA graph) reads and writes the state tensors at the addresses it saw
+    when it was captured: a load must copy into them, never rebind them, and a tensor of another
+    dtype is refused before anything changes (a silent cast would hide a foreign state)."""
+    a = create_strategy(name, BASE, seed=7, **param_sets(name)[0])
+    a.start_epoch(0)
+    run(a, loss_stream(5, seed=3))
+    b = create_strategy(name, BASE, seed=999, **param_sets(name)[0])
+    names = list(b.state_dict()["tensors"])
+    before = {k: (getattr(b, k), getattr(b, k).data_ptr()) for k in names}
+    b.load_state_dict(a.state_dict())
+    for k in names:
+        assert getattr(b, k) is before[k][0] and getattr(b, k).data_ptr() == before[k][1], k
+        assert torch.equal(getattr(b, k), getattr(a, k)), k
+    fresh = create_strategy(name, BASE, seed=999, **param_sets(name)[0])
+    kept = fresh.state_dict()
+    state = a.state_dict()
+    key = names[-1]
+    other = torch.float64 if state["tensors"][key].dtype != torch.float64 else torch.float32
+    state["tensors"][key] = state["tensors"][key].to(other)
+    with pytest.raises(ValueError, match=rf"{key}.*is {other}.*expected"):
+        fresh.load_state_dict(state)
+    assert all(torch.equal(v, fresh.state_dict()["tensors"][k]) for k, v in kept["tensors"].items())
+
+
 @pytest.mark.parametrize("which", [0, 1])
 def test_extreme_losses_never_give_nan(name: str, which: int) -> None:
     s = create_strategy(name, BASE, seed=2, **param_sets(name)[which])
