@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
+from adaptive_weights import train
 from adaptive_weights.checkpoint import load_checkpoint
 from adaptive_weights.config import RunConfig
 from adaptive_weights.models import create_model
 from adaptive_weights.packing import PackRefusedError, pack_network, train_packed
 from adaptive_weights.packing import _checkpoints as pack_checkpoints
-from adaptive_weights import train
 from tests.conftest import TINY
 
 # three members that differ in everything a member may: seed, scheme, strategy (a no-regret
