@@ -123,6 +123,8 @@ def cli_main(argv: Sequence[str]) -> int:
     from .sweepdir import driver_lock
 
     local_dir = local_results_dir(args.out, spec.name)
+    if not (args.report and not args.resume):  # only a finished sweep's report needs no Ray
+        require_ray_tune()  # before the lock makes the sweep's directory
     with driver_lock(local_dir):  # for the command's whole life: the sweep and its report
         return _run(args, spec, local_dir)
 

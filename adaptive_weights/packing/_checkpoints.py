@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import save_checkpoint
 
 __all__ = ["NEXT_NAME", "commit_checkpoints", "settle_checkpoints"]
 
@@ -32,7 +32,10 @@ def commit_checkpoints(paths: Sequence[Path], states: Sequence[dict[str, Any]]) 
 
 
 def _position(path: Path) -> tuple[int, int]:
-    state = load_checkpoint(path)
+    """Where a checkpoint stands (read with ``weights_only``; the resume validates it in full)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
     return int(state["epoch"]), int(state["batch"])
 
 
