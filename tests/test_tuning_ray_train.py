@@ -1,14 +1,19 @@
 """A sweep whose trials are data-parallel runs: Ray Train's TorchTrainer (2 gloo workers) inside each
-of 2 Tune trials, on the in-process loopback Ray."""
+of 2 Tune trials, on the in-process loopback Ray; every port Ray and the workers' process group
+listen on is on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
+from collections.abc import Iterator
 
 import pytest
 from test_tuning_ray import ray_tmp  # noqa: F401  (the private RAY_TMPDIR fixture)
+from test_tuning_search import _descendants, _listening
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
@@ -33,6 +38,26 @@ sweep.name: ddp
 """
 
 
+@contextlib.contextmanager
+def _sockets_listened_on() -> Iterator[set[tuple[int, str]]]:
+    """Every (pid, address) this process and its descendants (Ray, the trials, their workers)
+    listen on while the body runs, read from /proc every 0.2 s."""
+    seen: set[tuple[int, str]] = set()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            seen.update(_listening(_descendants(os.getpid())))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        thread.join()
+
+
 def test_each_trial_trains_on_two_ray_train_workers(tmp_path, ray_tmp) -> None:  # noqa: F811
     from adaptive_weights.config import RunConfig
     from adaptive_weights.training import train
@@ -41,9 +66,12 @@ def test_each_trial_trains_on_two_ray_train_workers(tmp_path, ray_tmp) -> None: 
 
     (tmp_path / "ddp.yaml").write_text(SWEEP_YAML)
     spec = load_sweep(tmp_path / "ddp.yaml")
-    outcome = run_sweep(spec, out=tmp_path / "out", cpus_per_trial=0.5, workers_per_trial=2, tensorboard=False,
-                        verbose=0)
+    with _sockets_listened_on() as sockets:
+        outcome = run_sweep(spec, out=tmp_path / "out", cpus_per_trial=0.5, workers_per_trial=2, tensorboard=False,
+                            verbose=0)
     assert outcome.errored == [] and outcome.unfinished == []
+    # every port Ray and the workers' process group (its store, gloo) listened on was on loopback
+    assert sockets and [s for s in sockets if not s[1].startswith("127.0.0.1:")] == [], sockets
     assert sorted(p.name for p in outcome.run_dirs) == sorted(t["name"] for t in spec.trials)
     for run_dir in outcome.run_dirs:
         summary = json.loads((run_dir / "summary.json").read_text())
