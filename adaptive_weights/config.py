@@ -176,6 +176,15 @@ class TrainConfig:
     progress: bool = _f(True, EXECUTION)
 
 
+# Upper bounds far above any sensible run that keep absurd values from failing after the run
+# directory exists: SGD converts the rate and the decay to float32 (1e308 overflows), a model of
+# c 100000 asks the allocator for terabytes, and n 100000 takes hours to build. A rate up to 1e6
+# stays allowed: it diverges (a DivergedError, what the tests use it for), it does not crash.
+MAX_LR = 1e6
+MAX_WEIGHT_DECAY = 1.0
+MAX_MODEL_N = 200
+MAX_MODEL_C = 1024
+
 # name -> (epochs, milestones, lr values); spec §5.2 (tensorpack's "(e, v): v after epoch e").
 PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[float, ...]]] = {
     "cifar": (300, (140, 210, 250), (0.1, 0.01, 0.001, 0.0002)),
@@ -526,6 +535,10 @@ class RunConfig:
         _choice("model.arch", m.arch, list_models())
         for key, value in (("model.n", m.n), ("model.c", m.c), ("model.period", m.period)):
             _positive(key, value)
+        for key, value, most in (("model.n", m.n, MAX_MODEL_N), ("model.c", m.c, MAX_MODEL_C)):
+            if value > most:  # refused here, not by the allocator (or hours of building) after the run dir exists
+                raise RefusedError(f"{key}: expected at most {most} (ResNet-1202 has n 200; the paper's widths "
+                                   f"are c 16-64), got {value}")
         _choice("model.unit_style", m.unit_style, ("preact", "2017"))
         _choice("data.name", d.name, DATASET_NAMES)
         if d.val_split is not None and d.val_split < 0:
@@ -594,8 +607,9 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
         raise RefusedError(f"train.momentum: expected 0 <= momentum < 1, got {t.momentum}")
     if t.nesterov and t.momentum == 0:
         raise RefusedError("train.nesterov: Nesterov momentum needs train.momentum > 0, got 0")
-    if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
-        raise RefusedError(f"train.weight_decay: expected a finite number >= 0, got {t.weight_decay}")
+    if not (math.isfinite(t.weight_decay) and 0 <= t.weight_decay <= MAX_WEIGHT_DECAY):
+        raise RefusedError(f"train.weight_decay: expected a finite number in [0, {MAX_WEIGHT_DECAY:g}], got "
+                           f"{t.weight_decay}")
     if not t.checkpoint_minutes >= 0:  # inf: only at epoch ends
         raise RefusedError(f"train.checkpoint_minutes: expected >= 0, got {t.checkpoint_minutes}")
     if not 0 <= t.label_smoothing < 1:
@@ -635,8 +649,10 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
             raise RefusedError(
                 f"train.lr_values: need {len(milestones) + 1} values for {len(milestones)} milestones, "
                 f"got {list(values)}")
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise RefusedError(f"train.lr_values: expected positive finite learning rates, got {list(values)}")
+    if not all(math.isfinite(v) and 0 < v <= MAX_LR for v in values):
+        scaled = " (the imagenet preset scales its rates by train.batch_size / 256)" if preset == "imagenet" else ""
+        raise RefusedError(f"train.lr_values: expected positive finite learning rates of at most {MAX_LR:g}, "
+                           f"got {list(values)}{scaled}")
     return replace(t, preset=preset, epochs=epochs, lr_milestones=tuple(milestones), lr_values=tuple(values))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -50,13 +51,18 @@ from .schedules import describe_schedule, learning_rate, set_learning_rate
 from .schemes import scheme_weights
 
 __all__ = ["train", "training_step", "build_run", "build_step_plugins", "resolve_device", "RunExistsError",
-           "DivergedError", "library_version", "git_revision", "run_directory"]
+           "DivergedError", "UnstartedRunError", "library_version", "git_revision", "run_directory"]
 
 ReportFn = Callable[[dict[str, Any], Path], None]
 
 
 class RunExistsError(RefusedError):
     """The run directory already holds a run and ``resume`` was not asked for."""
+
+
+class UnstartedRunError(RefusedError):
+    """A fresh run refused in a training step before its first checkpoint (a gradient rule's solver
+    failed, memory ran out): its run directory holds nothing worth keeping and is removed."""
 
 
 class DivergedError(RefusedError):
@@ -250,13 +256,12 @@ def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable
         lock = RunDirLock(run_dir).acquire()
         try:
             return train_fn(cfg, out_dir=run_dir, **kwargs)
-        except BaseException:
+        except BaseException as err:
             # failed before anything was written (a file data set's sizes, checked once read; CIFAR
-            # not found; an interrupt): leave no directory behind that only the lock made (removed
-            # while still held)
-            if fresh and [p.name for p in run_dir.iterdir()] == [LOCK_NAME]:
-                (run_dir / LOCK_NAME).unlink(missing_ok=True)
-                run_dir.rmdir()
+            # not found; an interrupt), or refused in a step before the first checkpoint: leave no
+            # directory behind (removed while still held)
+            if fresh and ([p.name for p in run_dir.iterdir()] == [LOCK_NAME] or isinstance(err, UnstartedRunError)):
+                shutil.rmtree(run_dir)
             raise
         finally:
             lock.release()
@@ -320,14 +325,19 @@ def train(
 
     # ---------------------------------------------------------------- build everything
     torch.manual_seed(cfg.train.seed)
-    data, model, base_weights, strategy = build_run(cfg, device, ddp)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
-        lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov,
-    )
-    objective, gradient = build_step_plugins(cfg, model)
+    try:
+        data, model, base_weights, strategy = build_run(cfg, device, ddp)
+        if cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(
+            model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
+            lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov,
+        )
+        objective, gradient = build_step_plugins(cfg, model)
+    except Exception as err:
+        if not _allocation_failure(err):
+            raise
+        raise RefusedError(f"building the run on {device}: {_out_of_memory(err, cfg)}") from None
     forward = ddp.wrap_model(gradient.forward_fn(), device)
     num_exits = model.num_exits
     exit_macs = model.exit_macs()
@@ -432,9 +442,21 @@ def train(
                 x = x.contiguous(memory_format=torch.channels_last)
             lr = set_learning_rate(optimizer, cfg.train, epoch, batch, steps_per_epoch)
             mark_step_begin(cfg.train.compile)
-            loss, losses, weights, logits = training_step(forward, optimizer, stepper, x, y, objective=objective,
-                                                          gradient=gradient, amp=cfg.train.amp, device=device,
-                                                          mean_over_ranks=ddp.mean)
+            try:
+                loss, losses, weights, logits = training_step(forward, optimizer, stepper, x, y, objective=objective,
+                                                              gradient=gradient, amp=cfg.train.amp, device=device,
+                                                              mean_over_ranks=ddp.mean)
+            except Exception as err:  # a solver's or the allocator's failure is a refusal, not a crash
+                refusal = err if isinstance(err, RefusedError) else (
+                    RefusedError(f"training step {step + 1} on {device}: {_out_of_memory(err, cfg)}")
+                    if _allocation_failure(err) else None)
+                if refusal is None:
+                    raise
+                if logger is not None:
+                    logger.close()
+                if last_checkpoint is not None:  # the run directory keeps its last checkpoint, untouched
+                    raise refusal from None
+                raise UnstartedRunError(f"{refusal} (step {step + 1}, before the run's first checkpoint)") from None
             # epoch statistics stay on the device; read once at the epoch's end
             acc["loss"] += losses
             acc["weight"] += weights
@@ -526,6 +548,22 @@ def _segments(run_dir: Path, start: tuple[int, int] | None, processes: dict[str,
     if kept and all(kept[-1].get(k) == v for k, v in processes.items()):
         return kept
     return [*kept, here]
+
+
+def _allocation_failure(err: BaseException) -> bool:
+    """Whether ``err`` is the allocator's refusal: CUDA's OutOfMemoryError, Python's MemoryError
+    (numpy), or the RuntimeError of torch's CPU (and MPS) allocator."""
+    if isinstance(err, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+def _out_of_memory(err: BaseException, cfg: RunConfig) -> str:
+    """What ran out and which keys size it, for a refusal."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return (f"out of memory ({first[:200]}); the network (model.n {cfg.model.n}, model.c {cfg.model.c}), the "
+            f"batch (train.batch_size {cfg.train.batch_size}) or the data set's size is too large for this machine")
 
 
 # what to do after a divergence: a resume would diverge again from the same last good checkpoint

@@ -256,3 +256,86 @@ def test_a_planted_lock_is_refused_and_its_target_left_alone(tmp_path, tiny_flat
     err = capsys.readouterr().err
     assert err.startswith(f"error: {out / '.lock'}") and "Traceback" not in err, err
     assert victim.read_text() == "precious\n"
+
+
+def _refused_run(capsys, out, flat) -> str:
+    flags = [a for k, v in flat.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def _failing_solver(monkeypatch) -> None:
+    """CAGrad's aggregator fails as cvxpy does on an absurd problem (Solver 'CLARABEL' failed)."""
+    cvxpy_error = pytest.importorskip("cvxpy.error")
+    pytest.importorskip("torchjd")
+    from adaptive_weights.gradients._torchjd import CAGradRule
+
+    class Failing(torch.nn.Module):
+        def forward(self, matrix):
+            raise cvxpy_error.SolverError("Solver 'CLARABEL' failed. Try another solver")
+
+    monkeypatch.setattr(CAGradRule, "make_aggregator", lambda self: Failing())
+
+
+def test_a_solver_failure_is_an_error_line_and_a_fresh_run_leaves_no_directory(tmp_path, tiny_flat, monkeypatch,
+                                                                                 capsys):
+    _failing_solver(monkeypatch)
+    out = tmp_path / "r"
+    err = _refused_run(capsys, out, {**tiny_flat, "gradient.name": "cagrad"})
+    assert "gradient.name 'cagrad' (gradient.scope 'trunk', gradient.c 0.5): its aggregator's solver failed" in err
+    assert "SolverError: Solver 'CLARABEL' failed" in err and "before the run's first checkpoint" in err
+    assert not out.exists()
+
+
+def test_a_solver_failure_after_a_checkpoint_keeps_the_run_as_it_was(tmp_path, tiny_flat, monkeypatch, capsys):
+    pytest.importorskip("torchjd")
+    flat = {**tiny_flat, "gradient.name": "cagrad", "train.lr_milestones": "[]", "train.lr_values": "[0.05]"}
+    out = tmp_path / "r"
+    train(RunConfig.from_flat({**flat, "train.epochs": 1}), out_dir=out, tensorboard=False)
+    saved = (out / "checkpoints" / "last.pt").read_bytes()
+    _failing_solver(monkeypatch)
+    flags = [a for k, v in {**flat, "train.epochs": 2}.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--resume", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: gradient.name 'cagrad'") and "solver failed" in err and "Traceback" not in err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == saved and [r["epoch"] for r in _rows(out)] == [1]
+
+
+def test_cagrad_on_non_finite_losses_diverges_instead_of_crashing(tmp_path, tiny_flat, monkeypatch, capsys):
+    """The solvers fail on a NaN Jacobian (CAGrad's SVD raised LinAlgError): a TorchJD rule gives NaN
+    gradients instead, as `sum` does, and the run stops as diverged."""
+    pytest.importorskip("torchjd")
+    real = train_module.create_objective
+
+    def nan_losses(*args, **kwargs):
+        objective = real(*args, **kwargs)
+        return lambda logits, y: objective(logits, y) * float("nan")
+
+    monkeypatch.setattr(train_module, "create_objective", nan_losses)
+    err = _refused_run(capsys, tmp_path / "r", {**tiny_flat, "gradient.name": "cagrad"})
+    assert err.startswith("error: training diverged in epoch 1")
+
+
+@pytest.mark.parametrize("where", ["build", "step"])
+def test_out_of_memory_is_an_error_line_and_leaves_no_directory(tmp_path, tiny_flat, monkeypatch, capsys, where):
+    import adaptive_weights.models as models
+    from adaptive_weights.gradients._sum import SumRule
+
+    def cpu_allocator(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 360000000000 bytes. Error code 12")
+
+    def cuda_allocator(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    if where == "build":
+        monkeypatch.setattr(models, "create_model", cpu_allocator)
+    else:
+        monkeypatch.setattr(SumRule, "backward", cuda_allocator)
+    out = tmp_path / "r"
+    err = _refused_run(capsys, out, tiny_flat)
+    assert ("building the run on cpu: out of memory" if where == "build" else "training step 1 on cpu: out of memory") in err
+    assert "model.n 1, model.c 4" in err and "train.batch_size 32" in err
+    assert not out.exists()

@@ -138,3 +138,24 @@ def test_a_run_refused_for_missing_data_leaves_no_directory(tmp_path, capsys):
                  "--train.progress", "false"]) == 2
     assert "cifar10 not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+# accepted before, then a traceback after the run directory existed (issue 19 item 7): SGD's float32
+# conversion of the rate or decay, CAGrad's solver, the allocator (c) or hours of building (n)
+ABSURD = [
+    ({"train.lr_values": "[1e308]"}, "train.lr_values: expected positive finite learning rates of at most 1e+06"),
+    ({"train.weight_decay": "1e308"}, "train.weight_decay: expected a finite number in [0, 1], got 1e+308"),
+    ({"gradient.name": "cagrad", "gradient.c": "1e308"}, "hyper-parameter c=1e+308 is out of range; allowed: [0, 10]"),
+    ({"model.c": 100000}, "model.c: expected at most 1024"),
+    ({"model.n": 100000}, "model.n: expected at most 200"),
+]
+
+
+@pytest.mark.parametrize("flat,message", ABSURD)
+def test_absurd_values_are_refused_before_any_directory(tmp_path, tiny_flat, flat, message, capsys):
+    out = tmp_path / "run"
+    flags = [a for k, v in {**tiny_flat, "train.epochs": 1, **flat}.items() for a in (f"--{k}", str(v))]
+    assert main(["train", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not out.exists()

@@ -75,8 +75,19 @@ class TorchJDRule(GradientRule):
             for p in self.shared:
                 p.grad = torch.zeros_like(p)
             return loss
+        if not bool(torch.isfinite(weighted[rows]).all()):  # diverged: NaN gradients, as `sum` gives, and
+            for p in self.shared:                          # the run stops as diverged (the solvers would fail)
+                p.grad = torch.full_like(p, float("nan"))
+            return loss
         backward(weighted[rows], inputs=self.shared)
-        jac_to_grad(self.shared, self.aggregator)
+        try:
+            jac_to_grad(self.shared, self.aggregator)
+        except _solver_errors() as err:
+            first = (str(err).strip().splitlines() or [""])[0]
+            hparams = ", ".join(f"gradient.{k} {v!r}" for k, v in self._hparams.items())
+            raise RefusedError(f"gradient.name {self.name!r} ({hparams}): its aggregator's solver failed on this "
+                               f"step's Jacobian ({type(err).__name__}: {first}); try other hyper-parameters or "
+                               "gradient.name 'upgrad' or 'sum'") from None
         return loss
 
 
@@ -89,6 +100,20 @@ def _trunk_parameters(model: nn.Module, which: str) -> tuple[int, list[nn.Parame
         first = next(i for i, c in enumerate(model.unit_channels) if c == width)
         modules = list(model.units[first:])
     return first, [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def _solver_errors() -> tuple[type[BaseException], ...]:
+    """What the aggregators' solvers raise when they fail: cvxpy (CAGrad), qpsolvers (UPGrad's dual
+    cone; quadprog raises ValueError), torch.linalg (a decomposition that does not converge)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [torch.linalg.LinAlgError, ValueError]
+    for module, name in (("cvxpy.error", "SolverError"), ("qpsolvers.exceptions", "QPError")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
 
 
 def _torchjd(name: str) -> Callable[..., Any]:
@@ -143,7 +168,9 @@ class CAGradRule(TorchJDRule):
 
     hparams: ClassVar[dict[str, HParam]] = {
         **TorchJDRule.hparams,
-        "c": HParam(0.5, float, 0.0, None, (0.2, 0.5, 0.8), "radius of the ball around the mean gradient"),
+        # c < 1 keeps the paper's convergence guarantee; far above 10 the update is |g0| times c and
+        # the solver fails (1e12 did): refused at validation
+        "c": HParam(0.5, float, 0.0, 10.0, (0.2, 0.5, 0.8), "radius of the ball around the mean gradient"),
     }
 
     def make_aggregator(self) -> Any:
