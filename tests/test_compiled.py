@@ -81,11 +81,10 @@ def test_a_resumed_compiled_run_compiles_the_loaded_state(tmp_path, tiny_flat, e
     """A CUDA graph (reduce-overhead) reads the strategy's and the network's tensors at the addresses
     it captured: a resume compiles only after the checkpoint's states are loaded, and a compiled run
     interrupted after epoch 1 and resumed equals the straight compiled run."""
-    import importlib
-
     from conftest import train_interrupted_then_resumed
 
-    train_module = importlib.import_module("adaptive_weights.train")
+    import adaptive_weights.training as train_module
+
     compiled_at: list[int] = []
 
     def spy(forward, strategy, mode):
