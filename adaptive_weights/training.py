@@ -257,16 +257,22 @@ def _one_writer_per_run_dir(train_fn: Callable[..., dict[str, Any]]) -> Callable
         try:
             return train_fn(cfg, out_dir=run_dir, **kwargs)
         except BaseException as err:
-            # failed before anything was written (a file data set's sizes, checked once read; CIFAR
-            # not found; an interrupt), or refused in a step before the first checkpoint: leave no
-            # directory behind (removed while still held)
-            if fresh and ([p.name for p in run_dir.iterdir()] == [LOCK_NAME] or isinstance(err, UnstartedRunError)):
-                shutil.rmtree(run_dir)
+            remove_unstarted(run_dir, fresh, err)
             raise
         finally:
             lock.release()
 
     return locked
+
+
+def remove_unstarted(run_dir: Path, fresh: bool, err: BaseException) -> None:
+    """After ``err``: a directory this run created that holds only its lock (it failed before
+    anything was written: a file data set's sizes, checked once read; CIFAR not found; an
+    interrupt), or that was refused in a step before its first checkpoint, is removed (by its
+    lock's holder), so a failed start leaves nothing behind."""
+    if fresh and run_dir.is_dir() and ([p.name for p in run_dir.iterdir()] == [LOCK_NAME]
+                                       or isinstance(err, UnstartedRunError)):
+        shutil.rmtree(run_dir)
 
 
 def _writes_run_dir() -> bool:

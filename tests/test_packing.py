@@ -204,3 +204,26 @@ def test_refusals_name_the_key_and_write_nothing(tmp_path):
     with pytest.raises(PackRefusedError, match="would train into"):
         train_packed(cfgs[:2], out_dirs=[tmp_path / "a", tmp_path / "a"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tampered_member_checkpoint_refuses_the_resume_and_leaves_every_run_as_it_was(tmp_path):
+    cfgs = _configs(**{"train.epochs": 1})
+    dirs = [tmp_path / c.name for c in cfgs]
+    train_packed(cfgs, out_dirs=dirs, tensorboard=False)
+    bad = dirs[1] / "checkpoints" / "last.pt"
+    state = torch.load(bad, weights_only=True)
+    state["accumulators"]["loss"] = torch.zeros(7)  # a wrongly shaped epoch statistic
+    torch.save(state, bad)
+    before = {p: p.read_bytes() for d in dirs for p in d.rglob("*") if p.is_file() and p.name != ".lock"}
+    with pytest.raises(ValueError, match=r"checkpoint .*last\.pt.*accumulator"):
+        train_packed(cfgs, out_dirs=dirs, resume=True, tensorboard=False)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_a_pack_that_fails_to_start_leaves_no_directory(tmp_path):
+    cfgs = [RunConfig.from_flat({**c.to_flat(), "data.name": "cifar10", "data.root": str(tmp_path / "nowhere")})
+            for c in _configs()]
+    dirs = [tmp_path / "runs" / c.name for c in cfgs]
+    with pytest.raises((ValueError, FileNotFoundError)):
+        train_packed(cfgs, out_dirs=dirs, tensorboard=False)
+    assert not any(d.exists() for d in dirs)

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,15 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_json, read_json
-from .._lock import LOCK_NAME, RunDirLock
-from ..checkpoint import load_checkpoint, load_model_state, load_state, rng_state, set_rng_state
+from .._lock import RunDirLock
+from ..checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    load_state,
+    rng_state,
+    set_rng_state,
+    validate_checkpoint,
+)
 from ..compiled import compile_forward, mark_step_begin
 from ..config import RunConfig
 from ..errors import RefusedError
@@ -49,6 +57,7 @@ from ..training import (
     how_to_go_on,
     library_version,
     new_accumulators,
+    remove_unstarted,
     resolve_device,
     run_directory,
     run_summary,
@@ -81,6 +90,7 @@ class _Member:
     summary: dict[str, Any] | None = None
     last_checkpoint: tuple[int, int] | None = None
     acc: dict[str, torch.Tensor] = field(default_factory=dict)
+    pack: dict[str, Any] = field(default_factory=dict)  # {id, size, member}: what the run records of its pack
 
     @property
     def ckpt_path(self) -> Path:
@@ -126,11 +136,9 @@ def train_packed(
             locks.enter_context(RunDirLock(d))
         try:
             return _train_locked(cfgs, run_dirs, device, resume=resume, tensorboard=tensorboard)
-        except RefusedError:
-            for d, new in zip(run_dirs, fresh, strict=True):  # leave no directory that only the lock made
-                if new and d.is_dir() and [p.name for p in d.iterdir()] == [LOCK_NAME]:
-                    (d / LOCK_NAME).unlink(missing_ok=True)
-                    d.rmdir()
+        except BaseException as err:
+            for d, new in zip(run_dirs, fresh, strict=True):  # as train(): a failed start leaves nothing
+                remove_unstarted(d, new, err)
             raise
 
 
@@ -196,13 +204,21 @@ def _build_members(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: 
                                      **cfg.objective.params)
         member = _Member(i, cfg, run_dir, data, net, optimizer, base_weights, strategy, objective, net.exit_macs(),
                          checkpoint=checkpoint)
-        if checkpoint is not None:
+        if checkpoint is not None:  # validated against what was built before anything is loaded or written
+            validate_checkpoint(checkpoint, member.ckpt_path, model=net, optimizer=optimizer,
+                                accumulators=new_accumulators(net.num_exits, device),
+                                steps_per_epoch=_steps_per_epoch(cfg, data))
             load_model_state(net, checkpoint["model"], member.ckpt_path)
             load_state(optimizer, checkpoint["optimizer"], member.ckpt_path, "optimizer")
             load_state(strategy, checkpoint["strategy"], member.ckpt_path, "strategy")
             member.last_checkpoint = (checkpoint["epoch"], checkpoint["batch"])
         members.append(member)
     return members
+
+
+def _steps_per_epoch(cfg: RunConfig, data: Any) -> int:
+    steps = len(data.train)
+    return min(steps, cfg.train.max_steps_per_epoch) if cfg.train.max_steps_per_epoch else steps
 
 
 def _reseeded(shared: Any, cfg: RunConfig, device: torch.device) -> Any:
@@ -394,9 +410,7 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
             m.active = False
             m.summary = read_json(m.run_dir / "summary.json")
     pack = _Pack(members, cfg, device)
-    steps_per_epoch = len(members[0].data.train)
-    if cfg.train.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
+    steps_per_epoch = _steps_per_epoch(cfg, members[0].data)
     live = pack.active
     start = next((m.checkpoint for m in live if m.checkpoint is not None), None)
     start_epoch, start_batch, step = (start["epoch"], start["batch"], start["step"]) if start else (0, 0, 0)
@@ -408,16 +422,18 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
             m.acc.update({k: v.to(device) for k, v in m.checkpoint["accumulators"].items()})
 
     ident = pack_id(run_dirs)
+    for m in members:  # execution information only (config.json and summary.json)
+        m.pack = {"id": ident, "size": len(members), "member": m.index}
     for m in live:  # the checkpoints are read and fit: now the directories are written
         m.logger = RunLogger(m.run_dir, resume_epoch=start_epoch, tensorboard=tensorboard)
         atomic_write_json(m.run_dir / "config.json", {
             "adaptive_weights_version": library_version(), "git_revision": git_revision(),
             "torch_version": torch.__version__, "world_size": 1, "backend": None,
-            "pack": _pack_record(ident, members, m), "config": m.cfg.to_dict(),
+            "pack": m.pack, "config": m.cfg.to_dict(),
         })
         if m.checkpoint is not None and m.logger.rows and m.logger.rows[-1]["epoch"] == start_epoch:
             row = m.logger.rows[-1]
-            _write_summary(m, row, start_epoch, row["step"], ident, members)
+            _write_summary(m, row, start_epoch, row["step"], completed=start_epoch == cfg.train.epochs)
     progress = Progress(cfg.train.epochs, steps_per_epoch, enabled=cfg.train.progress)
     progress.line(f"pack {ident}: {len(live)} runs as one network ({', '.join(m.cfg.name for m in live)}), "
                   f"{steps_per_epoch} steps/epoch on {device}")
@@ -501,8 +517,7 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
         checkpoint_now(epoch + 1, 0)
         last_ckpt_time = time.monotonic()
         for m in pack.active:
-            _write_summary(m, m.logger.rows[-1], epoch + 1, step, ident, members,
-                           completed=epoch + 1 == cfg.train.epochs)
+            _write_summary(m, m.logger.rows[-1], epoch + 1, step, completed=epoch + 1 == cfg.train.epochs)
         progress.line(_epoch_line(pack, epoch, cfg.train.epochs, eval_split, len(pack.active) * images / max(train_time, 1e-9)))
 
     for m in members:
@@ -511,16 +526,11 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
     return [m.summary if m.summary is not None else read_json(m.run_dir / "summary.json") for m in members]
 
 
-def _pack_record(ident: str, members: Sequence[_Member], member: _Member) -> dict[str, Any]:
-    """What config.json and summary.json say of the pack: execution information only."""
-    return {"id": ident, "size": len(members), "member": member.index}
-
-
-def _write_summary(m: _Member, row: dict[str, Any], epochs: int, step: int, ident: str,
-                   members: Sequence[_Member], *, completed: bool = False) -> None:
-    summary = run_summary(m.cfg, m.net, m.exit_macs, row, m.data, epochs, step,
-                          completed=completed or epochs == m.cfg.train.epochs)
-    summary.update({"world_size": 1, "backend": None, "pack": _pack_record(ident, members, m)})
+def _write_summary(m: _Member, row: dict[str, Any], epochs: int, step: int, *, completed: bool,
+                   **status: Any) -> None:
+    """Member ``m``'s summary.json from an epoch's row (``status``: e.g. a divergence's record)."""
+    summary = run_summary(m.cfg, m.net, m.exit_macs, row, m.data, epochs, step, completed=completed)
+    summary.update({"world_size": 1, "backend": None, "pack": m.pack}, **status)
     atomic_write_json(m.run_dir / "summary.json", summary)
     m.summary = summary
 
@@ -575,16 +585,11 @@ def _stop_diverged(pack: _Pack, epoch: int, step: int, *, epoch_end: bool) -> No
         else:
             continue
         good = m.logger.rows[-1] if m.logger.rows else {}
-        record = run_summary(m.cfg, m.net, m.exit_macs, good, m.data, int(good.get("epoch", 0)),
-                             int(good.get("step", 0)), completed=False)
-        record.update(status="diverged", diverged={
-            "epoch": epoch + 1, "step": step, "reason": reason,
-            "checkpoint": list(m.last_checkpoint) if m.last_checkpoint else None})
-        atomic_write_json(m.run_dir / "summary.json", record)
-        m.summary = record
+        _write_summary(m, good, int(good.get("epoch", 0)), int(good.get("step", 0)), completed=False,
+                       status="diverged", diverged={
+                           "epoch": epoch + 1, "step": step, "reason": reason,
+                           "checkpoint": list(m.last_checkpoint) if m.last_checkpoint else None})
         m.logger.close()
-        import sys
-
         print(f"run {m.cfg.name}: training diverged in epoch {epoch + 1} (step {step}): {reason}; this member "
               f"stopped, the others go on; {AFTER_DIVERGENCE}", file=sys.stderr)
         pack.drop(m)
