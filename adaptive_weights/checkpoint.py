@@ -21,7 +21,7 @@ from ._io import atomic_write
 from .errors import RefusedError
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "validate_checkpoint", "load_model_state",
-           "load_state", "rng_state", "set_rng_state"]
+           "load_state", "load_optimizer_state", "rng_state", "set_rng_state"]
 
 
 class CheckpointError(RefusedError):
@@ -169,7 +169,7 @@ def _check_optimizer(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer,
         params.update(zip(saved_group["params"], group["params"], strict=True))
         for key, value in saved_group.items():
             mine = group.get(key)
-            if key == "params" or mine is None:
+            if key == "params" or key in _KERNEL_KEYS or mine is None:  # the kernel is this run's choice
                 continue
             if (isinstance(mine, bool) and not isinstance(value, bool)) or (
                     _is_real(mine) and not _is_real(value)):
@@ -223,6 +223,20 @@ def load_state(target: Any, state: dict[str, Any], path: str | Path, what: str) 
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path}: its {what} state does not fit this run ({_first_sentence(err)}); "
                               "was the checkpoint edited or copied from another run?") from None
+
+
+#: optimiser group keys that choose a kernel, not arithmetic: this run's execution settings
+#: (``train.fused_sgd``) keep them when a checkpoint written with other settings is loaded
+_KERNEL_KEYS = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], path: str | Path) -> None:
+    """:func:`load_state` for the optimiser, keeping this run's kernel choice: a run resumed on
+    another device (or with another ``train.speed``) steps with its own implementation."""
+    kernels = [{k: group[k] for k in _KERNEL_KEYS if k in group} for group in optimizer.param_groups]
+    load_state(optimizer, state, path, "optimizer")
+    for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(kernel)
 
 
 def _refusal_reason(err: Exception) -> str:

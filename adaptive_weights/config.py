@@ -27,6 +27,7 @@ from typing import Any
 from .compiled import COMPILE_MODES
 from .errors import RefusedError
 from .schedules import LR_SCHEDULES
+from .speed import SPEEDS
 
 __all__ = [
     "ModelConfig",
@@ -151,7 +152,11 @@ class TrainConfig:
     ``batch_size / 256``). ``lr_schedule`` (``adaptive_weights.schedules``): ``step`` (the paper's;
     ``lr_values[i]`` is the rate after ``i`` milestones have passed), ``cosine`` or ``onecycle``
     (one peak rate, ``lr_values[0]``), each after ``warmup_epochs`` of linear warm-up.
-    ``label_smoothing`` applies to every exit's cross-entropy; ``nesterov`` to SGD's momentum."""
+    ``label_smoothing`` applies to every exit's cross-entropy; ``nesterov`` to SGD's momentum.
+    ``speed`` (``auto``: ``fast`` on a CUDA device, ``exact`` elsewhere) fills the execution keys
+    ``compile`` left at ``auto`` and ``channels_last``, ``cudnn_benchmark``, ``fused_sgd`` left at
+    ``None`` once the device is known (``adaptive_weights.speed``); ``compile_cache`` is the directory of the compiled
+    artefacts (``None``: torch's per-user one; a sweep gives its trials one of its own)."""
 
     preset: str = _f("auto", EXPERIMENT)
     epochs: int | None = _f(None, EXPERIMENT, EXTENDABLE)
@@ -167,8 +172,12 @@ class TrainConfig:
     seed: int = _f(0, EXPERIMENT, NAMING, MEMBER)
     device: str = _f("auto", EXECUTION)
     amp: bool = _f(False, EXPERIMENT)
-    channels_last: bool = _f(False, EXECUTION)
-    compile: str = _f("none", EXECUTION)
+    speed: str = _f("auto", EXECUTION)
+    channels_last: bool | None = _f(None, EXECUTION)
+    compile: str = _f("auto", EXECUTION)
+    cudnn_benchmark: bool | None = _f(None, EXECUTION)
+    fused_sgd: bool | None = _f(None, EXECUTION)
+    compile_cache: str | None = _f(None, EXECUTION)
     eval_splits: tuple[str, ...] = _f(("val", "test"), EXECUTION)
     checkpoint_minutes: float = _f(0.0, EXECUTION)
     max_steps_per_epoch: int | None = _f(None, EXPERIMENT)
@@ -594,7 +603,11 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
     _choice("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
     if not _DEVICE_RE.match(t.device):
         raise RefusedError(f"train.device: got {t.device!r}; allowed: auto, cpu, mps, cuda or cuda:<index>")
-    _choice("train.compile", t.compile, COMPILE_MODES)
+    _choice("train.speed", t.speed, SPEEDS)
+    _choice("train.compile", t.compile, ("auto", *COMPILE_MODES))
+    if t.compile_cache is not None and not t.compile_cache.strip():
+        raise RefusedError("train.compile_cache: expected a directory, got an empty string (leave it unset for "
+                           "torch's own cache)")
     for split in t.eval_splits:
         _choice("train.eval_splits", split, _EVAL_SPLITS)
     _positive("train.batch_size", t.batch_size)

@@ -32,12 +32,14 @@ from ._lock import LOCK_NAME, RunDirLock
 from .checkpoint import (
     load_checkpoint,
     load_model_state,
+    load_optimizer_state,
     load_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
     validate_checkpoint,
 )
+from .compile_cache import use_compile_cache
 from .compiled import compile_training, mark_step_begin
 from .config import RESUMABLE_KEYS, RunConfig, plugin_class
 from .data._shard import local_batch_size
@@ -49,6 +51,7 @@ from .logging import Progress, RunLogger, exit_key
 from .objectives import create_objective
 from .schedules import describe_schedule, learning_rate, set_learning_rate
 from .schemes import scheme_weights
+from .speed import apply_backend_settings, resolve_speed, sgd_kernel
 
 __all__ = ["train", "training_step", "build_run", "build_step_plugins", "resolve_device", "RunExistsError",
            "DivergedError", "UnstartedRunError", "library_version", "git_revision", "run_directory"]
@@ -311,9 +314,13 @@ def train(
     if ddp.enabled and not plugin_class("gradient", cfg.gradient.name).data_parallel:
         raise RefusedError(f"gradient.name: {cfg.gradient.name!r} does not run data-parallel (DDP averages the "
                            "gradients of one plain backward pass); use gradient.name 'sum' or a single process")
-    if cfg.train.compile != "none" and not plugin_class("gradient", cfg.gradient.name).compilable:
+    compilable = plugin_class("gradient", cfg.gradient.name).compilable
+    if cfg.train.compile not in ("auto", "none") and not compilable:
         raise RefusedError(f"gradient.name: {cfg.gradient.name!r} cannot run with train.compile "
                            f"{cfg.train.compile!r} (TorchJD differentiates with torch.vmap); use train.compile none")
+    cfg = resolve_speed(cfg, device, compilable=compilable)  # what config.json records as used
+    apply_backend_settings(cfg)
+    use_compile_cache(cfg.train.compile_cache, cfg.train.compile)  # checked before anything is written
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
@@ -337,7 +344,7 @@ def train(
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(
             model.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
-            lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov,
+            lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov, **sgd_kernel(cfg),
         )
         objective, gradient = build_step_plugins(cfg, model)
     except Exception as err:
@@ -357,7 +364,7 @@ def train(
         validate_checkpoint(checkpoint, ckpt_path, model=model, optimizer=optimizer, accumulators=acc,
                             steps_per_epoch=steps_per_epoch)
         load_model_state(model, checkpoint["model"], ckpt_path)
-        load_state(optimizer, checkpoint["optimizer"], ckpt_path, "optimizer")
+        load_optimizer_state(optimizer, checkpoint["optimizer"], ckpt_path)
         load_state(strategy, checkpoint["strategy"], ckpt_path, "strategy")
         set_rng_state(checkpoint["rng"], device)
         start_epoch, start_batch, step = checkpoint["epoch"], checkpoint["batch"], checkpoint["step"]

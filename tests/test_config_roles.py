@@ -36,7 +36,8 @@ def test_a_field_without_a_role_is_refused():
 def test_derived_lists():
     assert set(C.EXECUTION_KEYS) == {
         "name", "data.root", "data.download", "data.num_workers", "train.device", "train.num_threads",
-        "train.progress", "train.compile", "train.channels_last", "train.checkpoint_minutes", "train.eval_splits"}
+        "train.progress", "train.compile", "train.channels_last", "train.checkpoint_minutes", "train.eval_splits",
+        "train.speed", "train.cudnn_benchmark", "train.fused_sgd", "train.compile_cache"}
     assert set(C.RESUMABLE_KEYS) == set(C.EXECUTION_KEYS) | {"train.epochs"}
     assert C.MODEL_KEYS == ("data.name", "model.arch", "model.n", "model.c", "model.period", "model.depth",
                             "model.unit_style")

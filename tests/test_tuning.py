@@ -735,3 +735,13 @@ def test_a_diverged_trial_is_said_so_and_not_recorded_as_stopped(tmp_path: Path,
     cut = SimpleNamespace(custom_trial_name="r-cut", config=trial.config, last_result={"epoch": 1, "val/err/final": 0.5})
     _StoppedRecorder(sweep_dir).on_trial_complete(0, [], cut)
     assert sweep_dir.stopped() == {"r-cut"}
+
+
+def test_a_sweeps_trials_share_its_compile_cache_unless_they_name_one(tmp_path):
+    from adaptive_weights.tuning.plan import with_compile_cache
+    from adaptive_weights.tuning.sweepfile import SweepSpec
+
+    spec = SweepSpec(name="s", trials=[{"name": "a"}, {"name": "b", "train.compile_cache": "/mine"}])
+    shared = with_compile_cache(spec, tmp_path / "compile-cache")
+    assert [t["train.compile_cache"] for t in shared.trials] == [str(tmp_path / "compile-cache"), "/mine"]
+    assert with_compile_cache(spec, None) is spec  # trials on other nodes keep torch's per-node cache

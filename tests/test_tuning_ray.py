@@ -82,6 +82,9 @@ def reference(sweep_file: Path, ray_tmp: str, tmp_path_factory: pytest.TempPathF
     assert outcome.errored == []
     for trial in Path(outcome.experiment).glob("synthetic-*"):  # every trial ran on loopback
         assert {json.loads(r)["node_ip"] for r in (trial / "result.json").read_text().splitlines()} == {"127.0.0.1"}
+    for run in Path(outcome.runs_dir).iterdir():  # the trials share one compile cache of the sweep
+        cache = json.loads((run / "config.json").read_text())["config"]["train"]["compile_cache"]
+        assert Path(cache).name == "compile-cache" and Path(cache).is_relative_to(out), cache
     return _results(outcome.runs_dir)
 
 

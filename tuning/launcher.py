@@ -18,7 +18,7 @@ from typing import Any
 from adaptive_weights.errors import RefusedError
 
 from .cluster import ray_session, require_ray_tune
-from .plan import SweepPlan, matching_checkpoints, plan_sweep, spec_record, with_threads
+from .plan import SweepPlan, matching_checkpoints, plan_sweep, spec_record, with_compile_cache, with_threads
 from .space import SELECTION_METRIC
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, local_results_dir
 from .sweepfile import SweepSpec
@@ -125,6 +125,7 @@ def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_tria
     root, experiment = experiment_path(out, spec.name)
     local_dir = local_results_dir(out, spec.name)
     spec = with_threads(spec, cpus_per_trial)
+    spec = with_compile_cache(spec, local_dir / "compile-cache" if address is None else None)
     sweep_dir = SweepDir(experiment)
     plan = plan_sweep(sweep_dir, spec, resume=resume)
     errored: set[str] = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from adaptive_weights.config import EXECUTION_KEYS
@@ -21,7 +22,7 @@ from .sweepdir import SPEC_FILE, SweepDir, TrialCheckpoint
 from .sweepfile import SweepSpec
 
 __all__ = ["plan_sweep", "SweepPlan", "expected_trials", "experiment_diff", "matching_checkpoints", "spec_record",
-           "with_threads"]
+           "with_threads", "with_compile_cache"]
 
 _SPEC_FORMAT = 2
 
@@ -50,6 +51,21 @@ def with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
     space = dict(spec.space)
     if spec.search != "grid" and not space.get("train.num_threads"):
         space["train.num_threads"] = threads
+    return replace(spec, trials=trials, space=space)
+
+
+def with_compile_cache(spec: SweepSpec, directory: Path | None) -> SweepSpec:
+    """The trials of a sweep compile into one cache directory (``train.compile_cache``), so trials
+    of the same shapes compile once per sweep, not once each; a trial that names its own keeps it.
+    ``None`` (trials on other nodes, where this machine's path means nothing) leaves them torch's
+    per-user directory on each node."""
+    if directory is None:
+        return spec
+    key, value = "train.compile_cache", str(directory)
+    trials = [t if t.get(key) else {**t, key: value} for t in spec.trials]
+    space = dict(spec.space)
+    if spec.search != "grid" and not space.get(key):
+        space[key] = value
     return replace(spec, trials=trials, space=space)
 
 

@@ -34,11 +34,13 @@ from .._lock import RunDirLock
 from ..checkpoint import (
     load_checkpoint,
     load_model_state,
+    load_optimizer_state,
     load_state,
     rng_state,
     set_rng_state,
     validate_checkpoint,
 )
+from ..compile_cache import use_compile_cache
 from ..compiled import compile_forward, mark_step_begin
 from ..config import RunConfig
 from ..errors import RefusedError
@@ -46,6 +48,7 @@ from ..evaluate import autocast_for
 from ..logging import Progress, RunLogger, exit_key
 from ..objectives import create_objective
 from ..schedules import describe_schedule, learning_rate, set_learning_rate
+from ..speed import apply_backend_settings, resolve_speed, sgd_kernel
 from ..training import (
     AFTER_DIVERGENCE,
     RunExistsError,
@@ -199,7 +202,7 @@ def _build_members(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: 
         net, base_weights, strategy = build_model_and_strategy(cfg, data, device)
         optimizer = torch.optim.SGD(net.parameter_groups(cfg.train.weight_decay, base_weights.tolist()),
                                     lr=cfg.train.lr_values[0], momentum=cfg.train.momentum,
-                                    nesterov=cfg.train.nesterov)
+                                    nesterov=cfg.train.nesterov, **sgd_kernel(cfg))
         objective = create_objective(cfg.objective.name, label_smoothing=cfg.train.label_smoothing,
                                      **cfg.objective.params)
         member = _Member(i, cfg, run_dir, data, net, optimizer, base_weights, strategy, objective, net.exit_macs(),
@@ -209,7 +212,7 @@ def _build_members(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: 
                                 accumulators=new_accumulators(net.num_exits, device),
                                 steps_per_epoch=_steps_per_epoch(cfg, data))
             load_model_state(net, checkpoint["model"], member.ckpt_path)
-            load_state(optimizer, checkpoint["optimizer"], member.ckpt_path, "optimizer")
+            load_optimizer_state(optimizer, checkpoint["optimizer"], member.ckpt_path)
             load_state(strategy, checkpoint["strategy"], member.ckpt_path, "strategy")
             member.last_checkpoint = (checkpoint["epoch"], checkpoint["batch"])
         members.append(member)
@@ -267,7 +270,7 @@ def _packed_optimizer(packed: torch.nn.Module, cfg: RunConfig) -> torch.optim.SG
         {"params": convs, "weight_decay": cfg.train.weight_decay, "name": "conv"},
         {"params": norms, "weight_decay": 0.0, "name": "bn"},
         {"params": heads, "weight_decay": 0.0, "name": "heads (decay per member, added to the gradients)"},
-    ], lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov)
+    ], lr=cfg.train.lr_values[0], momentum=cfg.train.momentum, nesterov=cfg.train.nesterov, **sgd_kernel(cfg))
 
 
 class _Pack:
@@ -385,23 +388,27 @@ def build_pack(configs: Sequence[RunConfig], device: torch.device | str | None =
     ``x [B, N * C, H, W]`` (member m's images in its channel block) and ``y [B, N]``."""
     cfgs = check_pack(configs)
     device = resolve_device(cfgs[0].train.device) if device is None else torch.device(device)
+    cfgs = _execution(cfgs, device)
     members = _build_members(cfgs, [Path(".")] * len(cfgs), device, [None] * len(cfgs))
     return _Pack(members, cfgs[0], device)
 
 
-def _cuda_speed_settings(device: torch.device) -> None:
-    """cuDNN's algorithm search for the grouped convolutions (its default choice for them is often
-    far from the fastest); on the CPU nothing changes."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+def _execution(cfgs: Sequence[RunConfig], device: torch.device) -> list[RunConfig]:
+    """The members' configs with ``train.speed`` resolved on ``device`` (what they record), and the
+    process set up for them as ``train()`` sets it up: cuDNN's algorithm search (its default choice
+    for grouped convolutions is often far from the fastest), the compile cache, the thread count."""
+    cfgs = [resolve_speed(cfg, device) for cfg in cfgs]  # a pack's gradient rule is sum: compilable
+    apply_backend_settings(cfgs[0])
+    use_compile_cache(cfgs[0].train.compile_cache, cfgs[0].train.compile)
+    if cfgs[0].train.num_threads:
+        torch.set_num_threads(cfgs[0].train.num_threads)
+    return cfgs
 
 
 def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: torch.device, *,
                   resume: bool, tensorboard: bool) -> list[dict[str, Any]]:
+    cfgs = _execution(cfgs, device)
     cfg = cfgs[0]  # the shared keys
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    _cuda_speed_settings(device)
     # nothing is written until every member is known to be valid (as in train())
     checkpoints = _read_checkpoints(cfgs, run_dirs, device, resume)
     members = _build_members(cfgs, run_dirs, device, checkpoints)
