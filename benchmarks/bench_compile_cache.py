@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--mode", default="default", help="train.compile")
     p.add_argument("--strategy", default="eg")
+    p.add_argument("--no-control", action="store_true", help="skip the third (empty cache) run")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     device = torch.device(args.device)
@@ -69,8 +70,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shared = root / "sweep-cache"
-        for label, cache in (("first (compiles)", shared), ("second (same cache)", shared),
-                             ("control (empty cache)", root / "fresh-cache")):
+        runs = [("first (compiles)", shared), ("second (same cache)", shared)]
+        if not args.no_control:
+            runs.append(("control (empty cache)", root / "fresh-cache"))
+        for label, cache in runs:
             r = results["runs"][label] = run_once(flat, root / label.split()[0], cache)
             print(f"{label:>22}: first epoch {r['first_epoch_s']:6.1f} s | warm epoch {r['warm_epoch_s']:5.2f} s | "
                   f"first - warm {r['first_minus_warm_s']:6.1f} s | process {r['wall_s']:6.1f} s", flush=True)

@@ -3,20 +3,21 @@
 For the CIFAR-size anytime ResNet (c=16, batch 128, synthetic 32x32 data on the device, strategy
 `eg` learning) and each n in --n, every mode is timed against fp32 eager:
 
-    fp32 eager | all (bf16 + channels_last + cudnn.benchmark + fused SGD + reduce-overhead) |
+    fp32 eager | fast (`train.speed fast`: reduce-overhead + channels_last + cudnn.benchmark + fused
+    SGD, the GPU default) | fast + bf16 | all (the same as fast + bf16, kept for older tables) |
     compile reduce-overhead (CUDA graphs) | bf16 autocast | channels_last | cudnn.benchmark |
     fused SGD | foreach SGD | compile default
 
 The compiled modes go through `adaptive_weights.compiled.compile_training`, exactly as
-`train.compile` does (strategy compiled too when capture-safe). `--project` also times a 3-epoch run
-of `train()` on CIFAR-10-shaped synthetic data (50,000 images) plus one evaluation of 10,000 images
+`train.compile` does (strategy compiled too when capture-safe). `--project SPEED` also times a 3-epoch run
+of `train()` at that `train.speed` on CIFAR-10-shaped synthetic data (50,000 images) plus one evaluation of 10,000 images
 per epoch, and projects a 300-epoch run. `--packed 4` times 4 processes training n=9 on one device at
 once against one alone (the packing of `--gpus-per-trial 0.25` sweep trials, without Ray). Each mode also reports ms/step, host-device syncs per
 step (CUDA's sync debug mode, counted after the timing) and peak device memory. Results print as a
 table and go to --out as JSON after every mode, so a run cut short keeps what it measured. On the
 CPU (`--device cpu`, small `--c/--batch/--image-size`) it only checks the plumbing.
 
-    python benchmarks/bench_gpu_step.py [--n 3 9] [--modes ...] [--packed 4] [--project reduce-overhead]
+    python benchmarks/bench_gpu_step.py [--n 3 9] [--modes ...] [--packed 4] [--project auto] [--count-kernels]
         [--out FILE]
 """
 
@@ -35,10 +36,21 @@ from _common import environment, syncs_per_call, timer, write_results
 
 from adaptive_weights.compiled import compile_training, mark_step_begin
 from adaptive_weights.config import RunConfig
+from adaptive_weights.speed import speed_settings
 from adaptive_weights.training import build_run, build_step_plugins, training_step
+
+
+def _fast_mode() -> dict:
+    """`train.speed fast` on CUDA, as measure()'s keywords: the library's GPU default, stated once."""
+    fast = speed_settings("fast", torch.device("cuda"))
+    return {"compile": fast["compile"], "channels_last": fast["channels_last"],
+            "cudnn_benchmark": fast["cudnn_benchmark"], "sgd": "fused" if fast["fused_sgd"] else "default"}
+
 
 MODES: dict[str, dict] = {  # in the order they are timed: the likeliest GPU defaults first
     "fp32 eager": {},
+    "fast": _fast_mode(),  # train.speed auto on a GPU
+    "fast + bf16": {**_fast_mode(), "amp": True},
     "all": {"amp": True, "channels_last": True, "cudnn_benchmark": True, "sgd": "fused", "compile": "reduce-overhead"},
     "compile reduce-overhead": {"compile": "reduce-overhead"},
     "bf16 autocast": {"amp": True},
@@ -52,7 +64,8 @@ MODES: dict[str, dict] = {  # in the order they are timed: the likeliest GPU def
 
 def measure(n: int, steps: int, reps: int, device: torch.device, size: dict, *, amp: bool = False,
             channels_last: bool = False, cudnn_benchmark: bool = False, sgd: str = "default",
-            compile: str = "none", before_timing: Callable[[], object] | None = None) -> dict:
+            compile: str = "none", before_timing: Callable[[], object] | None = None,
+            count_kernels: bool = False) -> dict:
     """One mode: images/s (median of `reps` timed repetitions of `steps` steps, after one warm-up
     repetition that includes compilation), host syncs per step and peak device memory.
     `before_timing` is called between the warm-up and the timing (packed processes meet there)."""
@@ -96,11 +109,36 @@ def measure(n: int, steps: int, reps: int, device: torch.device, size: dict, *, 
     rates = [batch / time_steps(step, steps) for _ in range(reps)]
     peak = (torch.cuda.max_memory_allocated(device) - held) / 2**20 if device.type == "cuda" else None
     syncs = syncs_per_call(step, min(steps, 10), device)
+    launches = launches_per_step(step, device) if count_kernels and compile == "none" else {}
     torch.backends.cudnn.benchmark = False
     img_s = statistics.median(rates)
     return {"img_s": img_s, "step_ms": 1e3 * batch / img_s, "min": min(rates), "max": max(rates),
             "warmup_s": warmup_s, "syncs_per_step": syncs, "peak_mem_mib": peak,
-            "strategy_compiled": stepper is not strat}
+            "strategy_compiled": stepper is not strat, **launches}
+
+
+def launches_per_step(step: Callable[[], None], device: torch.device, n: int = 3) -> dict:
+    """What the host does per eager step (torch.profiler over `n` steps): CUDA kernels launched,
+    aten operators dispatched, of them dtype casts (`aten::_to_copy`, what autocast adds per weight),
+    and the host's time per step without waiting for the GPU. A step whose host time is close to
+    its wall time is launch-bound: every added kernel (a cast) makes it slower."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if device.type != "cuda":
+        return {}
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        host_s = (time.perf_counter() - t0) / n
+        torch.cuda.synchronize(device)
+    events = prof.events()
+    kernels = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    aten = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU and e.name.startswith("aten::")]
+    casts = sum(1 for e in aten if e.name == "aten::_to_copy")
+    return {"kernels_per_step": kernels / n, "aten_ops_per_step": len(aten) / n, "casts_per_step": casts / n,
+            "host_ms_per_step_profiled": 1e3 * host_s}
 
 
 def _packed_worker(barrier, results, args: tuple, mode: str) -> None:
@@ -135,36 +173,42 @@ def packed(procs: int, n: int, steps: int, reps: int, device: torch.device, size
             "packed_total_img_s": total, "vs_alone": total / rates[1][0]}
 
 
-def project(compile: str, device: torch.device, amp: bool, channels_last: bool, size: dict, images: int = 50_000,
-            eval_images: int = 10_000) -> dict:
-    """Wall time of a 3-epoch CIFAR-10-shaped run of `train()` (n=9) and its 300-epoch projection:
-    epoch 1 (compilation included) + 299 x the mean later epoch, each with a 10,000-image evaluation."""
+def project(speed: str, device: torch.device, size: dict, images: int = 50_000, eval_images: int = 10_000) -> dict:
+    """Wall time of a 3-epoch CIFAR-10-shaped run of `train()` (n=9, fp32, `train.speed SPEED`: `auto`
+    is what a user gets without flags) and its 300-epoch projection: epoch 1 (compilation, or loading
+    it from the compile cache, included) + 299 x the mean later epoch, each with a 10,000-image
+    evaluation. Reports the execution settings the run recorded."""
+    import json
     import tempfile
 
     from adaptive_weights.evaluate import evaluate_exits
+    from adaptive_weights.speed import SPEED_KEYS
     from adaptive_weights.training import train
 
     flat = {"data.name": "synthetic", "data.synthetic_size": images, "data.synthetic_image_size": size["image"],
             "model.n": 9, "model.c": size["c"], "strategy.name": "eg", "train.batch_size": size["batch"],
-            "train.epochs": 3, "train.device": device.type, "train.compile": compile, "train.amp": amp,
-            "train.channels_last": channels_last, "train.progress": False}
+            "train.epochs": 3, "train.device": device.type, "train.speed": speed, "train.progress": False}
     marks: list[float] = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         train(RunConfig.from_flat(flat), out_dir=Path(tmp) / "run", tensorboard=False,
               report=lambda metrics, ckpt: marks.append(time.perf_counter()))
+        used = json.loads((Path(tmp) / "run" / "config.json").read_text())["config"]["train"]
         cfg = RunConfig.from_flat(flat).resolve()
         _, model, _, _ = build_run(cfg, device)
+    settings = {k: used[k] for k in SPEED_KEYS}
+    if settings["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     # the synthetic test split is small; CIFAR's has 10,000 images: time that evaluation on its own
     shape = (eval_images, 3, size["image"], size["image"])
     x, y = torch.randn(shape, device=device), torch.randint(0, 10, (eval_images,), device=device)
     loader = [(x[i:i + 500], y[i:i + 500]) for i in range(0, len(y), 500)]
-    evaluate = lambda: evaluate_exits(model, loader, amp=amp, channels_last=channels_last)  # noqa: E731
+    evaluate = lambda: evaluate_exits(model, loader, channels_last=settings["channels_last"])  # noqa: E731
     evaluate()  # warm-up
     eval_s = timer(device)(evaluate, 1)
     epochs = [marks[0] - t0] + [b - a for a, b in zip(marks, marks[1:], strict=False)]
     later = statistics.mean(epochs[1:]) + eval_s
-    return {"mode": compile, "amp": amp, "channels_last": channels_last, "images": images, "epoch_s": epochs,
+    return {"speed": speed, "settings": settings, "images": images, "epoch_s": epochs,
             "eval_10k_s": eval_s, "projected_300_epochs_min": (epochs[0] + eval_s + 299 * later) / 60}
 
 
@@ -179,11 +223,14 @@ def main() -> None:
     p.add_argument("--c", type=int, default=16, help="channels of the first stage")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--project", default=None, help="also project a 300-epoch run in this train.compile mode")
+    p.add_argument("--project", default=None, choices=["auto", "fast", "exact"],
+                   help="also project a 300-epoch run of train() at this train.speed")
     p.add_argument("--project-images", type=int, default=50_000, help="training images per projected epoch")
     p.add_argument("--packed", type=int, default=0, metavar="PROCS",
                    help="also time PROCS processes sharing the device (n=9) against one alone")
     p.add_argument("--packed-mode", default="fp32 eager", choices=list(MODES), help="the mode of --packed")
+    p.add_argument("--count-kernels", action="store_true",
+                   help="eager modes: also count kernels, aten ops and casts per step (torch.profiler)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -198,7 +245,8 @@ def main() -> None:
         rows = results["steps"][f"n={n}"] = {}
         for mode in args.modes:
             try:
-                rows[mode] = measure(n, args.steps, args.reps, device, size, **MODES[mode])
+                rows[mode] = measure(n, args.steps, args.reps, device, size, **MODES[mode],
+                                     count_kernels=args.count_kernels)
             except Exception as err:  # noqa: BLE001 - one failing mode must not lose the others
                 rows[mode] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
                 print(f"n={n} {mode:>26}: FAILED {rows[mode]['error']}", flush=True)
@@ -210,7 +258,10 @@ def main() -> None:
             peak = f"{r['peak_mem_mib']:,.0f} MiB" if r["peak_mem_mib"] is not None else "-"
             print(f"n={n} {mode:>26}: {r['img_s']:9,.0f} img/s {r['step_ms']:7.2f} ms/step {ratio} fp32 eager | "
                   f"syncs/step {r['syncs_per_step']} | peak {peak} | spread {r['min']:,.0f}..{r['max']:,.0f} | "
-                  f"warm-up {r['warmup_s']:.1f} s | strategy compiled: {r['strategy_compiled']}", flush=True)
+                  f"warm-up {r['warmup_s']:.1f} s | strategy compiled: {r['strategy_compiled']}"
+                  + (f" | kernels/step {r['kernels_per_step']:.0f}, aten ops {r['aten_ops_per_step']:.0f}, casts "
+                     f"{r['casts_per_step']:.0f}, host {r['host_ms_per_step_profiled']:.1f} ms/step"
+                     if "kernels_per_step" in r else ""), flush=True)
             write_results(args.out, results)  # after every mode: a run cut short keeps what it measured
     if args.packed:
         try:  # a failure here must not lose the projection after it
@@ -223,10 +274,9 @@ def main() -> None:
             print(f"packed: FAILED {results['packed']['error']}", flush=True)
         write_results(args.out, results)
     if args.project:
-        all_on = args.project != "none"
-        results["projection"] = project(args.project, device, amp=all_on, channels_last=all_on, size=size,
-                                        images=args.project_images)
-        print(f"300-epoch projection ({args.project}): {results['projection']['projected_300_epochs_min']:.1f} min "
+        results["projection"] = project(args.project, device, size=size, images=args.project_images)
+        print(f"300-epoch projection (train.speed {args.project}: {results['projection']['settings']}): "
+              f"{results['projection']['projected_300_epochs_min']:.1f} min "
               f"(epochs {[round(e, 1) for e in results['projection']['epoch_s']]} s, "
               f"eval 10k {results['projection']['eval_10k_s']:.2f} s)")
         write_results(args.out, results)

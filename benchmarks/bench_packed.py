@@ -9,8 +9,9 @@ times one run's time, so their images/s in all is one run's. Each mode times bot
 compilation; CUDA events on a GPU). The strategies' share of the packed step (their
 `step_weights` + `observe` calls for all N members, timed alone) is reported too.
 
-Modes: `eager` (fp32; on CUDA also bf16 autocast + channels_last + cudnn.benchmark, the fast eager
-setting, as `fast eager`) and `compiled` (`train.compile default`). Results print as a table and go
+Modes: `eager` (fp32, `train.speed exact`), `fast eager` (bf16 autocast + channels_last +
+cudnn.benchmark + fused SGD, not compiled), `compiled` (`train.compile default`) and `fast` (what a
+pack gets without flags: `train.speed fast`, on CUDA CUDA graphs too). Results print as a table and go
 to --out as JSON after every row, so a run cut short keeps what it measured.
 
     python benchmarks/bench_packed.py [--device cuda] [--ns 1 4 16 32] [--modes eager compiled] [--out FILE]
@@ -30,13 +31,16 @@ from _common import environment, timer, write_results
 from adaptive_weights.compiled import compile_training, mark_step_begin
 from adaptive_weights.config import RunConfig
 from adaptive_weights.packing import build_pack
+from adaptive_weights.speed import apply_backend_settings, resolve_speed, sgd_kernel
 from adaptive_weights.training import build_run, build_step_plugins, training_step
 
 STRATEGIES = ("static", "aann", "eg", "rwm")
-MODES = {
-    "eager": {},
-    "fast eager": {"train.amp": True, "train.channels_last": True, "cudnn_benchmark": True},
-    "compiled": {"train.compile": "default"},
+MODES = {  # config keys; "fast" is what a run gets without flags on a GPU (train.speed auto)
+    "eager": {"train.speed": "exact"},
+    "fast eager": {"train.speed": "exact", "train.amp": True, "train.channels_last": True,
+                   "train.cudnn_benchmark": True, "train.fused_sgd": True},
+    "compiled": {"train.speed": "exact", "train.compile": "default"},
+    "fast": {"train.speed": "fast"},
 }
 
 
@@ -64,7 +68,7 @@ def _packed(args, n: int, mode: dict, device: torch.device, measure) -> dict:
     y = torch.stack([b[1] for b in batches], dim=1)
     if cfgs[0].train.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    amp, compile_mode = cfgs[0].train.amp, cfgs[0].train.compile
+    amp, compile_mode = cfgs[0].train.amp, pack.cfg.train.compile  # the pack's: train.speed resolved
 
     def step():
         mark_step_begin(compile_mode)
@@ -87,13 +91,14 @@ def _packed(args, n: int, mode: dict, device: torch.device, measure) -> dict:
 
 
 def _alone(args, mode: dict, device: torch.device, measure) -> dict:
-    cfg = _config(args, 2, mode)  # an `eg` member: a learner
+    cfg = resolve_speed(_config(args, 2, mode), device)  # an `eg` member: a learner
+    apply_backend_settings(cfg)
     torch.manual_seed(0)
     data, model, _, strategy = build_run(cfg, device)
     strategy.start_epoch(1)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, **sgd_kernel(cfg))
     objective, gradient = build_step_plugins(cfg, model)
     forward, stepper = compile_training(gradient.forward_fn(), strategy, cfg.train.compile)
     x, y = next(iter(data.train))
@@ -132,7 +137,6 @@ def main() -> None:
           f"{'strategies':>10} {'peak MiB':>9}")
     for mode_name in modes:
         mode = MODES[mode_name]
-        torch.backends.cudnn.benchmark = bool(mode.get("cudnn_benchmark"))
         alone = _alone(args, mode, device, measure)
         for n in args.ns:
             gc.collect()

@@ -27,7 +27,7 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 CUDA_FLAT = {
     "data.name": "synthetic", "data.synthetic_size": 512, "data.synthetic_image_size": 32,
     "model.n": 1, "model.c": 8, "train.preset": "smoke", "train.epochs": 1, "train.batch_size": 64,
-    "train.progress": False, "train.device": "cuda",
+    "train.progress": False, "train.device": "cuda", "train.speed": "exact",  # each test names its fast keys
 }
 
 
@@ -57,9 +57,10 @@ def test_training_step_never_syncs(strategy, amp):
     assert p.device.type == "cuda" and abs(float(p.sum()) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("amp,channels_last,compile_mode", [(False, False, "none"), (True, True, "none"),
-                                                           (False, False, "default"),
-                                                           (False, False, "reduce-overhead")])
+@pytest.mark.parametrize("amp,channels_last,compile_mode", [
+    (False, False, "none"), (True, True, "none"),
+    pytest.param(False, False, "default", marks=pytest.mark.compiles),
+    pytest.param(False, False, "reduce-overhead", marks=pytest.mark.compiles)])
 def test_full_run_on_cuda(tmp_path, amp, channels_last, compile_mode):
     # the schedule pinned: a longer run scales the preset's milestones, which a resume refuses
     flat = {**CUDA_FLAT, "strategy.name": "eg", "train.amp": amp, "train.channels_last": channels_last,
@@ -73,9 +74,30 @@ def test_full_run_on_cuda(tmp_path, amp, channels_last, compile_mode):
     assert more["epochs"] == 2
 
 
+@pytest.mark.compiles
+def test_a_default_cuda_run_is_fast(tmp_path):
+    """train.speed auto on CUDA: compiled (CUDA graphs), channels_last, cudnn.benchmark and fused SGD,
+    recorded in config.json; an exact resume of it continues eagerly with the plain SGD kernel."""
+    import json
+
+    flat = {k: v for k, v in CUDA_FLAT.items() if k != "train.speed"}
+    flat.update({"strategy.name": "eg", "train.lr_milestones": [], "train.lr_values": [0.05]})
+    summary = train(RunConfig.from_flat(flat), out_dir=tmp_path / "r", tensorboard=False)
+    used = json.loads((tmp_path / "r" / "config.json").read_text())["config"]["train"]
+    assert (used["compile"], used["channels_last"], used["cudnn_benchmark"], used["fused_sgd"]) == (
+        "reduce-overhead", True, True, True)
+    assert all(0 <= e <= 1 for e in summary["errors"]["test"])
+    more = train(RunConfig.from_flat({**flat, "train.epochs": 2, "train.speed": "exact"}), out_dir=tmp_path / "r",
+                 resume=True, tensorboard=False)
+    assert more["epochs"] == 2
+    used = json.loads((tmp_path / "r" / "config.json").read_text())["config"]["train"]
+    assert (used["compile"], used["fused_sgd"]) == ("none", False)
+
+
 BUILTINS = ["static", "aann", "eg", "rwm", "avgl", "adaloss", "uniform", "quartile"]
 
 
+@pytest.mark.compiles
 @pytest.mark.parametrize("strategy", BUILTINS)
 def test_captured_strategy_step_matches_eager(strategy):
     """The strategy's step as CUDA graphs (mode reduce-overhead) against eager, on the same 20 loss
@@ -123,6 +145,7 @@ def deterministic_kernels():
         torch.use_deterministic_algorithms(saved[2])
 
 
+@pytest.mark.compiles
 @pytest.mark.parametrize("strategy", ["eg", "adaloss"])  # each run compiles the network: two strategies
 def test_compiled_run_matches_eager_run(tmp_path, strategy):
     """train.compile=reduce-overhead against none: per-exit losses, weights and strategy state after
@@ -159,3 +182,21 @@ def test_compiled_run_matches_eager_run(tmp_path, strategy):
     assert sa["steps"] == sb["steps"]
     for key, value in sa["tensors"].items():
         torch.testing.assert_close(sb["tensors"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.compiles
+def test_a_pack_trains_on_cuda_with_the_fast_default(tmp_path):
+    """A pack of two members under train.speed auto on CUDA: the packed forward compiled with CUDA
+    graphs, channels_last, fused SGD; both members finish with finite errors and record the fast keys."""
+    import json
+
+    from adaptive_weights.packing import train_packed
+
+    flat = {k: v for k, v in CUDA_FLAT.items() if k != "train.speed"}
+    cfgs = [RunConfig.from_flat({**flat, "name": f"m{i}", "train.seed": i, "strategy.name": s})
+            for i, s in enumerate(["eg", "static"])]
+    summaries = train_packed(cfgs, out_dirs=[tmp_path / "m0", tmp_path / "m1"], tensorboard=False)
+    for i, summary in enumerate(summaries):
+        assert summary["status"] == "completed" and all(0 <= e <= 1 for e in summary["errors"]["test"])
+        used = json.loads((tmp_path / f"m{i}" / "config.json").read_text())["config"]["train"]
+        assert (used["compile"], used["channels_last"], used["fused_sgd"]) == ("reduce-overhead", True, True)
