@@ -395,6 +395,7 @@ def train(
     progress.line(describe_schedule(cfg.train))
 
     last_checkpoint = (start_epoch, start_batch) if checkpoint is not None else None
+    inputs = data.input_record()  # the normalisation load_model puts inside the served network
 
     def checkpoint_now(epoch: int, batch: int) -> None:
         nonlocal last_checkpoint
@@ -405,7 +406,7 @@ def train(
             "strategy": strategy.state_dict(), "rng": rng_state(device),
             "epoch": epoch, "batch": batch, "step": step,
             "accumulators": {k: v.detach().cpu() for k, v in acc.items()},
-            "config": cfg.to_flat(), "version": library_version(),
+            "config": cfg.to_flat(), "version": library_version(), "input": inputs,
         })
         last_checkpoint = (epoch, batch)
 
