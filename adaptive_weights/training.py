@@ -3,7 +3,7 @@
 Per step: the strategy gives this step's exit weights, the network gives every exit's logits, the
 objective turns them into the ``[K]`` loss vector in one vectorised call, the gradient rule turns
 weights and losses into the parameters' gradients (default: back-propagate the weighted sum), and
-the detached loss vector goes back to the strategy (README, "Objectives and gradient rules").
+the detached loss vector goes back to the strategy (docs/strategies.md, "Objectives and gradient rules").
 Nothing in the default step reads a value back to the host. Every epoch: evaluate all exits, log, write an atomic checkpoint, call ``report`` (the only
 hook Ray Tune needs). A run killed at any moment resumes exactly from its last checkpoint.
 
