@@ -126,8 +126,8 @@ def _check_finished(run_dir: Path, cfg: Any) -> None:
     summary_path = run_dir / "summary.json"
     summary = read_json(summary_path) if summary_path.is_file() else {}
     status = summary.get("status") if isinstance(summary, dict) else None
-    if status == "completed":
-        return
+    if status == "completed" or (status is None and isinstance(summary, dict) and summary.get("completed") is True):
+        return  # (summaries written before "status" existed say "completed": true)
     if status == "diverged":
         why = f"it diverged in epoch {summary.get('epoch', '?')}; its checkpoint is the last good epoch"
     else:

@@ -4,6 +4,7 @@ that cannot be served is refused by name."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -65,7 +66,8 @@ def test_exits_macs_and_anytime_on_raw_images(run):
 
 
 def test_a_checkpoint_without_its_input_record_is_served_from_the_data_set(run, tmp_path):
-    """A run written before checkpoints recorded their inputs: the normalisation is recomputed."""
+    """A run written before checkpoints recorded their inputs (and summaries their status): the
+    normalisation is recomputed from the data set."""
     from adaptive_weights import load_model
 
     run_dir, _ = run
@@ -75,6 +77,9 @@ def test_a_checkpoint_without_its_input_record_is_served_from_the_data_set(run, 
     state = load_checkpoint(path)
     del state["input"]
     save_checkpoint(path, state)
+    summary = json.loads((old / "summary.json").read_text())
+    del summary["status"]  # older summaries said only "completed": true
+    (old / "summary.json").write_text(json.dumps(summary))
     x = torch.rand(4, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(load_model(old)(x), load_model(run_dir)(x))
@@ -110,3 +115,17 @@ def test_an_unfinished_run_is_refused_unless_asked_for(tmp_path):
     with pytest.raises(RefusedError, match=r"unfinished: it has not finished its 2 epochs.*allow_unfinished=True"):
         load_model(tmp_path / "half")
     assert load_model(tmp_path / "half", allow_unfinished=True).epoch == 1
+
+
+def test_a_packed_member_is_served_like_a_run(tmp_path):
+    """A pack's members write single-run checkpoints, the input record included."""
+    from adaptive_weights import load_model
+    from adaptive_weights.packing import train_packed
+
+    cfgs = [RunConfig.from_flat({**TINY, "train.epochs": 1, "train.seed": s}) for s in (0, 1)]
+    summaries = train_packed(cfgs, out_dirs=[tmp_path / "a", tmp_path / "b"], tensorboard=False)
+    model = load_model(tmp_path / "b")
+    x, y = _raw_test_split(model.config)
+    with torch.no_grad():
+        errors = (model(x).argmax(-1) != y).float().mean(1).tolist()
+    assert errors == pytest.approx(summaries[1]["errors"]["test"], abs=1e-9)
