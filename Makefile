@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Ray binds to loopback only on a single machine (see DESIGN.md, "Keep Ray on loopback").
+# Ray binds to loopback only on a single machine (docs/sweeps.md, "On this machine").
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

@@ -24,6 +24,8 @@ _LAZY = {
     "StrategyConfig": "adaptive_weights.config",
     "TrainConfig": "adaptive_weights.config",
     "train": "adaptive_weights.training",
+    "load_model": "adaptive_weights.loading",
+    "TrainedModel": "adaptive_weights.loading",
     "scheme_weights": "adaptive_weights.schemes",
     "list_schemes": "adaptive_weights.schemes",
     "AnytimeResNet": "adaptive_weights.models",

@@ -30,7 +30,7 @@ __all__ = ["main", "parse_overrides"]
 def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
     """``["--model.n", "9", "--train.amp", "--x.y=z"]`` -> ``{"model.n": "9", "train.amp": "true",
     "x.y": "z"}``. A flag followed by another flag (or nothing) is a boolean ``true``."""
-    from .config import config_key
+    from .config import config_key, suggest_keys
 
     out: dict[str, Any] = {}
     i = 0
@@ -39,7 +39,9 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
         tok = tokens[i]
         bare = tok[2:].split("=", 1)[0]
         if not tok.startswith("--") or ("." not in bare and bare != "name"):
-            raise ValueError(f"unexpected argument {tok!r}; config keys are given as --section.key VALUE "
+            hints = suggest_keys(bare) if tok.startswith("--") else []
+            hint = f"did you mean {' or '.join('--' + h for h in hints)}? " if hints else ""
+            raise ValueError(f"unexpected argument {tok!r}; {hint}config keys are given as --section.key VALUE "
                              "(e.g. --model.n 9); see --help")
         key = tok[2:]
         if "=" in key:
@@ -56,10 +58,13 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
 
 
 def _config_help() -> str:
-    from .config import _SECTIONS, OPEN_SECTIONS, PRESETS, RunConfig
+    """Every config key with its type, default and one-line description (the ``doc`` of its
+    field, :func:`adaptive_weights.config.key_docs`), in aligned columns."""
+    from .config import _SECTIONS, OPEN_SECTIONS, PRESETS, RunConfig, key_docs
 
-    lines = ["config keys (flag = YAML key = Ray Tune param_space key; default in brackets):"]
+    docs = key_docs()
     default = RunConfig()
+    rows = [("--name", "str", repr(default.name), docs["name"])]
     for section, tp in _SECTIONS.items():
         hints = typing.get_type_hints(tp)
         for f in fields(tp):
@@ -67,10 +72,14 @@ def _config_help() -> str:
                 continue
             value = getattr(getattr(default, section), f.name)
             tname = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            lines.append(f"  --{section}.{f.name:<22} {tname:<28} [{value}]")
-    lines.append("  --strategy.<hparam>          hyper-parameters of the chosen strategy (see below)")
-    lines.append("  --objective.<hparam>         hyper-parameters of the chosen objective (adaptive-weights objectives)")
-    lines.append("  --gradient.<hparam>          hyper-parameters of the chosen gradient rule (adaptive-weights gradients)")
+            rows.append((f"--{section}.{f.name}", tname, str(value), docs[f"{section}.{f.name}"]))
+    listings = {"strategy": "see below", "objective": "adaptive-weights objectives",
+                "gradient": "adaptive-weights gradients"}
+    rows += [(f"--{s}.<hparam>", "", "", f"{docs[f'{s}.<hparam>']} ({listings[s]})") for s in OPEN_SECTIONS]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["config keys (flag = YAML key = Ray Tune param_space key; dashes or underscores):",
+             f"  {'key':<{widths[0]}}  {'type':<{widths[1]}}  {'default':<{widths[2]}}  description"]
+    lines += [f"  {k:<{widths[0]}}  {t:<{widths[1]}}  {d:<{widths[2]}}  {doc}" for k, t, d, doc in rows]
     lines.append("presets (train.preset): " + ", ".join(
         f"{k} ({e} epochs, lr {list(v)} after {list(m)})" for k, (e, m, v) in PRESETS.items()))
     return "\n".join(lines)

@@ -37,7 +37,7 @@ def compile_training(forward: Callable[[torch.Tensor], torch.Tensor], strategy: 
     reason = capture_check(strategy)
     if reason is not None:
         warnings.warn(f"train.compile={mode}: strategy {strategy.name!r} steps eagerly, since it is not "
-                      f"capture-safe: {reason} (see README, 'Compiled training step')", RuntimeWarning,
+                      f"capture-safe: {reason} (see docs/training.md, 'Compiled training step')", RuntimeWarning,
                       stacklevel=2)
         return compiled_forward, strategy
     return compiled_forward, CompiledSteps(strategy, **kwargs)

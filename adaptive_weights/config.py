@@ -52,6 +52,10 @@ __all__ = [
     "roles_of",
     "keys_with_role",
     "check_roles",
+    "check_docs",
+    "key_docs",
+    "suggest_keys",
+    "did_you_mean",
     "load_config_file",
     "flatten",
     "coerce_value",
@@ -74,56 +78,73 @@ MEMBER = "member"              # may differ between the members of a pack (adapt
 ROLES = (EXPERIMENT, EXECUTION, ARCHITECTURE, EXTENDABLE, MODEL, EXIT_LAYOUT, NAMING, MEMBER)
 
 
-def _f(default: Any = dataclasses.MISSING, *roles: str, factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with its roles in the metadata (``field(metadata={"roles": ...})``)."""
-    return field(default=default, default_factory=factory, metadata={"roles": frozenset(roles)})
+def _f(default: Any = dataclasses.MISSING, *roles: str, doc: str = "", factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its roles and its one-line description in the metadata
+    (``field(metadata={"roles": ..., "doc": ...})``): ``train --help`` prints the description, so it
+    is written here once, next to the default, and nowhere else."""
+    return field(default=default, default_factory=factory, metadata={"roles": frozenset(roles), "doc": doc})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The anytime network. ``arch``: ``resnet`` (basic units, 32x32-style inputs) or
-    ``imagenet-resnet`` (bottlenecks, ``depth``). ``num_classes``/``in_channels`` come from data."""
+    """The anytime network; ``num_classes`` and ``in_channels`` come from the data. Each field's
+    ``doc`` metadata is its one-line description (``adaptive-weights train --help``)."""
 
-    arch: str = _f("resnet", EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
-    n: int = _f(3, EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
-    c: int = _f(16, EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
-    period: int = _f(1, EXPERIMENT, ARCHITECTURE, MODEL, EXIT_LAYOUT, NAMING)
-    depth: int = _f(50, EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
-    unit_style: str = _f("preact", EXPERIMENT, ARCHITECTURE, MODEL)
+    arch: str = _f("resnet", EXPERIMENT, ARCHITECTURE, MODEL, NAMING,
+                   doc="network: resnet (basic units, 32x32-style inputs) or imagenet-resnet (model.depth)")
+    n: int = _f(3, EXPERIMENT, ARCHITECTURE, MODEL, NAMING,
+                doc="resnet: residual units per resolution stage (3n units in all)")
+    c: int = _f(16, EXPERIMENT, ARCHITECTURE, MODEL, NAMING,
+                doc="resnet: channels of the first stage (doubled at each later stage)")
+    period: int = _f(1, EXPERIMENT, ARCHITECTURE, MODEL, EXIT_LAYOUT, NAMING,
+                     doc="an exit after every period-th unit (the last unit always has one)")
+    depth: int = _f(50, EXPERIMENT, ARCHITECTURE, MODEL, NAMING,
+                    doc="imagenet-resnet: 14, 26, 50, 101, 152 (bottlenecks) or 18, 34 (basic units)")
+    unit_style: str = _f("preact", EXPERIMENT, ARCHITECTURE, MODEL,
+                         doc="resnet unit: preact (BN-ReLU-conv-BN-ReLU-conv-BN) or 2017 (no ReLU before the first conv)")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data set, where its files are, and the validation split (``None``: the data set's
-    default, e.g. the last 5,000 CIFAR training images; ``0``: none)."""
+    """Which data set, where its files are, and the validation split (the default of CIFAR and
+    SVHN: their last 5,000 training images)."""
 
-    name: str = _f("digits", EXPERIMENT, ARCHITECTURE, MODEL, NAMING)
-    root: str = _f("data", EXECUTION)
-    download: bool = _f(False, EXECUTION)
-    val_split: int | None = _f(None, EXPERIMENT)
-    svhn_extra: bool = _f(False, EXPERIMENT)
-    augment: bool = _f(True, EXPERIMENT)
-    synthetic_size: int = _f(512, EXPERIMENT)
-    synthetic_image_size: int = _f(32, EXPERIMENT)
-    synthetic_classes: int = _f(10, EXPERIMENT)
-    image_size: int = _f(224, EXPERIMENT)
-    num_workers: int = _f(4, EXECUTION)
+    name: str = _f("digits", EXPERIMENT, ARCHITECTURE, MODEL, NAMING,
+                   doc="data set: digits, synthetic, cifar10, cifar100, svhn or imagenet")
+    root: str = _f("data", EXECUTION,
+                   doc="folder holding the data set's files (digits and synthetic need none)")
+    download: bool = _f(False, EXECUTION,
+                        doc="fetch the official CIFAR/SVHN archive into data.root (MD5-checked) when missing")
+    val_split: int | None = _f(None, EXPERIMENT,
+                               doc="training images held out for validation (None: the set's default; 0: none)")
+    svhn_extra: bool = _f(False, EXPERIMENT, doc="svhn: also train on extra_32x32.mat")
+    augment: bool = _f(True, EXPERIMENT,
+                       doc="augment the training split (the data set's crops, flips, jitter)")
+    synthetic_size: int = _f(512, EXPERIMENT, doc="synthetic: training images")
+    synthetic_image_size: int = _f(32, EXPERIMENT, doc="synthetic: image side in pixels")
+    synthetic_classes: int = _f(10, EXPERIMENT, doc="synthetic: classes")
+    image_size: int = _f(224, EXPERIMENT, doc="imagenet: crop side in pixels")
+    num_workers: int = _f(4, EXECUTION, doc="imagenet: DataLoader worker processes decoding JPEGs")
 
 
 @dataclass(frozen=True)
 class SchemeConfig:
     """Static weights (``adaptive_weights.schemes``) and their normalisation."""
 
-    name: str = _f("sieve", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER)
-    normalize: str = _f("last", EXPERIMENT, ARCHITECTURE, MEMBER)
+    name: str = _f("sieve", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER,
+                   doc="static weight scheme over the exits (const, linear, sieve, exp-lin, optimal@i, ...)")
+    normalize: str = _f("last", EXPERIMENT, ARCHITECTURE, MEMBER,
+                        doc="scale of the weights: last (final exit 1), sum (sum 1), log (sum log2(K+1)) or none")
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
     """A registered strategy and its hyper-parameters (flat keys ``strategy.<hparam>``)."""
 
-    name: str = _f("static", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER)
-    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, MEMBER, factory=dict)
+    name: str = _f("static", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER,
+                   doc="registered strategy (adaptive-weights strategies lists them)")
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, MEMBER, factory=dict,
+                                   doc="hyper-parameters of the chosen plug-in")
 
 
 @dataclass(frozen=True)
@@ -131,8 +152,10 @@ class ObjectiveConfig:
     """What each exit's loss is (``adaptive_weights.objectives``) and its hyper-parameters (flat
     keys ``objective.<hparam>``); ``ce`` is plain cross-entropy."""
 
-    name: str = _f("ce", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER)
-    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, MEMBER, factory=dict)
+    name: str = _f("ce", EXPERIMENT, ARCHITECTURE, NAMING, MEMBER,
+                   doc="registered objective: what each exit's loss is (adaptive-weights objectives)")
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, MEMBER, factory=dict,
+                                   doc="hyper-parameters of the chosen plug-in")
 
 
 @dataclass(frozen=True)
@@ -140,49 +163,66 @@ class GradientConfig:
     """How the weighted losses become gradients (``adaptive_weights.gradients``) and its
     hyper-parameters (flat keys ``gradient.<hparam>``); ``sum`` back-propagates the weighted sum."""
 
-    name: str = _f("sum", EXPERIMENT, ARCHITECTURE, NAMING)
-    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict)
+    name: str = _f("sum", EXPERIMENT, ARCHITECTURE, NAMING,
+                   doc="registered gradient rule: how the exits' gradients combine (adaptive-weights gradients)")
+    params: Mapping[str, Any] = _f(dataclasses.MISSING, EXPERIMENT, NAMING, factory=dict,
+                                   doc="hyper-parameters of the chosen plug-in")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation (spec §5.2). ``preset`` fills ``epochs``, ``lr_milestones`` and ``lr_values``
-    left at ``None`` (``auto``: the data set's recipe, see ``DATASET_PRESETS``); a preset's
-    milestones scale with an overridden ``epochs`` (and the ``imagenet`` preset's rates with
-    ``batch_size / 256``). ``lr_schedule`` (``adaptive_weights.schedules``): ``step`` (the paper's;
-    ``lr_values[i]`` is the rate after ``i`` milestones have passed), ``cosine`` or ``onecycle``
-    (one peak rate, ``lr_values[0]``), each after ``warmup_epochs`` of linear warm-up.
-    ``label_smoothing`` applies to every exit's cross-entropy; ``nesterov`` to SGD's momentum.
-    ``speed`` (``auto``: ``fast`` on a CUDA device, ``exact`` elsewhere) fills the execution keys
-    ``compile`` left at ``auto`` and ``channels_last``, ``cudnn_benchmark``, ``fused_sgd`` left at
-    ``None`` once the device is known (``adaptive_weights.speed``); ``compile_cache`` is the directory of the compiled
-    artefacts (``None``: torch's per-user one; a sweep gives its trials one of its own)."""
+    """Optimisation, as in the paper unless a key says otherwise. A preset (``auto``: the data
+    set's recipe, ``DATASET_PRESETS``) scales its milestones with an overridden ``epochs`` (and the
+    ``imagenet`` preset its rates with ``batch_size / 256``). ``lr_schedule`` is implemented in
+    ``adaptive_weights.schedules``: ``step``'s ``lr_values[i]`` is the rate after ``i`` milestones
+    have passed; ``cosine`` and ``onecycle`` take one peak rate, ``lr_values[0]``; each follows
+    ``warmup_epochs`` of linear warm-up. ``speed`` (``adaptive_weights.speed``) fills ``compile``
+    left at ``auto`` and ``channels_last``, ``cudnn_benchmark``, ``fused_sgd`` left unset once the
+    device is known; ``config.json`` records the values used."""
 
-    preset: str = _f("auto", EXPERIMENT)
-    epochs: int | None = _f(None, EXPERIMENT, EXTENDABLE)
-    lr_schedule: str = _f("step", EXPERIMENT)
-    lr_milestones: tuple[int, ...] | None = _f(None, EXPERIMENT)
-    lr_values: tuple[float, ...] | None = _f(None, EXPERIMENT)
-    warmup_epochs: int = _f(0, EXPERIMENT)
-    batch_size: int = _f(128, EXPERIMENT)
-    momentum: float = _f(0.9, EXPERIMENT)
-    nesterov: bool = _f(False, EXPERIMENT)
-    label_smoothing: float = _f(0.0, EXPERIMENT)
-    weight_decay: float = _f(2e-4, EXPERIMENT)
-    seed: int = _f(0, EXPERIMENT, NAMING, MEMBER)
-    device: str = _f("auto", EXECUTION)
-    amp: bool = _f(False, EXPERIMENT)
-    speed: str = _f("auto", EXECUTION)
-    channels_last: bool | None = _f(None, EXECUTION)
-    compile: str = _f("auto", EXECUTION)
-    cudnn_benchmark: bool | None = _f(None, EXECUTION)
-    fused_sgd: bool | None = _f(None, EXECUTION)
-    compile_cache: str | None = _f(None, EXECUTION)
-    eval_splits: tuple[str, ...] = _f(("val", "test"), EXECUTION)
-    checkpoint_minutes: float = _f(0.0, EXECUTION)
-    max_steps_per_epoch: int | None = _f(None, EXPERIMENT)
-    num_threads: int | None = _f(None, EXECUTION)
-    progress: bool = _f(True, EXECUTION)
+    preset: str = _f("auto", EXPERIMENT,
+                     doc="recipe filling epochs, lr_milestones and lr_values left unset (auto: the data set's)")
+    epochs: int | None = _f(None, EXPERIMENT, EXTENDABLE,
+                            doc="epochs to train (None: the preset's); a resume may raise it")
+    lr_schedule: str = _f("step", EXPERIMENT,
+                          doc="learning-rate schedule: step (the paper's), cosine or onecycle")
+    lr_milestones: tuple[int, ...] | None = _f(None, EXPERIMENT,
+                                               doc="step: epochs after which the next rate applies (None: the preset's)")
+    lr_values: tuple[float, ...] | None = _f(None, EXPERIMENT,
+                                             doc="step: the rates, one more than milestones; cosine/onecycle: the peak first")
+    warmup_epochs: int = _f(0, EXPERIMENT, doc="epochs of linear learning-rate warm-up")
+    batch_size: int = _f(128, EXPERIMENT,
+                         doc="images per optimiser step (the global batch under data-parallel training)")
+    momentum: float = _f(0.9, EXPERIMENT, doc="SGD momentum")
+    nesterov: bool = _f(False, EXPERIMENT, doc="Nesterov momentum")
+    label_smoothing: float = _f(0.0, EXPERIMENT, doc="label smoothing of every exit's cross-entropy")
+    weight_decay: float = _f(2e-4, EXPERIMENT,
+                             doc="L2 weight decay of the convolutions (a head's: times its exit's static weight; BN: none)")
+    seed: int = _f(0, EXPERIMENT, NAMING, MEMBER,
+                   doc="seed of the initial weights, data order, augmentation and strategy draws")
+    device: str = _f("auto", EXECUTION, doc="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    amp: bool = _f(False, EXPERIMENT, doc="bfloat16 autocast on CUDA (no effect on the CPU)")
+    speed: str = _f("auto", EXECUTION,
+                    doc="auto (fast on a CUDA device, exact elsewhere), fast, or exact (fp32 eager); fills the "
+                        "four keys below left unset")
+    channels_last: bool | None = _f(None, EXECUTION,
+                                    doc="channels-last memory format (None: from train.speed)")
+    compile: str = _f("auto", EXECUTION,
+                      doc="torch.compile the step: none, default, reduce-overhead, max-autotune (auto: from train.speed)")
+    cudnn_benchmark: bool | None = _f(None, EXECUTION,
+                                      doc="cuDNN's algorithm search for the convolutions (None: from train.speed)")
+    fused_sgd: bool | None = _f(None, EXECUTION, doc="SGD's fused kernel (None: from train.speed)")
+    compile_cache: str | None = _f(None, EXECUTION,
+                                   doc="directory of compiled artefacts, yours alone (None: torch's per-user one; "
+                                       "a sweep's trials share one)")
+    eval_splits: tuple[str, ...] = _f(("val", "test"), EXECUTION,
+                                      doc="splits evaluated every epoch (val, test)")
+    checkpoint_minutes: float = _f(0.0, EXECUTION,
+                                   doc="also checkpoint mid-epoch every this many minutes (0: at epoch ends only)")
+    max_steps_per_epoch: int | None = _f(None, EXPERIMENT,
+                                         doc="cap on the optimiser steps of an epoch (None: the whole training split)")
+    num_threads: int | None = _f(None, EXECUTION, doc="CPU threads of torch (None: torch's default)")
+    progress: bool = _f(True, EXECUTION, doc="print progress lines")
 
 
 # Upper bounds far above any sensible run that keep absurd values from failing after the run
@@ -194,7 +234,7 @@ MAX_WEIGHT_DECAY = 1.0
 MAX_MODEL_N = 200
 MAX_MODEL_C = 1024
 
-# name -> (epochs, milestones, lr values); spec §5.2 (tensorpack's "(e, v): v after epoch e").
+# name -> (epochs, milestones, lr values); the paper's recipes (tensorpack's "(e, v): v after epoch e").
 PRESETS: dict[str, tuple[int, tuple[int, ...], tuple[float, ...]]] = {
     "cifar": (300, (140, 210, 250), (0.1, 0.01, 0.001, 0.0002)),
     "cifar-2017": (300, (1, 82, 123, 250), (0.01, 0.1, 0.01, 0.001, 0.0002)),
@@ -221,6 +261,7 @@ _SECTIONS = {
 OPEN_SECTIONS = ("strategy", "objective", "gradient")
 _OPEN_FIELD = "params"
 _NAME_ROLES = frozenset({EXECUTION, MEMBER})  # RunConfig.name only names the run directory
+_NAME_DOC = "run name: the run directory's name (empty: derived from the config)"
 
 
 def check_roles(section: str, tp: type) -> None:
@@ -235,8 +276,55 @@ def check_roles(section: str, tp: type) -> None:
                             f"{sorted(roles)}")
 
 
+def check_docs(section: str, tp: type) -> None:
+    """Refuse a config dataclass whose field lacks its one-line description (``_f(..., doc=...)``),
+    so ``train --help`` describes every key, a new one too."""
+    for f in fields(tp):
+        doc = f.metadata.get("doc")
+        if not isinstance(doc, str) or not doc.strip() or "\n" in doc:
+            raise TypeError(f"config key {section}.{f.name}: give it a one-line description (_f(..., doc=...))")
+
+
 for _section, _tp in _SECTIONS.items():
     check_roles(_section, _tp)
+    check_docs(_section, _tp)
+
+
+def key_docs() -> dict[str, str]:
+    """Every config key -> its one-line description, in declaration order; an open plug-in section's
+    hyper-parameters appear as ``strategy.<hparam>``."""
+    out = {"name": _NAME_DOC}
+    for section, tp in _SECTIONS.items():
+        for f in fields(tp):
+            key = f"{section}.<hparam>" if _is_open_field(section, f.name) else f"{section}.{f.name}"
+            out[key] = f.metadata["doc"]
+    return out
+
+
+def suggest_keys(key: str, candidates: list[str] | None = None) -> list[str]:
+    """The config keys closest to a mistyped ``key`` (dashes read as underscores), best first: in
+    a known section, its keys whose name is close (``train.epoch`` -> ``train.epochs``); else the
+    keys close as a whole (``modl.n`` -> ``model.n``); and any key of that exact name in another
+    section (``epochs`` or ``model.epochs`` -> ``train.epochs``). Empty when nothing is close."""
+    import difflib
+
+    key = key.replace("-", "_")
+    if candidates is None:
+        candidates = [k for k in RunConfig.valid_keys() if "<" not in k]
+    section, dot, name = key.rpartition(".")
+    in_section = {k.rpartition(".")[2]: k for k in candidates if dot and k.rpartition(".")[0] == section}
+    if in_section:
+        close = [in_section[n] for n in difflib.get_close_matches(name, list(in_section), n=2, cutoff=0.7)]
+    else:
+        close = difflib.get_close_matches(key, candidates, n=2, cutoff=0.8)
+    same_name = [k for k in candidates if k.rpartition(".")[2] == name and k != key]
+    return list(dict.fromkeys(close + same_name))[:3]
+
+
+def did_you_mean(key: str, candidates: list[str] | None = None) -> str:
+    """``"; did you mean 'train.epochs'?"`` for a mistyped key, or ``""``."""
+    hints = suggest_keys(key, candidates)
+    return f"; did you mean {' or '.join(repr(h) for h in hints)}?" if hints else ""
 
 
 def key_roles() -> dict[str, frozenset[str]]:
@@ -279,6 +367,7 @@ OPT_MODEL_KEYS = tuple(k for k in MODEL_KEYS if EXIT_LAYOUT not in roles_of(k))
 NAMING_PREFIXES = keys_with_role(NAMING)  # ``strategy.`` stands for every hyper-parameter
 MEMBER_KEYS = keys_with_role(MEMBER)  # ``strategy.``: every hyper-parameter; all else is shared in a pack
 
+_HELP_HINT = "`adaptive-weights train --help` lists every key"
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # a run name is one directory name (results/runs/<name>, a sweep's runs/<name>): never a path
 _RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -501,9 +590,8 @@ class RunConfig:
                 continue
             section, _, sub = key.partition(".")
             if section not in _SECTIONS or not sub:
-                raise RefusedError(
-                    f"unknown config key {raw_key!r}; valid keys: {', '.join(cls.valid_keys())}"
-                )
+                hint = did_you_mean(key) or f"; the sections are name, {', '.join(_SECTIONS)}"
+                raise RefusedError(f"unknown config key {raw_key!r}{hint} ({_HELP_HINT})")
             if section in OPEN_SECTIONS and sub != "name":
                 if sub == _OPEN_FIELD:
                     raise RefusedError(f"{key}: give hyper-parameters as {section}.<name> keys")
@@ -512,7 +600,8 @@ class RunConfig:
             types_ = typing.get_type_hints(_SECTIONS[section])
             if sub not in types_:
                 valid = [k for k in cls.valid_keys() if k.startswith(section + ".")]
-                raise RefusedError(f"unknown config key {raw_key!r}; valid keys in {section}: {', '.join(valid)}")
+                hint = did_you_mean(key) or f"; valid keys in {section}: {', '.join(valid)}"
+                raise RefusedError(f"unknown config key {raw_key!r}{hint} ({_HELP_HINT})")
             sections[section][sub] = coerce_value(key, value, types_[sub])
         for section, params in open_params.items():
             if "name" in sections[section] and sections[section]["name"] != getattr(base, section).name:

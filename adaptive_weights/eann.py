@@ -322,7 +322,7 @@ def members_from_run_dirs(paths: Sequence[str | Path], split: str = "test") -> l
 
 # ------------------------------------------------------------------- a chain of runs against OPT+
 EANN_EXPLANATION = (
-    "Exponentially deepening members run one after another (spec §5.5). While member k runs, its latest exit is "
+    "Exponentially deepening members run one after another (the paper's EANN). While member k runs, its latest exit is "
     "output only if its *validation* error beats the best finished member's final; the error shown is the "
     "output's error on the report's split. Exit i of member k costs the full MACs of members 0..k-1 plus its own "
     "MACs up to exit i. OPT+ is, at every cost, the best OPT net affordable (the OPT runs of the same data set, "

@@ -48,7 +48,7 @@ def cli_main(argv: Sequence[str]) -> int:
     """Print the EANN curve, OPT+ comparison and inflation factors; with ``--out``, write them."""
     parser = argparse.ArgumentParser(
         prog="adaptive-weights eann",
-        description="Error-versus-MACs curve of an EANN (members run one after another, spec §5.5), compared "
+        description="Error-versus-MACs curve of an EANN (members run one after another, the paper's EANN), compared "
                     "with OPT+ (the best OPT net affordable at each cost) through cost-inflation factors.")
     parser.add_argument("members", nargs="+", metavar="MEMBER_RUN_DIR",
                         help="anytime run directories of one data set, cheapest first")

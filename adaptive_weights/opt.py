@@ -186,7 +186,7 @@ def cli_main(argv: Sequence[str]) -> int:
     [--device D] [--jobs N]``."""
     parser = argparse.ArgumentParser(
         prog="adaptive-weights opt",
-        description="Train the OPT baselines (single-exit runs, spec §5.4) for the model of an anytime run: "
+        description="Train the OPT baselines (single-exit runs, the paper's OPT) for the model of an anytime run: "
                     "at the milestone units round_half_up(q*L)-1, q in {1/4, 1/2, 3/4, 1} (n=9: 6, 13, 19, 26), "
                     "or at every exit. Everything but the scheme and strategy is copied from --like (a scheme.normalize "
                     "log becomes last: OPT weighs its one exit 1).")

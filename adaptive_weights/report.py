@@ -1,4 +1,4 @@
-"""Run directories -> the paper's tables and plots (spec §5.3-§5.5; DESIGN.md "Evaluation").
+"""Run directories -> the paper's tables and plots (docs/reports.md).
 
 A report answers "which weighting rule gives better anytime predictions, and is the difference
 real?" from run directories alone (``config.json``, ``summary.json``, ``metrics.jsonl``), so it can
@@ -121,7 +121,7 @@ def build_report(
     md = [f"# {title}", "",
           f"{sum(map(len, g.methods.values()))} anytime run(s) in {len(g.methods)} method(s) grouped by "
           f"`{'+'.join(group_by)}`, {len(g.opt_runs)} OPT run(s), {len(eann_chains)} EANN chain(s). Errors are top-1 errors in percent "
-          f"on the **{split}** split after the last epoch (spec §5.3). {MACS_CONVENTION} {EXIT_NUMBERING}", ""]
+          f"on the **{split}** split after the last epoch, as in the paper (no epoch is chosen on the test split). {MACS_CONVENTION} {EXIT_NUMBERING}", ""]
     if preamble.strip():
         md += [preamble.strip(), ""]
     exit_errors, method_curves = _section_exit_errors(g)
@@ -200,7 +200,7 @@ def _section_exit_errors(g: GroupedRuns) -> tuple[Section, dict[tuple, Curves]]:
 def _section_opt(g: GroupedRuns) -> Section:
     md = ["### OPT baselines", "",
           "OPT at unit i: the same network trained with a single exit at unit i (scheme `optimal@i`, strategy "
-          "`static`; spec §5.4), mean over seeds.", ""]
+          "`static`; the paper's OPT baseline), mean over seeds.", ""]
     points = opt_points(g.opt_runs, g.split)
     if points:
         md += md_table(["model", "unit", "MACs", "seeds", "error (%)"],

@@ -3,7 +3,7 @@
 Per step: the strategy gives this step's exit weights, the network gives every exit's logits, the
 objective turns them into the ``[K]`` loss vector in one vectorised call, the gradient rule turns
 weights and losses into the parameters' gradients (default: back-propagate the weighted sum), and
-the detached loss vector goes back to the strategy (README, "Objectives and gradient rules").
+the detached loss vector goes back to the strategy (docs/strategies.md, "Objectives and gradient rules").
 Nothing in the default step reads a value back to the host. Every epoch: evaluate all exits, log, write an atomic checkpoint, call ``report`` (the only
 hook Ray Tune needs). A run killed at any moment resumes exactly from its last checkpoint.
 
@@ -402,6 +402,7 @@ def train(
     progress.line(describe_schedule(cfg.train))
 
     last_checkpoint = (start_epoch, start_batch) if checkpoint is not None else None
+    inputs = data.input_record()  # the normalisation load_model puts inside the served network
 
     def checkpoint_now(epoch: int, batch: int) -> None:
         nonlocal last_checkpoint
@@ -412,7 +413,7 @@ def train(
             "strategy": strategy.state_dict(), "rng": rng_state(device),
             "epoch": epoch, "batch": batch, "step": step,
             "accumulators": {k: v.detach().cpu() for k, v in acc.items()},
-            "config": cfg.to_flat(), "version": library_version(),
+            "config": cfg.to_flat(), "version": library_version(), "input": inputs,
         })
         last_checkpoint = (epoch, batch)
 

@@ -356,7 +356,7 @@ class RewardLearner(SamplingStrategy):
         "gamma": HParam(0.3, float, 0.0, 1.0, (0.1, 0.2, 0.3, 0.4), "uniform exploration mixed into p", low_open=True),
         "rho": HParam(0.8, float, 0.0, 1.0, (0.7, 0.8, 0.9), "final exit's reward = rho * max other reward"),
         **SamplingStrategy.hparams,
-        "warmup_epochs": HParam(1, int, 0, None, (), "epochs with learning frozen (spec: the first epoch)"),
+        "warmup_epochs": HParam(1, int, 0, None, (), "epochs with learning frozen (the paper: the first epoch)"),
     }
 
     def setup(self) -> None:

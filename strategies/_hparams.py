@@ -7,6 +7,7 @@ plug-in kind (strategies, objectives, gradient rules) declares its hyper-paramet
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,7 +97,9 @@ def resolve_hparams(owner: str, declared: Mapping[str, HParam], given: Mapping[s
     unknown = sorted(set(given) - set(declared))
     if unknown:
         allowed = ", ".join(sorted(declared)) or "none"
-        raise ValueError(f"{owner}: unknown hyper-parameter(s) {', '.join(unknown)}; allowed: {allowed}")
+        close = [m for u in unknown for m in difflib.get_close_matches(u, list(declared), n=1, cutoff=0.7)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"{owner}: unknown hyper-parameter(s) {', '.join(unknown)}{hint}; allowed: {allowed}")
     return {key: hp.check(key, given.get(key, hp.default), owner) for key, hp in declared.items()}
 
 

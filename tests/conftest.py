@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-# Ray, when a test starts it, binds to loopback only (DESIGN.md, "Keep Ray on loopback").
+# Ray, when a test starts it, binds to loopback only (docs/sweeps.md, "On this machine").
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 TINY = {

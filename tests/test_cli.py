@@ -65,6 +65,51 @@ def test_bad_values_fail_before_any_work(tmp_path, flags, message, capsys):
     assert not (tmp_path / "r").exists()  # nothing was started
 
 
+def test_train_help_describes_every_key_once_aligned(capsys):
+    """`train --help` gives every config key its type, default and the one-line description its
+    field declares (config.key_docs), in aligned columns."""
+    from adaptive_weights.config import key_docs
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith("config keys")):]
+    docs = key_docs()
+    described = [ln for ln in lines if ln.startswith("  --")]
+    assert len(described) == len(docs)
+    for key, doc in docs.items():
+        line = next(ln for ln in described if ln.split()[0] == f"--{key}")
+        assert line.endswith(doc) or line.endswith(f"{doc} (see below)") or f"{doc} (adaptive-weights" in line, line
+    column = {ln.index(docs[ln.split()[0][2:]]) for ln in described}
+    assert len(column) == 1  # one description column
+
+
+def test_an_undescribed_config_key_is_refused():
+    from dataclasses import dataclass, field
+
+    from adaptive_weights.config import check_docs
+
+    @dataclass
+    class Section:
+        x: int = field(default=1, metadata={"roles": frozenset({"experiment"})})
+
+    with pytest.raises(TypeError, match=r"config key new\.x: give it a one-line description"):
+        check_docs("new", Section)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--epochs", "3"], "unexpected argument '--epochs'; did you mean --train.epochs?"),
+    (["--train.epoch", "3"], "unknown config key 'train.epoch'; did you mean 'train.epochs'?"),
+    (["--train.batchsize", "3"], "did you mean 'train.batch_size'?"),
+    (["--strategy.name", "eg", "--strategy.gama", "0.3"], "unknown hyper-parameter(s) gama (did you mean gamma?)"),
+])
+def test_a_mistyped_key_gets_did_you_mean(tmp_path, flags, message, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "train.lr_schedule" not in err  # the hint, not every key
+    assert not (tmp_path / "r").exists()
+
+
 def test_strategies_listing_and_help(capsys):
     assert main(["strategies"]) == 0
     listing = capsys.readouterr().out

@@ -62,7 +62,10 @@ def test_switching_strategy_drops_the_old_hyper_parameters():
 
 @pytest.mark.parametrize("flat,match", [
     ({"model.bogus": 1}, r"unknown config key 'model.bogus'; valid keys in model: model.arch, model.n"),
-    ({"modle.n": 1}, r"unknown config key 'modle.n'; valid keys: name, model.arch"),
+    ({"modle.n": 1}, r"unknown config key 'modle.n'; did you mean 'model.n'\?"),
+    ({"train.epoch": 3}, r"unknown config key 'train.epoch'; did you mean 'train.epochs'\?"),
+    ({"model.epochs": 3}, r"unknown config key 'model.epochs'; did you mean 'train.epochs'\?"),
+    ({"zzz.q": 1}, r"unknown config key 'zzz.q'; the sections are name, model, data, scheme"),
     ({"model.n": "nine"}, r"model.n: expected int, got 'nine'"),
     ({"train.amp": "maybe"}, r"train.amp: expected bool, got 'maybe'"),
 ])

@@ -97,6 +97,14 @@ def test_tables_are_hand_computed():
         assert text in md
 
 
+def test_a_report_points_to_no_document_its_reader_lacks():
+    """The report's text once cited "spec §5.3" (and its EANN section "spec §5.5"), a document no
+    user has; every section, the claims included, now says what it means."""
+    md = build_report(_hand_runs(), group_by=["scheme.name", "strategy.name"], claims=True).markdown
+    assert "the last epoch, as in the paper" in md and "the paper's OPT baseline" in md
+    assert "spec §" not in md and "DESIGN.md" not in md
+
+
 def test_baselines_keep_the_win_rates_that_involve_them():
     runs = _hand_runs() + [_run(f"c{s}", "linear", s, [0.4, 0.3, 0.2]) for s in range(3)]
     every = build_report(runs, group_by=["scheme.name", "strategy.name"])
@@ -279,6 +287,8 @@ def test_report_from_trained_runs(trained, tmp_path, capsys):
     for heading in ("## (a)", "### OPT baselines", "## (b)", "## (c)", "## (d) EANN", "## Plots", "## Warnings"):
         assert heading in md
     assert "missing OPT" not in md and "Cost inflation of the EANN against OPT+" in md
+    # a reader has no specification document: the text says it, or links a file of the repository
+    assert "spec §" not in md and "DESIGN.md" not in md
 
     runs = {r.name: r for r in load_runs([root])}
     # per-exit CSV rows are the summaries' numbers

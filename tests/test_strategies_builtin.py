@@ -214,7 +214,7 @@ def test_validate_hparams_resolves_defaults() -> None:
 @pytest.mark.parametrize(
     ("name", "hp", "match"),
     [
-        ("eg", {"gama": 0.2}, r"unknown hyper-parameter\(s\) gama; allowed: gamma, ratio, rho, warmup_epochs"),
+        ("eg", {"gama": 0.2}, r"unknown hyper-parameter\(s\) gama \(did you mean gamma\?\); allowed: gamma, ratio, rho, warmup_epochs"),
         ("eg", {"gamma": 0.0}, r"gamma=0.0 is out of range; allowed: \(0, 1\]"),
         ("rwm", {"gamma": 1.5}, r"gamma=1.5 is out of range; allowed: \(0, 1\]"),
         ("aann", {"ratio": -1}, r"ratio=-1 is out of range; allowed: \[0, inf\)"),

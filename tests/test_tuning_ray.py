@@ -261,7 +261,7 @@ sys.stdin.read()
 
 def test_two_node_cluster_survives_losing_its_worker(
         sweep_file: Path, reference: dict[str, dict], ray_tmp: str, tmp_path: Path) -> None:
-    # the cluster and the sweep share a token (Ray's token authentication, as the README sets it up)
+    # the cluster and the sweep share a token (Ray's token authentication, as docs/sweeps.md sets it up)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **auth}
     helper = subprocess.Popen([sys.executable, "-c", _CLUSTER_HELPER], env=env, stdin=subprocess.PIPE,

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
                                 epilog="Any dotted config key given as a flag replaces the file's value, read as "
                                        "YAML: --data.root /data, --train.seed '[0, 1]' (a grid axis). "
-                                       "Sweep file format: see README.md, section \"Sweeps with Ray Tune\".")
+                                       "Sweep file format: see docs/sweeps.md.")
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="config keys; a list is a grid axis")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"storage root; results go to OUT/NAME (default {DEFAULT_OUT})")
     p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")

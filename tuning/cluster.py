@@ -53,8 +53,8 @@ def auth_mode(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def ensure_loopback() -> None:
-    """Make every Ray process of a single-machine run bind to 127.0.0.1 (DESIGN.md, "Keep Ray on
-    loopback"). Ray reads the variable when it is imported, so it must be set before that."""
+    """Make every Ray process of a single-machine run bind to 127.0.0.1 (docs/sweeps.md, "On this
+    machine"). Ray reads the variable when it is imported, so it must be set before that."""
     if "ray" in sys.modules:
         from ray._private import ray_constants
 

@@ -117,7 +117,7 @@ def _quiet(cfg: Any) -> Any:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adaptive-weights pack", description=__doc__.split("\n\n")[0],
                                 epilog="Any dotted config key given as a flag replaces the file's value, read as "
-                                       "YAML (as for adaptive-weights sweep). See README.md, \"Packed runs\".")
+                                       "YAML (as for adaptive-weights sweep). See docs/packed-runs.md.")
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="a sweep file (grid search)")
     p.add_argument("--pack", type=int, default=16, help="members per pack, at most (default 16)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"results go to OUT/NAME/runs (default {DEFAULT_OUT})")

@@ -14,7 +14,7 @@ from ..errors import RefusedError
 from ._cifar import read_cifar
 from ._device_loader import DeviceLoader
 from ._download import download_dataset
-from ._imagenet import ImageFolderLoader, find_image_folder
+from ._imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageFolderLoader, find_image_folder
 from ._small import DIGITS_SPLIT, load_digits_arrays, make_synthetic, split_digits
 from ._svhn import read_svhn
 
@@ -23,7 +23,7 @@ __all__ = ["DATASET_NAMES", "DataBundle", "Loader", "build_data", "check_known_s
 
 DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "imagenet")
 
-NORMALIZE_SCALE = 128.0  # spec §5.1: (x - mean) / 128
+NORMALIZE_SCALE = 128.0  # the paper's normalisation: (x - per-pixel mean) / 128
 SYNTHETIC_EVAL_SIZE = 128  # default val and test size of the synthetic set
 _SVHN_JITTER = (10.0, 0.2)  # brightness U(-10, 10), contrast U(0.8, 1.2)
 _DEFAULT_VAL = 5000  # cifar10/100, svhn: the last 5,000 training images (spec §5.1)
@@ -58,6 +58,20 @@ class DataBundle:
     in_channels: int
     image_size: int
     name: str
+    # (mean, std) in 0..255 pixel units, each broadcastable to [C, H, W]: the loaders feed the model
+    # (pixels - mean) / std. A checkpoint records it (input_record) so a trained network can be
+    # served raw images without its data set (adaptive_weights.loading.load_model).
+    normalization: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def input_record(self) -> dict[str, Any]:
+        """What a model needs to know about its inputs, as plain values and CPU tensors (a checkpoint
+        read with ``weights_only=True`` holds it): the normalisation and the shape facts."""
+        if self.normalization is None:
+            raise ValueError(f"data set {self.name!r}: its loaders did not record their input normalisation")
+        mean, std = self.normalization
+        return {"mean": mean.detach().float().cpu(), "std": std.detach().float().cpu(),
+                "num_classes": int(self.num_classes), "in_channels": int(self.in_channels),
+                "image_size": int(self.image_size)}
 
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -157,7 +171,7 @@ def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: i
     if not cfg.augment:
         pad, flip = 0, False
 
-    # SVHN's photometric jitter (spec §5.1; its smooth random deformation is not implemented)
+    # SVHN's photometric jitter (the paper's; its smooth random deformation is not implemented)
     brightness, contrast = _SVHN_JITTER if cfg.name == "svhn" and cfg.augment else (0.0, 0.0)
 
     def loader(split: Split, train: bool) -> DeviceLoader:
@@ -170,7 +184,8 @@ def _build_device(cfg: Any, batch_size: int, device: torch.device | str, seed: i
 
     evals = {k: loader(splits[k], train=False) for k in ("val", "test") if k in splits}
     return DataBundle(loader(splits["train"], train=True), evals, num_classes,
-                      in_channels=train_x.shape[1], image_size=train_x.shape[-1], name=cfg.name)
+                      in_channels=train_x.shape[1], image_size=train_x.shape[-1], name=cfg.name,
+                      normalization=(mean, torch.full((1, 1, 1), NORMALIZE_SCALE)))
 
 
 def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed: int,
@@ -202,7 +217,9 @@ def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed:
     if val is not None:
         evals = {"val": loader(val, False), **evals}
     return DataBundle(loader(train, True), evals, len(classes), in_channels=3,
-                      image_size=cfg.image_size, name="imagenet")
+                      image_size=cfg.image_size, name="imagenet",
+                      normalization=(torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255,
+                                     torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255))
 
 
 def build_data(cfg: Any, *, batch_size: int, device: torch.device | str, seed: int, rank: int = 0,

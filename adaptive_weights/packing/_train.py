@@ -453,7 +453,7 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
             "model": m.net.state_dict(), "optimizer": m.optimizer.state_dict(),
             "strategy": m.strategy.state_dict(), "rng": rng, "epoch": epoch, "batch": batch, "step": step,
             "accumulators": {k: v.detach().cpu() for k, v in m.acc.items()},
-            "config": m.cfg.to_flat(), "version": library_version(),
+            "config": m.cfg.to_flat(), "version": library_version(), "input": m.data.input_record(),
         } for m in pack.active])
         for m in pack.active:
             m.last_checkpoint = (epoch, batch)
