@@ -690,7 +690,7 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
     _choice("train.preset", t.preset, ["auto", *PRESETS])
     preset = DATASET_PRESETS[dataset] if t.preset == "auto" else t.preset
     _choice("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
-    if not _DEVICE_RE.match(t.device):
+    if not _DEVICE_RE.fullmatch(t.device):
         raise RefusedError(f"train.device: got {t.device!r}; allowed: auto, cpu, mps, cuda or cuda:<index>")
     _choice("train.speed", t.speed, SPEEDS)
     _choice("train.compile", t.compile, ("auto", *COMPILE_MODES))

@@ -77,7 +77,7 @@ class Registry(Generic[T]):
         module = getattr(obj, "__module__", None) or ""
         if not module.startswith(self._builtin_packages):  # a built-in's own import would go in a circle
             self._import_builtins()
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(
                 f"{self.kind} name {name!r} is invalid: use lowercase letters, digits, '_' or '-', starting with a letter"
             )

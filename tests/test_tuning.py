@@ -745,3 +745,13 @@ def test_a_sweeps_trials_share_its_compile_cache_unless_they_name_one(tmp_path):
     shared = with_compile_cache(spec, tmp_path / "compile-cache")
     assert [t["train.compile_cache"] for t in shared.trials] == [str(tmp_path / "compile-cache"), "/mine"]
     assert with_compile_cache(spec, None) is spec  # trials on other nodes keep torch's per-node cache
+
+
+@pytest.mark.parametrize("bad", ["cifar\n", "a/b", "..", ".hidden", "x y"])
+def test_a_sweep_name_that_cannot_name_a_directory_is_refused(bad):
+    from adaptive_weights.errors import RefusedError
+    """`$` matches before a final newline: 'cifar\\n' passed and named a directory with a newline."""
+    from adaptive_weights.tuning.sweepfile import parse_sweep
+
+    with pytest.raises(RefusedError, match="sweep.name"):
+        parse_sweep({"data.name": "synthetic", "sweep.name": bad})

@@ -159,3 +159,17 @@ def test_absurd_values_are_refused_before_any_directory(tmp_path, tiny_flat, fla
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_final_newline_does_not_pass_a_name_or_device_check():
+    """`re.match` with `$` accepts a string ending in a newline: 'cuda\\n' and a plug-in named 'eg\\n'."""
+    import pytest as _pytest
+
+    from adaptive_weights.config import RunConfig
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.strategies import Strategy, register_strategy
+
+    with _pytest.raises(RefusedError, match="train.device"):
+        RunConfig.from_flat({"data.name": "synthetic", "train.device": "cuda\n"}).resolve()
+    with _pytest.raises((ValueError, RefusedError), match="newline-name"):
+        register_strategy("newline-name\n")(type("NewlineName", (Strategy,), {}))

@@ -59,7 +59,7 @@ SCHEDULERS = ("fifo", "asha", "pbt")
 # A range is a one-entry mapping {kind: arguments}; ``randint``'s high end is excluded, as in Ray.
 RANGE_KINDS = ("uniform", "loguniform", "randint", "choice")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # a grid above this many trials is refused before any is expanded (--max-trials raises it): each trial
 # is resolved before Ray starts (about a millisecond each) and each is a run
 DEFAULT_MAX_TRIALS = 10_000
@@ -157,7 +157,7 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
     keys = {k: v for k, v in flat.items() if not k.startswith("sweep.")}
     sweep_name = name or options.pop("name", None) or default_name
     options.pop("name", None)
-    if not isinstance(sweep_name, str) or not _NAME_RE.match(sweep_name):
+    if not isinstance(sweep_name, str) or not _NAME_RE.fullmatch(sweep_name):  # `$` would pass a final newline
         raise RefusedError(f"sweep.name: {sweep_name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
     paper_grid = options.pop("paper_grid", True)
     if not isinstance(paper_grid, bool):
