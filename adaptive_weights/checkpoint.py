@@ -191,9 +191,9 @@ def _check_optimizer(saved: Mapping[str, Any], optimizer: torch.optim.Optimizer,
 
 
 def _check_rng(rng: Mapping[str, torch.Tensor], device: torch.device, path: str | Path) -> None:
-    try:
-        torch.Generator().set_state(rng["torch"])  # a spare generator: the global one is set later
-    except RuntimeError:
+    try:  # a spare generator: the global one is set later; a CUDA run's checkpoint is read onto the GPU
+        torch.Generator().set_state(rng["torch"].cpu())
+    except (RuntimeError, TypeError):
         _refuse(path, f"rng['torch'] ({rng['torch'].numel()} bytes) is not a CPU generator state "
                       f"(expected {torch.get_rng_state().numel()} bytes)")
     if device.type == "cuda" and "cuda" in rng:

@@ -54,6 +54,7 @@ if [[ $DRY == 1 ]]; then  # sizes: tiny on the CPU, CIFAR's on the GPU
   CACHE="--device cpu --n 1 --c 4 --batch 16 --images 64 --epochs 2 --mode default --no-control" PROCS=2
 else
   DEV=cuda STEP="--steps 30 --reps 3" MODES=("fp32 eager" "bf16 autocast" "fast")
+  [[ -n ${GPU_SUITE_MODES:-} ]] && IFS='|' read -r -a MODES <<< "$GPU_SUITE_MODES"  # e.g. "fp32 eager|fast"
   STRAT="--steps 100 --reps 3" DATA="--images 10000 --steps 20" PROJ=""
   PACKED="--ns 1 16 32 --modes fast\ eager --steps 10 --reps 3"
   CACHE="--device cuda --n 9 --c 16 --batch 128 --images 12800 --epochs 3 --mode reduce-overhead --no-control"
