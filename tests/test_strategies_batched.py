@@ -1,0 +1,86 @@
+"""StrategyGroups: members stepped as one batch compute bit for bit what each computes alone."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from adaptive_weights.strategies import StrategyGroups, create_strategy, get_strategy_class, list_strategies
+from adaptive_weights.strategies._batched import BATCHED_CLASSES
+
+K = 9
+BUILTIN = [n for n in list_strategies() if get_strategy_class(n).__module__.startswith("adaptive_weights.")]
+
+
+def _hparams(name: str, j: int) -> dict:
+    """Different hyper-parameters per member (learning on from epoch 0 or 1: both phases in a group)."""
+    choices = {"gamma": (0.1, 0.3, 0.45), "rho": (0.7, 0.8, 0.9), "ratio": (0.0, 1.0, 2.0),
+               "momentum": (0.5, 0.9, 0.99), "warmup_epochs": (0, 1, 0), "period": (1, 3, 2), "train_final": (0, 1, 1)}
+    return {k: v[j % 3] for k, v in choices.items() if k in get_strategy_class(name).hparams}
+
+
+def _members(device: str = "cpu") -> list:
+    g = torch.Generator().manual_seed(1)
+    members = []
+    for j, name in enumerate(BUILTIN * 3):  # interleaved classes, three members each
+        base = torch.rand(K, generator=g) + 0.05
+        if j % 4 == 0:
+            base[:2] = 0  # exits that do not exist
+        members.append(create_strategy(name, base.to(device), seed=j, **_hparams(name, j)))
+    return members
+
+
+def _assert_same_state(a, b) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["steps"] == sb["steps"] and sa["epoch"] == sb["epoch"]
+    for key, value in sa["tensors"].items():
+        assert torch.equal(value, sb["tensors"][key]), (a.name, key)
+        assert value.shape == sb["tensors"][key].shape and value.is_contiguous()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_batched_equals_per_member_for_every_builtin(device):
+    grouped = _members(device)
+    alone = copy.deepcopy(grouped)
+    groups = StrategyGroups(grouped)
+    assert groups.batched == sum(type(s) in BATCHED_CLASSES for s in grouped) > len(BUILTIN)
+    g = torch.Generator().manual_seed(2)
+    for epoch in range(2):
+        for s in grouped + alone:
+            s.start_epoch(epoch)
+        for t in range(40):
+            losses = torch.rand(len(grouped), K, generator=g) * 2
+            losses = losses.to(device)
+            if t == 5:
+                losses[3, 4] = float("nan")  # one member's step is skipped, the others learn
+            if t == 7:
+                losses[:, 0] = 0.0
+            assert torch.equal(groups.step_weights(), torch.cat([s.step_weights() for s in alone]))
+            groups.observe(losses.reshape(-1))
+            for s, row in zip(alone, losses, strict=True):
+                s.observe(row)
+    for a, b in zip(grouped, alone, strict=True):
+        _assert_same_state(a, b)
+
+
+def test_grouped_member_resumes_alone_and_keeps_its_own_state():
+    """A member's checkpoint from a group loads into a lone strategy that goes on exactly as the
+    group does; a load into a grouped member lands in its row (the group follows it)."""
+    grouped = [create_strategy("eg", torch.ones(K), seed=s, gamma=0.1 * (s + 1), warmup_epochs=0) for s in range(3)]
+    groups = StrategyGroups(grouped)
+    losses = torch.linspace(2.0, 0.5, 3 * K)
+    for _ in range(5):
+        groups.step_weights(), groups.observe(losses)
+    state = grouped[1].state_dict()
+    lone = create_strategy("eg", torch.ones(K), seed=1, gamma=0.2, warmup_epochs=0)
+    lone.load_state_dict(state)
+    for _ in range(5):
+        w = groups.step_weights()
+        assert torch.equal(w[K:2 * K], lone.step_weights())
+        groups.observe(losses), lone.observe(losses[K:2 * K])
+    _assert_same_state(grouped[1], lone)
+    grouped[0].load_state_dict(state | {"hparams": grouped[0].state_dict()["hparams"]})
+    assert torch.equal(groups.groups[0][0].s["log_w"][0], state["tensors"]["log_w"])
