@@ -272,33 +272,30 @@ class StrategyGroups:
         for i, s in enumerate(self.strategies):
             batchable = type(s) in BATCHED_CLASSES and sum(x is s for x in self.strategies) == 1
             keyed.setdefault((type(s), s.K, str(s.device)) if batchable else ("alone", i), []).append(i)
-        self.groups: list[tuple[_Batch | Strategy, Tensor]] = []
+        self.groups: list[_Batch | Strategy] = []
         order: list[int] = []
-        device = self.strategies[0].device if self.strategies else torch.device("cpu")
         for key, idx in keyed.items():
-            positions = [p for i in idx for p in range(starts[i], starts[i] + sizes[i])]
-            step: _Batch | Strategy = (self.strategies[idx[0]] if len(idx) == 1
-                                       else BATCHED_CLASSES[key[0]]([self.strategies[i] for i in idx]))
-            self.groups.append((step, torch.tensor(positions, dtype=torch.long, device=device)))
-            order += positions
+            order += [p for i in idx for p in range(starts[i], starts[i] + sizes[i])]
+            self.groups.append(self.strategies[idx[0]] if len(idx) == 1
+                               else BATCHED_CLASSES[key[0]]([self.strategies[i] for i in idx]))
+        self.group_sizes = [g.N * g.K if isinstance(g, _Batch) else g.K for g in self.groups]
+        device = self.strategies[0].device if self.strategies else torch.device("cpu")
+        # group order <-> member order: one gather each way (none when members come grouped)
         self.identity = order == list(range(len(order)))
-        self.inverse = torch.argsort(torch.tensor(order, dtype=torch.long)).to(device)
+        self.order = torch.tensor(order, dtype=torch.long, device=device)
+        self.inverse = torch.argsort(self.order)
 
     @property
     def batched(self) -> int:
         """How many strategies step inside a batch (the rest step one by one)."""
-        return sum(g.N for g, _ in self.groups if isinstance(g, _Batch))
+        return sum(g.N for g in self.groups if isinstance(g, _Batch))
 
     def step_weights(self) -> Tensor:
-        parts = [g.step_weights().reshape(-1) for g, _ in self.groups]
-        weights = torch.cat(parts)
+        weights = torch.cat([g.step_weights().reshape(-1) for g in self.groups])
         return weights if self.identity else weights[self.inverse]
 
     def observe(self, losses: Tensor) -> None:
         losses = losses.detach().to(torch.float32)
-        for g, positions in self.groups:
-            part = losses[positions]
-            if isinstance(g, _Batch):
-                g.observe(part.view(g.N, g.K))
-            else:
-                g.observe(part)
+        grouped = losses if self.identity else losses[self.order]
+        for g, part in zip(self.groups, grouped.split(self.group_sizes), strict=True):
+            g.observe(part.view(g.N, g.K) if isinstance(g, _Batch) else part)

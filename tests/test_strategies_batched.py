@@ -83,4 +83,4 @@ def test_grouped_member_resumes_alone_and_keeps_its_own_state():
         groups.observe(losses), lone.observe(losses[K:2 * K])
     _assert_same_state(grouped[1], lone)
     grouped[0].load_state_dict(state | {"hparams": grouped[0].state_dict()["hparams"]})
-    assert torch.equal(groups.groups[0][0].s["log_w"][0], state["tensors"]["log_w"])
+    assert torch.equal(groups.groups[0].s["log_w"][0], state["tensors"]["log_w"])
