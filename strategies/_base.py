@@ -205,7 +205,7 @@ class Strategy:
             if eager and t is old[name] and t._version != versions[name]:
                 raise RuntimeError(f"{type(self).__name__}.update modified {name!r} in place; assign a new tensor")
         # one check for the losses and every learnt tensor: the step counts only if all are finite
-        candidate = torch.cat([*(t.reshape(-1).float() for t in new), losses])
+        candidate = torch.cat([*(t.reshape(-1).float() for t in new), losses]) if new else losses
         bad = _not_finite(candidate)
         flat = self._learnt_flat
         if flat is not None:  # the learnt tensors are views of `flat`: one kernel keeps or reverts all
@@ -218,6 +218,19 @@ class Strategy:
                 kept.copy_(torch.where(bad, kept, t))
                 setattr(self, name, kept)
         self.skipped.add_(bad)
+
+    def unfuse_learnt(self) -> None:
+        """Give every learnt tensor its own storage again (values kept), as before `_fuse_learnt`.
+
+        For a compiled step (`CompiledSteps`, `capture_check`): graph inputs that are views of one
+        buffer and are written make AOTAutograd rebuild them from a synthetic base on every call,
+        which costs more than the kernels the fused buffer saves; a compiled graph fuses the
+        per-tensor updates anyway."""
+        if self._learnt_flat is None:
+            return
+        for name in self._learnt:
+            setattr(self, name, getattr(self, name).clone())
+        self._learnt_flat = None
 
     def reset_stats(self) -> None:
         """Clear the per-epoch statistics (called by `start_epoch`)."""

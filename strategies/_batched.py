@@ -115,7 +115,7 @@ class _Batch:
             self.s["skipped"].add_(_not_finite_rows(losses))
             return
         new = self.update(losses)
-        candidate = torch.cat([*(t.reshape(self.N, -1) for t in new), losses], 1)
+        candidate = torch.cat([*(t.reshape(self.N, -1) for t in new), losses], 1) if new else losses
         bad = _not_finite_rows(candidate)
         if self.flat is not None:
             torch.where(bad[:, None], self.flat, candidate[:, : self.flat.shape[1]], out=self.flat)
