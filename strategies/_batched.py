@@ -17,8 +17,8 @@ takes a scalar path for a vector's tail, so it runs on row-strided views of padd
 each row is its own inner loop exactly as a lone `[K]` vector is. `tests/test_strategies_batched.py`
 checks equality for every built-in with different hyper-parameters and seeds.
 
-Batched here: static, aann, uniform, quartile, eg, rwm, avgl, round-robin, warmup (exact classes;
-a subclass, e.g. a plug-in, runs per member, since its rules may differ). AdaLoss runs per member.
+Batched here: every built-in (static, aann, uniform, quartile, eg, rwm, avgl, adaloss, round-robin,
+warmup; exact classes: a subclass, e.g. a plug-in, runs per member, since its rules may differ).
 Members whose learning state differs in a step (different `warmup_epochs`) take that step one by one.
 """
 
@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ._adaloss import AdaLossStrategy
 from ._base import SamplingStrategy, Strategy
 from ._curricula import RoundRobinStrategy, WarmupStrategy
 from ._fixed import AANNStrategy, QuartileStrategy, StaticStrategy, UniformStrategy
@@ -136,6 +137,31 @@ class _Plain(_Batch):
 
     def step_weights(self) -> Tensor:
         return self.s["weights" if "weights" in self.s else "base"]
+
+
+class _AdaLoss(_Batch):
+    """`AdaLossStrategy` for N members (each its own momentum, gamma and period)."""
+
+    def __init__(self, members: Sequence[Strategy]) -> None:
+        super().__init__(members)
+        self.momentum = self.hparam(lambda m: m.momentum)
+        self.one_minus_momentum = self.hparam(lambda m: 1.0 - m.momentum)
+        self.gamma = self.hparam(lambda m: m.gamma)
+        self.one_minus_gamma = self.hparam(lambda m: 1.0 - m.gamma)
+        self.period = torch.tensor([m.period for m in self.members], device=self.device)
+
+    def step_weights(self) -> Tensor:
+        return self.s["a"] * self.s["_exists"]
+
+    def update(self, losses: Tensor) -> list[Tensor]:
+        s = self.s
+        ema = torch.where(s["seen"][:, None] > 0, self.momentum * s["ema"] + self.one_minus_momentum * losses, losses)
+        a = ema.clamp_min(1e-12).reciprocal() + 1e-8
+        a = a / a.amax(1, keepdim=True)
+        a = a + s["_extra"]
+        a = a / a.amax(1, keepdim=True)
+        due = (s["steps"] % self.period == 0)[:, None]
+        return [ema, torch.ones_like(s["seen"]), torch.where(due, self.one_minus_gamma * a + self.gamma, s["a"])]
 
 
 class _RoundRobin(_Batch):
@@ -249,7 +275,7 @@ class _AVGL(_Learner):
 
 #: the exact classes that batch, and their batched rules
 BATCHED_CLASSES: dict[type[Strategy], type[_Batch]] = {
-    StaticStrategy: _Plain, WarmupStrategy: _Plain, RoundRobinStrategy: _RoundRobin,
+    StaticStrategy: _Plain, WarmupStrategy: _Plain, RoundRobinStrategy: _RoundRobin, AdaLossStrategy: _AdaLoss,
     AANNStrategy: _Sampling, UniformStrategy: _Sampling, QuartileStrategy: _Sampling,
     EGStrategy: _EG, RWMStrategy: _RWM, AVGLStrategy: _AVGL,
 }

@@ -9,6 +9,7 @@ import torch
 
 from adaptive_weights.strategies import StrategyGroups, create_strategy, get_strategy_class, list_strategies
 from adaptive_weights.strategies._batched import BATCHED_CLASSES
+from adaptive_weights.strategies._learners import floored_log_weights
 
 K = 9
 BUILTIN = [n for n in list_strategies() if get_strategy_class(n).__module__.startswith("adaptive_weights.")]
@@ -17,7 +18,8 @@ BUILTIN = [n for n in list_strategies() if get_strategy_class(n).__module__.star
 def _hparams(name: str, j: int) -> dict:
     """Different hyper-parameters per member (learning on from epoch 0 or 1: both phases in a group)."""
     choices = {"gamma": (0.1, 0.3, 0.45), "rho": (0.7, 0.8, 0.9), "ratio": (0.0, 1.0, 2.0),
-               "momentum": (0.5, 0.9, 0.99), "warmup_epochs": (0, 1, 0), "period": (1, 3, 2), "train_final": (0, 1, 1)}
+               "momentum": (0.5, 0.9, 0.99), "warmup_epochs": (0, 1, 0), "period": (1, 3, 2), "train_final": (0, 1, 1),
+               "final_extra": (0.5, 0.0, 1.0)}
     return {k: v[j % 3] for k, v in choices.items() if k in get_strategy_class(name).hparams}
 
 
@@ -84,3 +86,17 @@ def test_grouped_member_resumes_alone_and_keeps_its_own_state():
     _assert_same_state(grouped[1], lone)
     grouped[0].load_state_dict(state | {"hparams": grouped[0].state_dict()["hparams"]})
     assert torch.equal(groups.groups[0].s["log_w"][0], state["tensors"]["log_w"])
+
+
+def test_batched_log_weights_match_row_by_row():
+    """The floored log-weights of eg/rwm on wide-spread values, where the CPU's logaddexp gives other
+    last bits for a vector's tail than for its body: each row equals the lone computation."""
+    g = torch.Generator().manual_seed(3)
+    for k in (9, 27, 75):
+        members = [create_strategy("rwm", torch.ones(k), seed=i, gamma=0.1 + 0.1 * i) for i in range(5)]
+        batch = StrategyGroups(members).groups[0]
+        for _ in range(20):
+            log_w = torch.randn(5, k, generator=g) * 6
+            out = batch.floored(log_w)
+            for i, m in enumerate(members):
+                assert torch.equal(out[i], floored_log_weights(log_w[i], m.gamma, m._log_floor)), (k, i)
