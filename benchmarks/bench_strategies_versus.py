@@ -6,7 +6,7 @@ into a temporary package, its classes are built next to the working tree's on th
 and seed, and each pair is timed interleaved (median of --reps repetitions of --steps steps of
 `step_weights()` + `observe()`, learning on). Printed per strategy: kernels per step (aten ops that
 are not views, as `bench_strategies --count-ops`), microseconds per step and the share of one n=3
-training step. Then a pack's N members (cycling through --pack-strategies) stepped one by one with
+training step, and whether both ended in the same state. Then a pack's N members (cycling through --pack-strategies) stepped one by one with
 the revision's classes against the working tree's `StrategyGroups`, and whether both give the same
 weights and states (they must: an optimisation keeps every number).
 
@@ -91,7 +91,7 @@ def main() -> None:
         results["train_step_ms"] = 1e3 * t_train
         print(f"{results['device']}, torch {torch.__version__}; n=3 c=16 batch 128 step {t_train * 1e3:.3f} ms; "
               f"strategy step {args.compile if args.compile != 'none' else 'eager'}, K={K}, {args.rev} vs working tree")
-        print(f"{'strategy':<12} {'kernels':>8} {'now':>5} {'us':>9} {'now':>8} {'share':>7} {'now':>7}")
+        print(f"{'strategy':<12} {'kernels':>8} {'now':>5} {'us':>9} {'now':>8} {'share':>7} {'now':>7} {'same':>6}")
         g = torch.Generator().manual_seed(0)
         pool = [(torch.linspace(2.0, 0.5, K) * torch.exp(0.2 * torch.randn(K, generator=g))).to(device)
                 for _ in range(16)]
@@ -99,10 +99,10 @@ def main() -> None:
             if name not in old_registry.list():
                 continue
             base = (torch.rand(K, generator=g) + 0.1).to(device)
-            fns = {}
+            fns, objs = {}, {}
             for version, cls, compiled in (("rev", old_registry.get(name), old_compiled),
                                            ("now", get_strategy_class(name), CompiledSteps)):
-                stepper = cls(base, seed=0, **learning_hparams(name))
+                stepper = objs[version] = cls(base, seed=0, **learning_hparams(name))
                 if args.compile != "none":  # each version's own CompiledSteps, as train.compile runs it
                     stepper = compiled(stepper, **({} if args.compile == "default" else {"mode": args.compile}))
                 fns[version] = _cycle(stepper, pool, args.compile)
@@ -110,11 +110,13 @@ def main() -> None:
                 fn(), fn()
             kernels = {v: count_ops(fn)[1] for v, fn in fns.items()} if args.compile == "none" else {}
             t = median_pair(measure, fns, steps, args.reps)
+            a, b = objs["rev"].state_dict()["tensors"], objs["now"].state_dict()["tensors"]
+            same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same steps ran
             results["strategies"][name] = {"kernels": kernels, "us": {v: 1e6 * s for v, s in t.items()},
-                                           "share": {v: s / t_train for v, s in t.items()}}
+                                           "share": {v: s / t_train for v, s in t.items()}, "same_state": same}
             kr, kn = kernels.get("rev", "-"), kernels.get("now", "-")
             print(f"{name:<12} {kr:>8} {kn:>5} {t['rev'] * 1e6:>9.1f} {t['now'] * 1e6:>8.1f} "
-                  f"{100 * t['rev'] / t_train:>6.2f}% {100 * t['now'] / t_train:>6.2f}%", flush=True)
+                  f"{100 * t['rev'] / t_train:>6.2f}% {100 * t['now'] / t_train:>6.2f}% {str(same):>6}", flush=True)
             write_results(args.out, results)
         if args.members:
             results["pack"] = _pack(args, old_registry, device, measure, steps)

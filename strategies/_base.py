@@ -205,11 +205,11 @@ class Strategy:
             if eager and t is old[name] and t._version != versions[name]:
                 raise RuntimeError(f"{type(self).__name__}.update modified {name!r} in place; assign a new tensor")
         # one check for the losses and every learnt tensor: the step counts only if all are finite
-        candidate = torch.cat([*(t.reshape(-1).float() for t in new), losses]) if new else losses
+        candidate = torch.cat([losses, *(t.reshape(-1).float() for t in new)]) if new else losses
         bad = _not_finite(candidate)
         flat = self._learnt_flat
         if flat is not None:  # the learnt tensors are views of `flat`: one kernel keeps or reverts all
-            torch.where(bad, flat, candidate[: flat.shape[0]], out=flat)
+            torch.where(bad, flat, candidate[self.K:], out=flat)
             for name in learnt:
                 setattr(self, name, old[name])
         else:

@@ -116,13 +116,14 @@ class _Batch:
             self.s["skipped"].add_(_not_finite_rows(losses))
             return
         new = self.update(losses)
-        candidate = torch.cat([*(t.reshape(self.N, -1) for t in new), losses], 1) if new else losses
+        candidate = torch.cat([losses, *(t.reshape(self.N, -1).float() for t in new)], 1) if new else losses
         bad = _not_finite_rows(candidate)
         if self.flat is not None:
-            torch.where(bad[:, None], self.flat, candidate[:, : self.flat.shape[1]], out=self.flat)
-        elif new:
-            kept = self.s[self.members[0]._learnt[0]]
-            kept.copy_(torch.where(bad.view(-1, *([1] * (kept.ndim - 1))), kept, new[0]))
+            torch.where(bad[:, None], self.flat, candidate[:, self.K:], out=self.flat)
+        else:
+            for name, t in zip(self.members[0]._learnt, new, strict=True):
+                kept = self.s[name]
+                kept.copy_(torch.where(bad.view(-1, *([1] * (kept.ndim - 1))), kept, t))
         self.s["skipped"].add_(bad)
 
 
