@@ -66,7 +66,10 @@ class Strategy:
 
     Subclasses declare `feedback`, `hparams` and `state_tensors` (the learnt tensors: `observe`
     reverts them when a loss or the update is not finite), create them in `setup()` and implement
-    `update(losses)`, which must assign new tensors rather than modify them in place. A subclass
+    `update(losses)`, which must assign new tensors rather than modify them in place. After
+    `setup()` the learnt float32 tensors become views of one flat buffer (`_fuse_learnt`: one
+    kernel keeps or reverts them all), and in a pack (`StrategyGroups`) every state tensor may become
+    a row of a stacked tensor: read them through `self`, never keep another reference from `setup`. A subclass
     whose `step_weights`/`update` follow the capture-safety rules of this module declares
     `capture_safe = True` (the library's bases and built-ins do); otherwise a compiled run steps it
     eagerly, with a warning.
