@@ -89,8 +89,9 @@ B="benchmarks"
 stage steps9 140 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --n 9 ${MODES[@]+--modes "${MODES[@]}"} \
   --out "$OUT/step_n9.json"
 stage pytest 120 "$PY" -m pytest -q -rfE -m gpu -p no:cacheprovider $PYTEST_PAR $PYTEST_TIMEOUT --durations=10 \
-  --junitxml="$OUT/pytest_gpu.xml" tests/test_gpu.py tests/test_strategies_contract.py
-stage strategies 25 "$PY" $B/bench_strategies.py --device $DEV --ks 27 75 $STRAT --out "$OUT/strategies_eager.json"
+  --junitxml="$OUT/pytest_gpu.xml" tests/test_gpu.py tests/test_strategies_contract.py tests/test_strategies_batched.py
+stage strategies 25 "$PY" $B/bench_strategies.py --device $DEV --ks 27 75 --count-ops $STRAT \
+  --out "$OUT/strategies_eager.json"
 stage runs 90 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --modes --packed $PACKED \
   --project reduce-overhead $PROJ --out "$OUT/runs.json"
 stage steps3 45 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --n 3 ${MODES[@]+--modes "${MODES[@]}"} \

@@ -53,6 +53,9 @@ def main(out: Path) -> None:
             print(f"\nstrategy step ({s['compile']}): worst share of an n=3 step "
                   + ", ".join(f"{k} {100 * v:.2f}%" for k, v in worst.items())
                   + ("" if loop is None else f"; worst in-loop K=9 {100 * loop:+.2f}%") + " (target <= 1% at K=27)")
+        if ops := s.get("ops_per_step"):
+            print("eager kernels per strategy step (K=27): "
+                  + ", ".join(f"{n} {v['K=27']['kernels']}" for n, v in ops.items() if "K=27" in v))
     for loader, r in files["data_wait.json"].get("loaders", {}).items():
         print(f"data: {loader} {r['img_s']:,.0f} img/s, data wait {100 * r['data_wait_share']:.2f}% of a step")
     if "error" in (pk := files["runs.json"].get("packed", {})):
