@@ -62,6 +62,9 @@ class _Batch:
         member's attributes row views of the stacks; aliases (`_keep is base`) stay aliases."""
         first = self.members[0]
         learnt = first._learnt
+        if any(m._learnt_flat is None for m in self.members):  # e.g. one was compiled: none fused
+            for m in self.members:
+                m.unfuse_learnt()
         skip = {"_uniforms", "_learnt_flat", *learnt}
         names = [k for k, v in vars(first).items() if isinstance(v, Tensor) and k not in skip]
         for j, name in enumerate(names):
@@ -71,7 +74,7 @@ class _Batch:
             self.flat = torch.stack([m._learnt_flat for m in self.members])
         else:
             self.flat = None
-            for name in learnt:  # none or one learnt tensor: stacked like the rest
+            for name in learnt:  # unfused learnt tensors: stacked like the rest
                 self.s[name] = torch.stack([getattr(m, name) for m in self.members])
         for i, m in enumerate(self.members):
             for name in names:

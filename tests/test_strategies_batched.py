@@ -75,6 +75,22 @@ def test_batched_equals_per_member_for_every_builtin(device):
         _assert_same_state(a, b)
 
 
+def test_members_with_and_without_a_fused_buffer_batch_exactly():
+    """A member whose learnt tensors were unfused (as a compiled step does) groups with fused ones."""
+    grouped = [create_strategy("avgl", torch.ones(K), seed=s, momentum=0.5 + 0.2 * s, warmup_epochs=0) for s in range(3)]
+    grouped[1].unfuse_learnt()
+    alone = copy.deepcopy(grouped)
+    groups = StrategyGroups(grouped)
+    losses = torch.linspace(2.0, 0.5, 3 * K)
+    for t in range(6):
+        assert torch.equal(groups.step_weights(), torch.cat([s.step_weights() for s in alone]))
+        groups.observe(losses * (1 + t))
+        for s, part in zip(alone, (losses * (1 + t)).split(K), strict=True):
+            s.observe(part)
+    for a, b in zip(grouped, alone, strict=True):
+        _assert_same_state(a, b)
+
+
 def test_grouped_member_resumes_alone_and_keeps_its_own_state():
     """A member's checkpoint from a group loads into a lone strategy that goes on exactly as the
     group does; a load into a grouped member lands in its row (the group follows it)."""
