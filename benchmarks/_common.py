@@ -65,3 +65,29 @@ def syncs_per_call(fn: Callable[[], None], n: int, device: torch.device) -> floa
         finally:
             torch.cuda.set_sync_debug_mode(0)
     return sum("synchroniz" in str(w.message) for w in caught) / n
+
+
+#: aten ops that only make a view or a CPU scalar: dispatched, but no kernel runs on the device
+_NO_KERNEL = frozenset({"detach", "view", "_unsafe_view", "slice", "select", "alias", "expand", "reshape",
+                        "as_strided", "unsqueeze", "squeeze", "t", "transpose", "permute", "scalar_tensor",
+                        "lift_fresh", "_to_copy_noop", "narrow"})
+
+
+def count_ops(fn: Callable[[], None]) -> tuple[int, int]:
+    """(aten ops dispatched, of which kernels) for one call of `fn`: every op seen by a
+    TorchDispatchMode, and those that are not a view or a scalar wrapper (each such op is one or
+    more device kernels when eager). The eager cost of a small step is about proportional to both."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with _Count() as counter:
+        fn()
+    return len(counter.ops), sum(op not in _NO_KERNEL for op in counter.ops)

@@ -7,7 +7,9 @@ trained alone by the library's own step (`train.training_step`): N runs one afte
 times one run's time, so their images/s in all is one run's. Each mode times both the same way
 (median of --reps repetitions of --steps steps after one warm-up repetition that includes any
 compilation; CUDA events on a GPU). The strategies' share of the packed step (their
-`step_weights` + `observe` calls for all N members, timed alone) is reported too.
+`step_weights` + `observe` calls for all N members, timed alone) is reported twice: as the pack
+steps them (`strategies`: members of one class batched, `StrategyGroups`) and one member after
+another (`per member`, the loop packs ran before batching), side by side on the same objects.
 
 Modes: `eager` (fp32, `train.speed exact`), `fast eager` (bf16 autocast + channels_last +
 cudnn.benchmark + fused SGD, not compiled), `compiled` (`train.compile default`) and `fast` (what a
@@ -53,9 +55,9 @@ def _config(args, i: int, mode: dict) -> RunConfig:
     return RunConfig.from_flat(flat).resolve()
 
 
-def _median_time(step, measure, args) -> float:
+def _median_time(step, measure, args, reps: int | None = None) -> float:
     measure(step, args.steps)  # warm-up: compilation, cuDNN's algorithm search
-    return statistics.median(measure(step, args.steps) for _ in range(args.reps))
+    return statistics.median(measure(step, args.steps) for _ in range(reps or args.reps))
 
 
 def _packed(args, n: int, mode: dict, device: torch.device, measure) -> dict:
@@ -78,16 +80,26 @@ def _packed(args, n: int, mode: dict, device: torch.device, measure) -> dict:
     measure(step, 1)
     warmup = time.perf_counter() - t0
     seconds = _median_time(step, measure, args)
-    losses = torch.zeros(sum(pack.sizes), device=device)
+    losses = torch.linspace(2.0, 0.5, sum(pack.sizes), device=device)
 
-    def strategies_only():
+    def batched():
+        pack.strategies.step_weights()
+        pack.strategies.observe(losses)
+
+    def per_member():
         torch.cat([m.strategy.step_weights() for m in pack.active])
         for m, part in zip(pack.active, losses.split(pack.sizes), strict=True):
             m.strategy.observe(part)
 
-    strategy_s = _median_time(strategies_only, measure, args)
+    batched_s, per_member_s = [], []
+    for _ in range(args.reps):  # interleaved: both see the same machine load
+        batched_s.append(_median_time(batched, measure, args, reps=1))
+        per_member_s.append(_median_time(per_member, measure, args, reps=1))
+    batched_m, per_member_m = statistics.median(batched_s), statistics.median(per_member_s)
     return {"ms_per_step": 1e3 * seconds, "img_s": n * args.batch / seconds, "first_step_s": warmup,
-            "strategy_share": strategy_s / seconds}
+            "strategy_share": batched_m / seconds, "strategy_ms": 1e3 * batched_m,
+            "strategy_share_per_member": per_member_m / seconds, "strategy_ms_per_member": 1e3 * per_member_m,
+            "strategies_batched": pack.strategies.batched}
 
 
 def _alone(args, mode: dict, device: torch.device, measure) -> dict:
@@ -134,7 +146,7 @@ def main() -> None:
     results = {"environment": environment(device), "args": vars(args), "rows": []}
     print(f"{results['environment']['device']}, torch {torch.__version__}; n={args.n} c={args.c} batch {args.batch}")
     print(f"{'mode':<11} {'N':>3} {'packed img/s':>13} {'one after another':>18} {'ratio':>6} {'ms/step':>8} "
-          f"{'strategies':>10} {'peak MiB':>9}")
+          f"{'strategies':>10} {'per member':>10} {'peak MiB':>9}")
     for mode_name in modes:
         mode = MODES[mode_name]
         alone = _alone(args, mode, device, measure)
@@ -156,7 +168,7 @@ def main() -> None:
             write_results(args.out, results)
             print(f"{mode_name:<11} {n:>3} {row['img_s']:>13,.0f} {alone['img_s']:>18,.0f} {row['ratio']:>5.2f}x "
                   f"{row['ms_per_step']:>8.1f} {100 * row['strategy_share']:>9.1f}% "
-                  f"{'' if peak is None else f'{peak:,.0f}':>9}", flush=True)
+                  f"{100 * row['strategy_share_per_member']:>9.1f}% {'' if peak is None else f'{peak:,.0f}':>9}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,12 @@ each number is the mean (and spread) over repetitions.
 `--compile reduce-overhead` times each strategy's step through `adaptive_weights.strategies.CompiledSteps` (as
 `train.compile` runs it: one CUDA graph per call instead of about 20-40 small kernels).
 
+`--count-ops` first prints, per strategy and K, the aten ops one eager `step_weights()` +
+`observe()` dispatches and how many of them launch a kernel (views and scalar wrappers do not): the
+figure the eager cost follows, machine-independent, so a CPU and a GPU run can be compared.
+
     python benchmarks/bench_strategies.py [--device cuda] [--reps 5] [--steps 200] [--ks 27 75]
-        [--compile none|default|reduce-overhead] [--out FILE]
+        [--compile none|default|reduce-overhead] [--count-ops] [--strategies eg aann] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import statistics
 from collections.abc import Callable
 
 import torch
-from _common import environment, timer, write_results
+from _common import count_ops, environment, timer, write_results
 
 from adaptive_weights.compiled import mark_step_begin
 from adaptive_weights.strategies import CompiledSteps, create_strategy, get_strategy_class, list_strategies
@@ -86,6 +90,26 @@ def strategy_step(strategy, pool: list[torch.Tensor], compile_mode: str = "none"
     return one
 
 
+def print_op_counts(ks: tuple[int, ...], device: torch.device, names: list[str]) -> dict:
+    """Ops (and kernels) of one eager `step_weights()` + `observe()` per strategy and K, learning on."""
+    print("eager ops per strategy step (step_weights + observe), dispatched / kernels:")
+    print(f"{'strategy':<16}" + "".join(f"{'K=' + str(k):>14}" for k in ks))
+    counts: dict = {}
+    g = torch.Generator().manual_seed(0)
+    for sname in names:
+        row = f"{sname:<16}"
+        for K in ks:
+            s = create_strategy(sname, (torch.rand(K, generator=g) + 0.1).to(device), seed=0, **learning_hparams(sname))
+            losses = torch.linspace(2.0, 0.5, K, device=device)
+            for _ in range(2):  # past the first step (and the eager draw cache's refill)
+                s.step_weights(), s.observe(losses)
+            ops, kernels = count_ops(lambda s=s, losses=losses: (s.step_weights(), s.observe(losses)))
+            counts.setdefault(sname, {})[f"K={K}"] = {"ops": ops, "kernels": kernels}
+            row += f"{f'{ops} / {kernels}':>14}"
+        print(row, flush=True)
+    return counts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -96,11 +120,17 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=list(KS), help="numbers of exits to time")
     ap.add_argument("--compile", default="none", choices=("none", "default", "reduce-overhead"),
                     help="time the strategy step compiled as train.compile does")
+    ap.add_argument("--strategies", nargs="+", default=None, help="time only these (default: every registered one)")
+    ap.add_argument("--count-ops", action="store_true", help="print the ops and kernels per eager strategy step first")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     ks = tuple(args.ks)
     results: dict = {"compile": args.compile, "ks": list(ks), "strategies": {}, "in_loop_k9": {}}
     device = torch.device(args.device)
+    names = args.strategies or list_strategies()
+    if args.count_ops:
+        results["ops_per_step"] = print_op_counts(ks, device, names)
+        write_results(args.out, results)
     measure = timer(device)
     train_steps = args.train_steps or (20 if device.type == "cuda" else 3)
 
@@ -115,7 +145,7 @@ def main() -> None:
     print(f"{'strategy':<16}" + "".join(f"{'K=' + str(k) + ' us':>12}{'ratio':>9}" for k in ks))
     g = torch.Generator().manual_seed(0)
     worst = 0.0
-    for sname in list_strategies():
+    for sname in names:
         row = f"{sname:<16}"
         for K in ks:
             base = torch.rand(K, generator=g).to(device) + 0.1
@@ -135,7 +165,7 @@ def main() -> None:
     if device.type == "cuda":
         print("in-loop overhead at K=9: train step with the strategy minus with constant weights,")
         print("interleaved per repetition (median difference over repetitions):")
-        for sname in list_strategies():
+        for sname in names:
             s = create_strategy(sname, torch.rand(9, generator=g).to(device) + 0.1, seed=0, **learning_hparams(sname))
             s = stepper_for(s, args.compile)
 

@@ -107,7 +107,7 @@ echo "${AW_COMMIT:-$(git rev-parse HEAD 2>/dev/null)}" > "$PARTS/commit.txt"  # 
 PYTEST=("$PY" -m pytest -q -rfE -p no:cacheprovider --durations=5)
 "$PY" -c "import xdist" 2>/dev/null && XDIST=1 || XDIST=0
 "$PY" -c "import pytest_timeout" 2>/dev/null && PYTEST+=(--timeout=100)
-GPU_TESTS=(tests/test_gpu.py tests/test_strategies_contract.py)
+GPU_TESTS=(tests/test_gpu.py tests/test_strategies_contract.py tests/test_strategies_batched.py)
 B="benchmarks"
 stage steps9 120 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --n 9 --modes "${MODES[@]}" --count-kernels \
   --out "$PARTS/step_n9.json"
@@ -119,7 +119,7 @@ stage projection 80 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --modes --pro
   --out "$PARTS/projection.json"
 eval "PACKED_ARGS=($PACKED)"
 stage packed 70 "$PY" $B/bench_packed.py --device $DEV "${PACKED_ARGS[@]}" --out "$PARTS/packed.json"
-stage strategies 60 bash -c "'$PY' $B/bench_strategies.py --device $DEV --ks 27 $STRAT --out '$PARTS/strategies_eager.json' &&
+stage strategies 60 bash -c "'$PY' $B/bench_strategies.py --device $DEV --ks 27 --count-ops $STRAT --out '$PARTS/strategies_eager.json' &&
   '$PY' $B/bench_strategies.py --device $DEV --ks 27 $STRAT --compile reduce-overhead --out '$PARTS/strategies_compiled.json'"
 stage cache 110 "$PY" $B/bench_compile_cache.py $CACHE --out "$PARTS/compile_cache.json"
 stage runs 90 "$PY" $B/bench_gpu_step.py --device $DEV $STEP --modes --packed $PROCS --out "$PARTS/runs.json"

@@ -89,12 +89,14 @@ def figures(parts: Path) -> list[str]:
                       f"10,000-image evaluation: **300 epochs in about {pr['projected_300_epochs_min']:.0f} minutes**."]
     if rows := f["packed.json"].get("rows"):
         lines += ["", "Packed runs (n=9 members, batch 128 each; one member alone by the library's step):", "",
-                  "| mode | N | img/s in all | x one alone | ms/step | strategies' share | peak MiB |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| mode | N | img/s in all | x one alone | ms/step | strategies' share (batched) | per member | peak MiB |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             peak = "-" if r.get("peak_mib") is None else f"{r['peak_mib']:,.0f}"
             lines.append(f"| {r['mode']} | {r['members']} | {r['img_s']:,.0f} | {r['ratio']:.2f} | {r['ms_per_step']:.1f} "
-                         f"| {100 * r['strategy_share']:.1f}% | {peak} |")
+                         f"| {100 * r['strategy_share']:.1f}% | "
+                         + ("-" if r.get("strategy_share_per_member") is None else f"{100 * r['strategy_share_per_member']:.1f}%")
+                         + f" | {peak} |")
     for name in ("strategies_eager.json", "strategies_compiled.json"):
         s = f[name]
         if s.get("strategies"):
@@ -103,6 +105,9 @@ def figures(parts: Path) -> list[str]:
             lines += ["", f"Strategies ({'eager' if s['compile'] == 'none' else 'compiled ' + s['compile']}), share of "
                           f"an n=3 training step at K=27: worst {worst} {100 * shares[worst]:.2f}%, median "
                           f"{100 * sorted(shares.values())[len(shares) // 2]:.2f}% (target < 1% compiled)."]
+        if ops := s.get("ops_per_step"):
+            lines.append("Kernels per eager strategy step (K=27): "
+                         + ", ".join(f"{n} {v['K=27']['kernels']}" for n, v in ops.items() if "K=27" in v) + ".")
     if runs := f["compile_cache.json"].get("runs"):
         first, second = runs.get("first (compiles)", {}), runs.get("second (same cache)", {})
         if first and second:

@@ -2,7 +2,8 @@
 
 Public API: `create_strategy(name, base_weights, *, seed=0, **hparams)`, `register_strategy(name)`,
 `list_strategies(pattern)`, `get_strategy_class(name)`, `validate_hparams(name, hparams)`,
-`describe_strategies()`, `capture_check(strategy)` (may a compiled step trust it?), and the bases
+`describe_strategies()`, `capture_check(strategy)` (may a compiled step trust it?), `StrategyGroups`
+(a pack's members stepped in batches of one class), and the bases
 `Strategy`, `SamplingStrategy`, `RewardLearner`, `HParam`.
 Third-party strategies are found through the entry-point group `adaptive_weights.strategies`.
 """
@@ -27,6 +28,7 @@ from ._api import (
     validate_hparams,
 )
 from ._base import FEEDBACK, RewardLearner, SamplingStrategy, Strategy, mix_uniform
+from ._batched import StrategyGroups
 from ._capture import CompiledSteps, capture_check, compile_step
 from ._hparams import HParam
 from ._rewards import relative_rewards
@@ -41,6 +43,7 @@ __all__ = [
     "RewardLearner",
     "SamplingStrategy",
     "Strategy",
+    "StrategyGroups",
     "capture_check",
     "compile_step",
     "create_strategy",

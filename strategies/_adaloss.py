@@ -42,7 +42,8 @@ class AdaLossStrategy(Strategy):
         self.seen = torch.zeros((), device=self.device)
         self.a = torch.ones(self.K, device=self.device)
         self._exists = (self.base > 0).float()
-        self._last = torch.arange(self.K, device=self.device) == self.K - 1
+        # final_extra on the final exit, 0 elsewhere (exactly final_extra * onehot(K-1), computed once)
+        self._extra = self.final_extra * (torch.arange(self.K, device=self.device) == self.K - 1)
 
     def step_weights(self) -> Tensor:
         return self.a * self._exists
@@ -51,9 +52,9 @@ class AdaLossStrategy(Strategy):
         self.ema = torch.where(self.seen > 0, self.momentum * self.ema + (1.0 - self.momentum) * losses, losses)
         self.seen = torch.ones_like(self.seen)
         # every step computes the new a and keeps it on the period's steps: one graph for every step
-        a = 1.0 / self.ema.clamp_min(1e-12) + 1e-8
+        a = self.ema.clamp_min(1e-12).reciprocal() + 1e-8  # = 1/ema exactly, without `1.0 /`'s extra multiply
         a = a / a.max()
-        a = a + self.final_extra * self._last
+        a = a + self._extra
         a = a / a.max()
         self.a = torch.where(self.steps % self.period == 0, (1.0 - self.gamma) * a + self.gamma, self.a)
 

@@ -66,7 +66,10 @@ class Strategy:
 
     Subclasses declare `feedback`, `hparams` and `state_tensors` (the learnt tensors: `observe`
     reverts them when a loss or the update is not finite), create them in `setup()` and implement
-    `update(losses)`, which must assign new tensors rather than modify them in place. A subclass
+    `update(losses)`, which must assign new tensors rather than modify them in place. After
+    `setup()` the learnt float32 tensors become views of one flat buffer (`_fuse_learnt`: one
+    kernel keeps or reverts them all), and in a pack (`StrategyGroups`) every state tensor may become
+    a row of a stacked tensor: read them through `self`, never keep another reference from `setup`. A subclass
     whose `step_weights`/`update` follow the capture-safety rules of this module declares
     `capture_safe = True` (the library's bases and built-ins do); otherwise a compiled run steps it
     eagerly, with a warning.
@@ -112,6 +115,8 @@ class Strategy:
         self.steps = torch.zeros((), dtype=torch.int64, device=self.device)
         self.skipped = torch.zeros((), dtype=torch.int64, device=self.device)
         self.setup()
+        self._learnt = (*self.state_tensors, *self._learnt_stat_tensors())
+        self._learnt_flat = _fuse_learnt(self, self._learnt)
 
     # -- to override -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -191,9 +196,9 @@ class Strategy:
             raise ValueError(f"losses must have shape ({self.K},), got {tuple(losses.shape)}")
         self.steps.add_(1)
         if not self.active:
-            self.skipped.add_(~_all_finite(losses))
+            self.skipped.add_(_not_finite(losses))
             return
-        learnt = (*self.state_tensors, *self._learnt_stat_tensors())
+        learnt = self._learnt
         old = {name: getattr(self, name) for name in learnt}
         eager = not torch.compiler.is_compiling()  # the in-place check reads versions: eager only
         versions = {name: t._version for name, t in old.items()} if eager else {}
@@ -203,12 +208,32 @@ class Strategy:
             if eager and t is old[name] and t._version != versions[name]:
                 raise RuntimeError(f"{type(self).__name__}.update modified {name!r} in place; assign a new tensor")
         # one check for the losses and every learnt tensor: the step counts only if all are finite
-        ok = _all_finite(torch.cat([losses, *(t.reshape(-1).float() for t in new)]))
-        for name, t in zip(learnt, new, strict=True):
-            kept = old[name]
-            kept.copy_(torch.where(ok, t, kept))
-            setattr(self, name, kept)
-        self.skipped.add_(~ok)
+        candidate = torch.cat([losses, *(t.reshape(-1).float() for t in new)]) if new else losses
+        bad = _not_finite(candidate)
+        flat = self._learnt_flat
+        if flat is not None:  # the learnt tensors are views of `flat`: one kernel keeps or reverts all
+            torch.where(bad, flat, candidate[self.K:], out=flat)
+            for name in learnt:
+                setattr(self, name, old[name])
+        else:
+            for name, t in zip(learnt, new, strict=True):
+                kept = old[name]
+                kept.copy_(torch.where(bad, kept, t))
+                setattr(self, name, kept)
+        self.skipped.add_(bad)
+
+    def unfuse_learnt(self) -> None:
+        """Give every learnt tensor its own storage again (values kept), as before `_fuse_learnt`.
+
+        For a compiled step (`CompiledSteps`, `capture_check`): graph inputs that are views of one
+        buffer and are written make AOTAutograd rebuild them from a synthetic base on every call,
+        which costs more than the kernels the fused buffer saves; a compiled graph fuses the
+        per-tensor updates anyway."""
+        if self._learnt_flat is None:
+            return
+        for name in self._learnt:
+            setattr(self, name, getattr(self, name).clone())
+        self._learnt_flat = None
 
     def reset_stats(self) -> None:
         """Clear the per-epoch statistics (called by `start_epoch`)."""
@@ -313,15 +338,20 @@ class SamplingStrategy(Strategy):
         self.onehot = self._arange == self.sel
         self.drawn_p = torch.full((self.K,), 1.0 / self.K, device=self.device)
         self.first_step = torch.ones((), dtype=torch.bool, device=self.device)
+        self._last_exit = torch.full((), self.K - 1, dtype=torch.int64, device=self.device)
 
     def step_weights(self) -> Tensor:
-        p = self.probabilities()  # what `sel` is drawn from (a bandit update needs p_sel)
-        self.drawn_p.copy_(p)
-        self.sel.copy_(torch.where(self.first_step, self.K - 1, self.draw(p)))
+        p = self.probabilities_into(self.drawn_p)  # what `sel` is drawn from (a bandit update needs p_sel)
+        torch.where(self.first_step, self._last_exit, self.draw(p), out=self.sel)
         self.first_step.zero_()
         torch.eq(self._arange, self.sel, out=self.onehot)
         self.draws.add_(self.onehot)
         return torch.where(self.onehot, self._hit, self._keep)
+
+    def probabilities_into(self, out: Tensor) -> Tensor:
+        """Write `probabilities()` into the preallocated `out` and return it; a subclass may compute
+        them there directly, which saves the copy (one kernel per step)."""
+        return out.copy_(self.probabilities())
 
     def draw(self, p: Tensor) -> Tensor:
         """One index from `p` by inverse CDF, as a 0-d int64 tensor on the device (no sync).
@@ -393,13 +423,38 @@ class RewardLearner(SamplingStrategy):
 _UNIFORM_BLOCK = 256
 
 
-def _all_finite(x: Tensor) -> Tensor:
-    """0-d bool: every entry of `x` is finite (s - s == 0 fails only for inf or nan; three kernels).
+def _not_finite(x: Tensor) -> Tensor:
+    """0-d bool: some entry of `x` is not finite (s - s != 0 holds only for inf or nan; three kernels).
 
     A sum beyond float32 range (about 3e38) also counts as not finite, which only skips such a step.
     """
     s = x.sum()
-    return (s - s) == 0
+    return (s - s) != 0
+
+
+def _fuse_learnt(strategy: Strategy, names: tuple[str, ...]) -> Tensor | None:
+    """Re-home the learnt tensors `names` as views of one flat float32 buffer (returned), so that
+    `observe` keeps or reverts all of them with one `torch.where` instead of two kernels each.
+
+    None (each tensor is kept and reverted on its own, as before) when there is nothing to fuse,
+    a tensor is not float32 on the strategy's device, or another attribute shares a learnt
+    tensor's storage (a view `setup` kept of it would stop following the re-homed tensor).
+    """
+    tensors = [getattr(strategy, name) for name in names]
+    if len(tensors) < 2 or any(not isinstance(t, Tensor) or t.dtype != torch.float32 or t.device != strategy.device
+                               for t in tensors):
+        return None
+    learnt = {id(t) for t in tensors}
+    storages = {t.untyped_storage().data_ptr() for t in tensors}
+    for value in vars(strategy).values():
+        if isinstance(value, Tensor) and id(value) not in learnt and value.untyped_storage().data_ptr() in storages:
+            return None
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+    offset = 0
+    for name, t in zip(names, tensors, strict=True):
+        setattr(strategy, name, flat[offset:offset + t.numel()].view(t.shape))
+        offset += t.numel()
+    return flat
 
 
 def _check_base_weights(base_weights: Tensor, owner: str) -> Tensor:

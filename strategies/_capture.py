@@ -64,6 +64,7 @@ def capture_check(strategy: Strategy, steps: int = CHECK_STEPS) -> str | None:
     if not type(strategy).capture_safe:
         return f"{name} does not declare capture_safe = True"
     eager, traced = copy.deepcopy(strategy), copy.deepcopy(strategy)
+    traced.unfuse_learnt()  # as `CompiledSteps` runs it
     for s in (eager, traced):
         s.start_epoch(max(s.epoch, int(s.warmup_epochs)))  # learning on, so that update() is traced
     fn, traces = compile_step(traced)
@@ -98,6 +99,7 @@ class CompiledSteps:
 
     def __init__(self, strategy: Strategy, **compile_kwargs: object) -> None:
         self.strategy = strategy
+        strategy.unfuse_learnt()  # no aliased graph inputs (see `Strategy.unfuse_learnt`)
         for value in vars(strategy).values():
             if isinstance(value, torch.Tensor):
                 torch._dynamo.mark_static_address(value)

@@ -47,11 +47,12 @@ class RoundRobinStrategy(Strategy):
         self.position = torch.zeros((), dtype=torch.int64, device=self.device)
         self._arange = torch.arange(self.K, device=self.device)
         self._always = (self._arange == self.K - 1) & bool(self.train_final)
+        self._zeros = torch.zeros_like(self.base)
 
     def step_weights(self) -> Tensor:
         active = (self._arange == self.position) | self._always
-        self.position.copy_(torch.remainder(self.position + 1, self.K))
-        return torch.where(active, self.base, torch.zeros_like(self.base))
+        torch.remainder(self.position + 1, self.K, out=self.position)
+        return torch.where(active, self.base, self._zeros)
 
     def probabilities(self) -> Tensor:
         return torch.full((self.K,), 1.0 / self.K, device=self.device)

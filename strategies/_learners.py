@@ -47,6 +47,10 @@ class _LogWeights(RewardLearner):
     def probabilities(self) -> Tensor:
         return mix_uniform(self.log_w.exp(), self.gamma)
 
+    def probabilities_into(self, out: Tensor) -> Tensor:
+        # `mix_uniform(exp(log_w))` computed in `out`: the same three kernels, no copy
+        return torch.exp(self.log_w, out=out).mul_(1.0 - self.gamma).add_(self.gamma / self.K)
+
 
 @register_strategy("eg", description="exponentiated gradient with bandit feedback (Exp3): only the drawn exit's reward")
 class EGStrategy(_LogWeights):
@@ -102,12 +106,16 @@ class AVGLStrategy(RewardLearner):
     def setup(self) -> None:
         super().setup()
         self.w = torch.full((self.K,), 1.0 / self.K, device=self.device)
+        self._uniform = torch.full((self.K,), 1.0 / self.K, device=self.device)  # where(out=) takes no scalar
 
     def learn(self, rewards: Tensor) -> None:
         self.w = (self.momentum * self.w + rewards).clamp_min(0.0)
 
     def probabilities(self) -> Tensor:
+        return self.probabilities_into(torch.empty_like(self.w))
+
+    def probabilities_into(self, out: Tensor) -> Tensor:
         total = self.w.sum()
         positive = total > 0
-        q = torch.where(positive, self.w / torch.where(positive, total, 1.0), 1.0 / self.K)
-        return mix_uniform(q, self.gamma)
+        torch.where(positive, self.w / torch.where(positive, total, 1.0), self._uniform, out=out)
+        return out.mul_(1.0 - self.gamma).add_(self.gamma / self.K)  # mix_uniform, in place

@@ -20,5 +20,5 @@ def relative_rewards(losses: Tensor, rho: float) -> Tensor:
         return torch.zeros_like(losses)
     prev, nxt = losses[:-1], losses[1:]
     inner = torch.where(prev > 0, 1.0 - nxt / prev, 0.0)  # the unselected 0/0 never propagates
-    final = rho * inner.max().clamp_min(0.0)
-    return torch.cat([inner, final.reshape(1)])
+    final = rho * inner.amax(0, keepdim=True).clamp_min(0.0)  # [1]: no reshape before the cat
+    return torch.cat([inner, final])

@@ -3,9 +3,10 @@
 Every member is first built exactly as ``train()`` builds it alone (its seed drawn into the global
 RNG before its network, its own loader seed, its own strategy and optimiser); the pack is then a
 re-layout of those N single networks (:mod:`._model`). Per step: each member's strategy gives its
-weights, one packed forward gives every member's logits, one vectorised objective call gives every
-member's per-exit losses, one backward of the members' weighted sums gives each member exactly its
-own gradient (members share no parameter), and one SGD step updates all (momentum and weight decay
+weights (members sharing a strategy class as one batch, ``StrategyGroups``), one packed forward
+gives every member's logits, one vectorised objective call gives every member's per-exit losses,
+one backward of the members' weighted sums gives each member exactly its own gradient (members
+share no parameter), and one SGD step updates all (momentum and weight decay
 are element-wise; a head's decay depends on the member's scheme, so it is added to the heads'
 gradients per member). Every epoch, each member's state is unpacked into its single network and
 optimiser and written as an ordinary run directory.
@@ -49,6 +50,7 @@ from ..logging import Progress, RunLogger, exit_key
 from ..objectives import create_objective
 from ..schedules import describe_schedule, learning_rate, set_learning_rate
 from ..speed import apply_backend_settings, resolve_speed, sgd_kernel
+from ..strategies import StrategyGroups
 from ..training import (
     AFTER_DIVERGENCE,
     RunExistsError,
@@ -304,6 +306,9 @@ class _Pack:
         self.sizes = [m.num_exits for m in self.active]
         owner = [i for i, m in enumerate(self.active) for _ in range(m.num_exits)]
         self.owner = torch.tensor(owner, dtype=torch.long, device=self.device)
+        # members of one batchable strategy class step as one (their state becomes rows of stacked
+        # tensors; each member's strategy object still reads and writes its own row)
+        self.strategies = StrategyGroups([m.strategy for m in self.active])
 
     # ---------------------------------------------------------------- state in and out
     def _named_params(self) -> dict[str, torch.Tensor]:
@@ -367,7 +372,7 @@ class _Pack:
     def step(self, x: torch.Tensor, y: torch.Tensor, amp: bool):
         """One SGD step of every active member; returns (loss, losses, weights, logits), the flat
         ``[sum K_m]`` losses (detached, already observed) and weights in member order."""
-        weights = torch.cat([m.strategy.step_weights() for m in self.active])
+        weights = self.strategies.step_weights()
         with autocast_for(self.device, amp):
             logits = self.forward(x)                                 # [S, B, N, classes]
         losses = self.losses(logits, y)
@@ -377,8 +382,7 @@ class _Pack:
         self.head_decay.apply()
         self.optimizer.step()
         losses = losses.detach()
-        for m, member_losses in zip(self.active, losses.split(self.sizes), strict=True):
-            m.strategy.observe(member_losses)
+        self.strategies.observe(losses)
         return loss, losses, weights, logits
 
 
