@@ -119,5 +119,5 @@ def test_safe_strategy_is_compiled_and_unsafe_is_not(eager_backend) -> None:
 
 
 def test_compile_mode_is_validated(tiny_flat) -> None:
-    with pytest.raises(ValueError, match=r"train.compile: got 'fast'; allowed: none, default, reduce-overhead"):
+    with pytest.raises(ValueError, match=r"train.compile: got 'fast'; allowed: auto, none, default, reduce-overhead"):
         RunConfig.from_flat({**tiny_flat, "train.compile": "fast"}).resolve()
