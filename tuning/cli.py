@@ -132,12 +132,13 @@ def cli_main(argv: Sequence[str]) -> int:
         from .sweepfile import check_pack_size
 
         spec = replace(spec, pack=check_pack_size(args.pack, "--pack"))
-    if args.dry_run:
-        from .launcher import check_options
+    from .launcher import check_options
 
-        spec = check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                             max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                             workers_per_trial=args.workers_per_trial)  # what the real run refuses before Ray starts
+    # what the real run refuses before Ray starts, refused before the dry run prints or the lock writes
+    spec = check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                         workers_per_trial=args.workers_per_trial)
+    if args.dry_run:
         print(spec.describe())
         if spec.pack > 1 and spec.search == "grid":
             _print_packs(spec)
