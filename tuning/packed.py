@@ -35,7 +35,8 @@ PACKS_FILE = "packs.json"
 def group_packs(trials: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
     """The trials (resolved flat configs) in packs of at most ``size``: trials that can share a graph
     together, each group split into as few packs as ``size`` allows, of near-equal sizes; the sweep's
-    order is kept within and across groups."""
+    order is kept within and across groups. The one grouping rule: ``adaptive-weights pack`` and the
+    packed Ray sweep (:mod:`adaptive_weights.tuning.packsweep`) both use it."""
     from adaptive_weights.packing import member_key
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
