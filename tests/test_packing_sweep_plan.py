@@ -94,6 +94,15 @@ def test_what_cannot_act_on_one_member_of_a_pack_is_refused_before_anything_is_w
         assert _cli(str(path), "--pack", "1", "--dry-run") == 0
 
 
+def test_a_trial_no_pack_can_train_refuses_the_packed_sweep_naming_it(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(json.dumps({**TINY, "gradient.name": ["sum", "upgrad"]}))
+    with pytest.raises(RefusedError, match=r"sweep\.pack \(--pack\) 2: .*gradient\.name: 'upgrad' cannot run in a pack"):
+        _cli(str(path), "--pack", "2", "--dry-run")
+    assert capsys.readouterr().out == ""  # refused before the dry run printed anything
+
+
 # ----------------------------------------------------------------------------- a packed sweep's folder
 def _run_dir(path: Path, trial: dict, *, epochs: int, completed: bool) -> None:
     """A run directory as a Ray checkpoint holds it: summary.json and a training checkpoint (a zip)."""

@@ -104,7 +104,8 @@ def _print_packs(spec: SweepSpec) -> None:
     from .packsweep import plan_packs
     from .plan import SweepPlan
 
-    packs = plan_packs(spec, SweepPlan(trials=list(spec.trials)))
+    packs = plan_packs(spec, SweepPlan(trials=list(spec.trials)))  # refused before anything is printed
+    print(spec.describe())
     print(f"  in {len(packs)} pack(s), one Ray trial each:")
     for name, members in packs.items():
         print(f"  {name}: {', '.join(t['name'] for t in members)}")
@@ -139,10 +140,10 @@ def cli_main(argv: Sequence[str]) -> int:
                          max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                          workers_per_trial=args.workers_per_trial)
     if args.dry_run:
-        print(spec.describe())
         if spec.pack > 1 and spec.search == "grid":
             _print_packs(spec)
             return 0
+        print(spec.describe())
         for t in spec.trials:
             print(f"  {t['name']}")
         return 0

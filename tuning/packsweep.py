@@ -73,7 +73,7 @@ def plan_packs(spec: SweepSpec, plan: SweepPlan, *, rng: random.Random | None = 
     (a random search's, drawn now), grouped by the epoch they continue from, then packed by
     :func:`~adaptive_weights.tuning.packed.group_packs`; every pack checked by ``check_pack``."""
     from adaptive_weights.config import RunConfig
-    from adaptive_weights.packing import check_pack
+    from adaptive_weights.packing import PackRefusedError, check_pack
 
     from .packed import group_packs
     from .trainable import run_config
@@ -87,7 +87,12 @@ def plan_packs(spec: SweepSpec, plan: SweepPlan, *, rng: random.Random | None = 
     packs: dict[str, list[dict[str, Any]]] = {}
     for members in by_start.values():
         for pack in group_packs(members, spec.pack):
-            check_pack([RunConfig.from_flat(t) for t in pack])
+            try:
+                check_pack([RunConfig.from_flat(t) for t in pack])
+            except PackRefusedError as err:
+                raise PackRefusedError(f"sweep.pack (--pack) {spec.pack}: every trial of a packed sweep trains in a "
+                                       f"pack, and {err}; sweep those trials with --pack 1 (another sweep file "
+                                       "or --name)") from None
             packs[pack_trial_name([t["name"] for t in pack])] = pack
     return packs
 
