@@ -210,10 +210,11 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
 
     hparam_keys = (spec.searched if spec.search != "grid"
                    else _varying(spec.trials))
-    trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
-                                     hparam_keys=hparam_keys, workers=workers_per_trial,
-                                     cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial,
-                                     adopt_hparams=spec.scheduler == "pbt")
+    if packs is None:
+        trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
+                                         hparam_keys=hparam_keys, workers=workers_per_trial,
+                                         cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial,
+                                         adopt_hparams=spec.scheduler == "pbt")
     if packs is not None:  # one trial per pack, with the trial's resources; fifo (check_pack_options)
         from .pack_trial import train_pack_trial
         from .packsweep import pack_param_space
