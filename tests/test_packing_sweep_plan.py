@@ -34,6 +34,12 @@ sweep:
 """
 
 
+def _cli_pack(*args: str) -> int:
+    from adaptive_weights.tuning.packed import cli_main
+
+    return cli_main(list(args))
+
+
 def _cli(*args: str) -> int:
     from adaptive_weights.tuning.cli import cli_main
 
@@ -51,7 +57,9 @@ def test_sweep_pack_is_one_option_in_the_file_and_on_the_command_line(tmp_path: 
     assert load_sweep(path, overrides={"sweep.pack": 3}).pack == 3  # --sweep.pack 3, as any dotted key
     assert _cli(str(path), "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "packed: at most 4 runs per Ray trial" in out and "in 1 pack(s)" in out
+    assert "4 trials in 1 pack(s) of at most 4 runs, one Ray trial each" in out
+    assert _cli_pack(str(path), "--dry-run") == 0  # the Ray-free pack command reads the same key
+    assert "4 trials in 1 pack(s) of at most 4" in capsys.readouterr().out
     assert _cli(str(path), "--pack", "2", "--dry-run") == 0  # the flag overrides the file
     out = capsys.readouterr().out
     assert "in 2 pack(s)" in out and out.count("synthetic-resnet1c4-sieve-") == 4

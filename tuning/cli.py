@@ -105,8 +105,7 @@ def _print_packs(spec: SweepSpec) -> None:
     from .plan import SweepPlan
 
     packs = plan_packs(spec, SweepPlan(trials=list(spec.trials)))  # refused before anything is printed
-    print(spec.describe())
-    print(f"  in {len(packs)} pack(s), one Ray trial each:")
+    print(f"{spec.describe()} in {len(packs)} pack(s) of at most {spec.pack} runs, one Ray trial each:")
     for name, members in packs.items():
         print(f"  {name}: {', '.join(t['name'] for t in members)}")
 
@@ -163,7 +162,8 @@ def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path) -> int:
         run_dirs = existing  # a finished sweep: only the report is asked for
     else:
         require_ray_tune()
-        print(f"{spec.describe()} -> {experiment_path(args.out, spec.name)[1]}"
+        packed = f" in packs of at most {spec.pack} runs, one Ray trial each" if spec.pack > 1 else ""
+        print(f"{spec.describe()}{packed} -> {experiment_path(args.out, spec.name)[1]}"
               + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
         outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,

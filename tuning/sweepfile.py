@@ -99,12 +99,11 @@ class SweepSpec:
 
     def describe(self) -> str:
         """One line: what the sweep runs (``--dry-run`` and the sweep command print it)."""
-        packed = f", packed: at most {self.pack} runs per Ray trial" if self.pack > 1 else ""
         if self.search == "grid":
-            return f"sweep {self.name}: {len(self.trials)} trials{packed}"
+            return f"sweep {self.name}: {len(self.trials)} trials"
         searched = ", ".join(f"{k} ~ {_range_text(self.space[k])}" for k in self.searched)
         per = "x the grid of its lists " if self.sample_grid else ""
-        return f"sweep {self.name}: {self.search} search, {self.num_samples} samples {per}over {searched}{packed}"
+        return f"sweep {self.name}: {self.search} search, {self.num_samples} samples {per}over {searched}"
 
 
 
