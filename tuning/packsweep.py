@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from adaptive_weights.errors import RefusedError
@@ -97,7 +97,7 @@ def plan_packs(spec: SweepSpec, plan: SweepPlan, *, rng: random.Random | None = 
     return packs
 
 
-def sample_trials(spec: SweepSpec, samples: int, *, taken: set[str] = frozenset(),
+def sample_trials(spec: SweepSpec, samples: int, *, taken: Collection[str] = frozenset(),
                   rng: random.Random | None = None) -> list[dict[str, Any]]:
     """``samples`` settings of a random search drawn up front, each over the grid of the file's
     lists, as resolved flat configs named as Tune names its sampled trials
