@@ -8,7 +8,8 @@ trial configs or a searcher's space), :func:`run_sweep` (Ray Tune, in-process or
 ``--resume`` rebuilt from plain JSON, :mod:`adaptive_weights.tuning.sweepdir`), :func:`write_sweep_report`
 (selection + report), :func:`select_settings` / :func:`rank_first_common` (the rule),
 :func:`train_trial` (the trainable), :func:`run_demo_sweep` (``make demo``), :func:`cli_main`
-(``adaptive-weights sweep``).
+(``adaptive-weights sweep``). Packed sweeps (``sweep.pack`` / ``--pack``, one Ray trial per pack of
+runs): :mod:`adaptive_weights.tuning.packsweep` and :mod:`adaptive_weights.tuning.pack_trial`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ system or ``s3://bucket/sweeps`` on a cluster). A failed trial is retried from i
 (``--max-failures``); an interrupted sweep continues with ``--resume``, which rebuilds the sweep
 from ``sweep.json`` and the trials' checkpoints (never from Ray's pickled state) and runs only the
 trials that did not finish. ``--report`` chooses each strategy's setting (the paper's rule,
-:mod:`adaptive_weights.tuning.selection`) and writes the report of the chosen settings.
+:mod:`adaptive_weights.tuning.selection`) and writes the report of the chosen settings. ``--pack N``
+(``sweep.pack``) trains the runs that can share a graph in packs of at most N, one Ray trial per
+pack (:mod:`adaptive_weights.tuning.packsweep`); each run keeps its own run directory.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                    help="overrides sweep.scheduler: asha stops poor trials early on val/err/mean, pbt mutates "
                         "searched strategy keys (default fifo: every trial to the end, as in the paper)")
+    p.add_argument("--pack", type=int, default=None,
+                   help="overrides sweep.pack: train the runs that can share a graph (they differ only in seed, "
+                        "scheme, strategy, objective) as packed networks of at most N runs, one Ray trial per pack "
+                        "with the trial's resources (default 1: every run its own trial); grid and random search, "
+                        "fifo scheduler only")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep; finished trials are kept")
     p.add_argument("--report", action="store_true",
                    help="choose each strategy's setting and write the report to OUT/NAME/report")
@@ -90,6 +97,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
     p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
     return p
+
+
+def _print_packs(spec: SweepSpec) -> None:
+    """The dry run of a packed grid: its packs (a fresh sweep's; a resume packs what is left)."""
+    from .packsweep import plan_packs
+    from .plan import SweepPlan
+
+    packs = plan_packs(spec, SweepPlan(trials=list(spec.trials)))  # refused before anything is printed
+    print(f"{spec.describe()} in {len(packs)} pack(s) of at most {spec.pack} runs, one Ray trial each:")
+    for name, members in packs.items():
+        print(f"  {name}: {', '.join(t['name'] for t in members)}")
 
 
 def _failure_advice(spec: SweepSpec) -> str:
@@ -110,12 +128,20 @@ def cli_main(argv: Sequence[str]) -> int:
     spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra), max_trials=args.max_trials)
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
-    if args.dry_run:
-        from .launcher import check_options
+    if args.pack is not None:
+        from .sweepfile import check_pack_size
 
-        check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                      max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-                      workers_per_trial=args.workers_per_trial)  # what the real run refuses before Ray starts
+        spec = replace(spec, pack=check_pack_size(args.pack, "--pack"))
+    from .launcher import check_options
+
+    # what the real run refuses before Ray starts, refused before the dry run prints or the lock writes
+    spec = check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
+                         workers_per_trial=args.workers_per_trial)
+    if args.dry_run:
+        if spec.pack > 1 and spec.search == "grid":
+            _print_packs(spec)
+            return 0
         print(spec.describe())
         for t in spec.trials:
             print(f"  {t['name']}")
@@ -136,13 +162,14 @@ def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path) -> int:
         run_dirs = existing  # a finished sweep: only the report is asked for
     else:
         require_ray_tune()
-        print(f"{spec.describe()} -> {experiment_path(args.out, spec.name)[1]}"
+        packed = f" in packs of at most {spec.pack} runs, one Ray trial each" if spec.pack > 1 else ""
+        print(f"{spec.describe()}{packed} -> {experiment_path(args.out, spec.name)[1]}"
               + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
         outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
                             gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
                             resume=args.resume, max_failures=args.max_failures,
                             tensorboard=not args.no_tensorboard, workers_per_trial=args.workers_per_trial,
-                            verbose=0 if args.quiet else (2 if args.verbose else 1))
+                            pack=spec.pack, verbose=0 if args.quiet else (2 if args.verbose else 1))
         print(f"{len(outcome.run_dirs)} run directories in {outcome.runs_dir}")
         if args.no_tensorboard is False and outcome.run_dirs:
             print(f"TensorBoard of every trial: tensorboard --logdir {outcome.runs_dir}")

@@ -63,6 +63,7 @@ def run_sweep(
     tensorboard: bool = True,
     verbose: int = 1,
     workers_per_trial: int = 1,
+    pack: int | None = None,
 ) -> SweepOutcome:
     """Run (or with ``resume`` continue) ``spec`` with Ray Tune; returns where its results are.
 
@@ -72,13 +73,15 @@ def run_sweep(
     Ray is used as it is. ``verbose``: 0 silent, 1 a line per finished trial, 2 Ray's own progress
     tables and results. ``workers_per_trial > 1``: every trial is one data-parallel run on that
     many Ray Train workers (:mod:`adaptive_weights.tuning.ray_train`); the CPUs and GPUs per trial
-    are then per worker.
+    are then per worker. ``pack`` overrides ``sweep.pack``: with N > 1 the runs that can share a
+    graph train in packs of at most N, each pack one Ray trial with the trial's resources
+    (:mod:`adaptive_weights.tuning.packsweep`); every run still gets its own run directory.
     """
     require_ray_tune()
     out = str(out)
     spec = check_options(spec, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                          max_concurrent=max_concurrent, scheduler=scheduler, max_failures=max_failures,
-                         workers_per_trial=workers_per_trial)
+                         workers_per_trial=workers_per_trial, pack=pack)
     from .sweepdir import driver_lock
 
     with driver_lock(local_results_dir(out, spec.name)):  # one driver per sweep, taken before Ray starts
@@ -90,11 +93,13 @@ def run_sweep(
 
 def check_options(spec: SweepSpec, *, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
                   max_concurrent: int | None = None, scheduler: str | None = None, max_failures: int = 3,
-                  workers_per_trial: int = 1) -> SweepSpec:
+                  workers_per_trial: int = 1, pack: int | None = None) -> SweepSpec:
     """Refuse what a real run would refuse once it starts (resources, a scheduler Tune cannot run
-    with the search, a missing searcher package), so ``--dry-run`` refuses it too; returns ``spec``
-    with ``scheduler`` applied."""
+    with the search, a missing searcher package, what a packed sweep cannot do), so ``--dry-run``
+    refuses it too; returns ``spec`` with ``scheduler`` and ``pack`` applied."""
+    from .packsweep import check_pack_options
     from .space import check_scheduler, check_search_available
+    from .sweepfile import check_pack_size
 
     if cpus_per_trial <= 0 or gpus_per_trial < 0:
         raise RefusedError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus_per_trial}, "
@@ -112,6 +117,9 @@ def check_options(spec: SweepSpec, *, cpus_per_trial: float = 1.0, gpus_per_tria
         spec = replace(spec, scheduler=scheduler)
     if max_failures < 0:
         raise RefusedError(f"--max-failures must be >= 0, got {max_failures}")
+    if pack is not None:
+        spec = replace(spec, pack=check_pack_size(pack, "--pack"))
+    check_pack_options(spec, workers_per_trial=workers_per_trial)
     _check_workers(workers_per_trial, gpus_per_trial, spec.scheduler)
     check_scheduler(spec)
     check_search_available(spec.search)
@@ -128,10 +136,15 @@ def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_tria
     spec = with_compile_cache(spec, local_dir / "compile-cache" if address is None else None)
     sweep_dir = SweepDir(experiment)
     plan = plan_sweep(sweep_dir, spec, resume=resume)
+    packs = None
+    if spec.pack > 1:  # sampled and packed, every pack checked, before Ray starts
+        from .packsweep import plan_packs
+
+        packs = plan_packs(spec, plan)
     errored: set[str] = set()
     frames: list[Any] = []
     if plan.trials or plan.samples:  # a resume of a finished sweep only exports its runs again
-        errored, frames = _fit(spec, plan, root=root, sweep_dir=sweep_dir, address=address,
+        errored, frames = _fit(spec, plan, packs=packs, root=root, sweep_dir=sweep_dir, address=address,
                                cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                                max_concurrent=max_concurrent, max_failures=max_failures, tensorboard=tensorboard,
                                verbose=verbose, workers_per_trial=workers_per_trial)
@@ -141,6 +154,7 @@ def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_tria
     run_dirs = [sweep_dir.download(c, local_dir / RUNS_DIR) for _, c in sorted(found.items())]
     expected = {t["name"] for t in spec.trials} if spec.search == "grid" else set(found) | errored
     done = {n for n, c in found.items() if c.completed} | sweep_dir.stopped()
+    errored -= done if packs is not None else set()  # a failed pack's members that had already ended
     unfinished = sorted(expected - done - errored)
     if spec.search != "grid" and len(found) < plan.expected:  # samples that never reached a checkpoint
         unfinished.append(f"{plan.expected - len(found)} sample(s) without a checkpoint")
@@ -148,10 +162,11 @@ def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_tria
                         _concat(frames))
 
 
-def _fit(spec: SweepSpec, plan: SweepPlan, *, root: str, sweep_dir: SweepDir, address: str | None,
-         **options: Any) -> tuple[set[str], list[Any]]:
-    """Start (or join) Ray, run the plan's Tuners, stop what was started; the failed trials' names
-    and each Tuner's result dataframe."""
+def _fit(spec: SweepSpec, plan: SweepPlan, *, packs: dict[str, list[dict[str, Any]]] | None, root: str,
+         sweep_dir: SweepDir, address: str | None, **options: Any) -> tuple[set[str], list[Any]]:
+    """Start (or join) Ray, run the plan's Tuners (one Tuner of ``packs`` in a packed sweep), stop
+    what was started; the failed trials' names (a failed pack's member runs) and each Tuner's
+    result dataframe."""
     errored: set[str] = set()
     frames = []
     with ray_session(address, verbose=options["verbose"]):
@@ -160,9 +175,12 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, root: str, sweep_dir: SweepDir, ad
         fits = [(plan.trials, 0)] if plan.trials else []
         if plan.samples:
             fits.append(([], plan.samples))
+        if packs is not None:
+            fits = [([], 0)]
         for trials, samples in fits:
-            grid = _tuner(spec, plan, trials, samples, root=root, sweep_dir=sweep_dir, **options).fit()
-            errored |= {_result_name(r) for r in grid if r.error is not None}
+            grid = _tuner(spec, plan, trials, samples, packs=packs, root=root, sweep_dir=sweep_dir, **options).fit()
+            failed = {_result_name(r) for r in grid if r.error is not None}
+            errored |= {t["name"] for p in failed for t in packs[p]} if packs is not None else failed
             frames.append(grid.get_dataframe())
     return errored, frames
 
@@ -181,9 +199,10 @@ def _result_name(result: Any) -> str:
 
 def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], samples: int, *, root: str,
            sweep_dir: SweepDir, cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int | None,
-           max_failures: int, tensorboard: bool, verbose: int, workers_per_trial: int = 1) -> Any:
-    """One Tuner: explicit ``trials`` (a grid, or the trials a resume continues) or ``samples``
-    new samples of the searcher."""
+           max_failures: int, tensorboard: bool, verbose: int, workers_per_trial: int = 1,
+           packs: dict[str, list[dict[str, Any]]] | None = None) -> Any:
+    """One Tuner: explicit ``trials`` (a grid, or the trials a resume continues), ``samples``
+    new samples of the searcher, or ``packs`` (pack trial name -> its members' configs), one trial each."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -192,18 +211,30 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
 
     hparam_keys = (spec.searched if spec.search != "grid"
                    else _varying(spec.trials))
-    trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
-                                     hparam_keys=hparam_keys, workers=workers_per_trial,
-                                     cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial,
-                                     adopt_hparams=spec.scheduler == "pbt")
-    if workers_per_trial > 1:  # the trial is a driver; Ray Train's workers hold the resources
+    if packs is None:
+        trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
+                                         hparam_keys=hparam_keys, workers=workers_per_trial,
+                                         cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial,
+                                         adopt_hparams=spec.scheduler == "pbt")
+    if packs is not None:  # one trial per pack, with the trial's resources; fifo (check_pack_options)
+        from .pack_trial import train_pack_trial
+        from .packsweep import pack_param_space
+
+        trainable = tune.with_resources(
+            tune.with_parameters(train_pack_trial, packs=packs, resume_from=plan.resume_from,
+                                 tensorboard=tensorboard, hparam_keys=hparam_keys),
+            {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+        trials = [t for pack in packs.values() for t in pack]
+    elif workers_per_trial > 1:  # the trial is a driver; Ray Train's workers hold the resources
         from .ray_train import DRIVER_RESOURCES
 
         trainable = tune.with_resources(trainable, DRIVER_RESOURCES)
         max_concurrent = max_concurrent or _trials_that_fit(workers_per_trial, cpus_per_trial, gpus_per_trial)
     else:
         trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    if trials:
+    if packs is not None:
+        param_space, search_alg, num_samples = pack_param_space(packs), None, 1
+    elif trials:
         param_space, search_alg, num_samples = grid_param_space(trials), None, 1
     else:
         warm_points = [p for p, _ in plan.warm]
@@ -228,7 +259,8 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # Ray's experiment snapshots are not what a resume reads: their frequency is of no concern
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), _StoppedRecorder(sweep_dir)] + ([_progress_callback(plan.expected)] if verbose == 1 else [])
+    total = len(packs) if packs is not None else plan.expected
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), _StoppedRecorder(sweep_dir)] + ([_progress_callback(total)] if verbose == 1 else [])
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -304,8 +336,11 @@ class _StoppedRecorder:
 
         class _Recorder(tune.Callback):
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                from .packsweep import MEMBERS_KEY
                 from .trainable import run_config
 
+                if MEMBERS_KEY in trial.config:  # a pack: no scheduler may stop it (fifo only)
+                    return
                 epochs = run_config(trial.config).train.epochs
                 result = trial.last_result or {}
                 if not result.get("diverged") and int(result.get("epoch", 0)) < epochs:  # diverged: final
@@ -325,6 +360,10 @@ def _progress_callback(total: int):
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.done += 1
             r = trial.last_result or {}
+            if "pack/size" in r:
+                print(f"[{self.done}/{total}] {_trial_name(trial)}: {_pack_line(r)} ({r.get('time_total_s', 0.0):.0f} s)",
+                      flush=True)
+                return
             if r.get("diverged"):
                 what = f"diverged in epoch {int(r.get('diverged_epoch', 0))} (scored as 100% error)"
             elif "val/err/final" in r:
@@ -339,6 +378,15 @@ def _progress_callback(total: int):
             print(f"[failed] {_trial_name(trial)}: see {trial.path}/error.txt", flush=True)
 
     return _TrialLines()
+
+
+def _pack_line(r: Mapping[str, Any]) -> str:
+    """A finished pack's progress line: its members' mean validation errors (pack_trial's metrics)."""
+    text = f"{int(r['pack/size'])} runs"
+    if "val/err/final" in r:
+        text += (f", mean over them val err final {100 * r['val/err/final']:.2f}% mean {100 * r['val/err/mean']:.2f}% "
+                 f"after {int(r.get('epoch', 0))} epochs")
+    return text + (f"; {int(r['pack/diverged'])} diverged" if r.get("pack/diverged") else "")
 
 
 def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: str = "Sweep report",

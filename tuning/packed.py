@@ -35,7 +35,8 @@ PACKS_FILE = "packs.json"
 def group_packs(trials: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
     """The trials (resolved flat configs) in packs of at most ``size``: trials that can share a graph
     together, each group split into as few packs as ``size`` allows, of near-equal sizes; the sweep's
-    order is kept within and across groups."""
+    order is kept within and across groups. The one grouping rule: ``adaptive-weights pack`` and the
+    packed Ray sweep (:mod:`adaptive_weights.tuning.packsweep`) both use it."""
     from adaptive_weights.packing import member_key
 
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -119,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="Any dotted config key given as a flag replaces the file's value, read as "
                                        "YAML (as for adaptive-weights sweep). See docs/packed-runs.md.")
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="a sweep file (grid search)")
-    p.add_argument("--pack", type=int, default=16, help="members per pack, at most (default 16)")
+    p.add_argument("--pack", type=int, default=None,
+                   help="members per pack, at most (default: the file's sweep.pack where it is above 1, else 16)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"results go to OUT/NAME/runs (default {DEFAULT_OUT})")
     p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")
     p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
@@ -132,6 +134,8 @@ def cli_main(argv: Sequence[str]) -> int:
     """``adaptive-weights pack SWEEP.yaml [--pack N] [--out DIR] [--dry-run]``."""
     args, extra = _parser().parse_known_args(list(argv))
     spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra))
+    if args.pack is None:  # sweep.pack is the same option as for adaptive-weights sweep
+        args.pack = spec.pack if spec.pack > 1 else 16
     if args.dry_run:
         packs = group_packs(spec.trials, args.pack)
         print(f"{spec.describe()} in {len(packs)} pack(s) of at most {args.pack}")

@@ -42,6 +42,8 @@ class SweepPlan:
     warm: list[tuple[dict[str, Any], float]] = field(default_factory=list)
     taken_dirs: frozenset[str] = frozenset()
     expected: int = 0           # trials the whole sweep runs
+    resume_epochs: dict[str, int] = field(default_factory=dict)  # run name -> epochs of its resume_from checkpoint
+    runs: frozenset[str] = frozenset()  # every run with a checkpoint (a packed random search names new samples apart)
 
 
 def with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
@@ -72,7 +74,8 @@ def with_compile_cache(spec: SweepSpec, directory: Path | None) -> SweepSpec:
 def spec_record(spec: SweepSpec) -> dict[str, Any]:
     """``sweep.json``: everything a resume needs, as plain JSON."""
     return {"format": _SPEC_FORMAT, "name": spec.name, "search": spec.search, "num_samples": spec.num_samples,
-            "scheduler": spec.scheduler, "trials": spec.trials, "space": spec.space}
+            "scheduler": spec.scheduler, "pack": spec.pack,  # execution only: a resume may pack otherwise
+            "trials": spec.trials, "space": spec.space}
 
 
 def experiment_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -113,7 +116,8 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
                 if not (t["name"] in current and (current[t["name"]].completed or t["name"] in stopped))]
         return SweepPlan(trials=todo, resume_from={t["name"]: current[t["name"]].path for t in todo
                                                    if t["name"] in current},
-                         taken_dirs=taken, expected=expected)
+                         taken_dirs=taken, expected=expected, runs=frozenset(found),
+                         resume_epochs={t["name"]: current[t["name"]].epochs for t in todo if t["name"] in current})
     _check_search_change(stored, spec, sweep_dir)
     unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
     execution = {k: v for k, v in spec.space.items() if k in EXECUTION_KEYS and k not in spec.searched}
@@ -129,7 +133,8 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
     warm = [({k: c.config.get(k) for k in searched}, sum(c.val_errors) / len(c.val_errors))
             for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]
     return SweepPlan(trials=todo, resume_from={c.name: c.path for c in unfinished}, samples=samples, warm=warm,
-                     taken_dirs=taken, expected=expected)
+                     taken_dirs=taken, expected=expected, runs=frozenset(found),
+                     resume_epochs={c.name: c.epochs for c in unfinished})
 
 
 def _unstarted_grid_points(spec: SweepSpec, found: dict[str, TrialCheckpoint]) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ What a resume needs is written by this library as plain JSON: ``sweep.json`` (th
 its trials or search space, written before Ray starts), ``stopped.json`` (trials a scheduler stopped
 early, so a resume does not run them on), and in every trial directory Ray's checkpoints, each a
 complete run directory (``summary.json``, ``config.json``, ``checkpoints/last.pt``, read by
-``train(resume=True)`` with ``weights_only=True``). Ray's own files (``tuner.pkl``, ``params.pkl``,
+``train(resume=True)`` with ``weights_only=True``). A packed sweep's trial (``pack-<id>``, one Ray
+trial per pack) checkpoints ``pack.json`` (its members' run names) and one such run directory per
+member, ``<run name>/``: each is read exactly as an unpacked trial's checkpoint. Ray's own files (``tuner.pkl``, ``params.pkl``,
 the searcher and experiment state) are pickles and are never read.
 
 Where a sweep lives: ``OUT/NAME`` on storage (Ray's experiment path), and on this machine a local
@@ -14,8 +16,10 @@ results directory whose ``runs/`` holds a copy of every trial's final run direct
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,13 +30,22 @@ from adaptive_weights.errors import RefusedError
 from adaptive_weights.runs import summary_is_final
 
 __all__ = ["SweepDir", "TrialCheckpoint", "SPEC_FILE", "DEFAULT_OUT", "RUNS_DIR", "experiment_path", "is_uri",
-           "local_results_dir", "driver_lock"]
+           "local_results_dir", "driver_lock", "PACK_FILE", "pack_trial_name"]
 
 DEFAULT_OUT = "results/sweeps"
 SPEC_FILE = "sweep.json"
 STOPPED_FILE = "stopped.json"
 RUNS_DIR = "runs"
 _CHECKPOINT_PREFIX = "checkpoint_"
+PACK_FILE = "pack.json"
+# a pack's Ray trial directory: its name, or NAME.2, ... for a pack that a later attempt continued
+_PACK_TRIAL = re.compile(r"^pack-[0-9a-f]{12}(\.[0-9]+)?$")
+
+
+def pack_trial_name(run_names: list[str]) -> str:
+    """The Ray trial name of a pack: ``pack-`` and a hash of its members' run names (the same pack
+    gets the same name again on a resume, and its directory then ``NAME.2``)."""
+    return "pack-" + hashlib.sha1("\n".join(run_names).encode()).hexdigest()[:12]
 
 
 def is_uri(path: str) -> bool:
@@ -173,22 +186,51 @@ class SweepDir:
 
     def checkpoints(self) -> dict[str, TrialCheckpoint]:
         """Run name -> its furthest checkpoint over every trial directory (a run resumed in a later
-        attempt has checkpoints in two directories)."""
+        attempt has checkpoints in two directories; a packed run, one in every checkpoint of its pack)."""
         best: dict[str, TrialCheckpoint] = {}
         for trial in self.trial_dirs():
             for ckpt in self._children(self._path(trial)):
-                summary = self._complete_summary(trial, ckpt) if ckpt.startswith(_CHECKPOINT_PREFIX) else None
-                if summary is None:
+                if not ckpt.startswith(_CHECKPOINT_PREFIX):
                     continue
-                diverged = summary.get("status") == "diverged"
-                found = TrialCheckpoint(
-                    name=self._run_name(trial, ckpt, summary), path=self.uri(trial, ckpt), epochs=int(summary.get("epochs", 0)),
-                    completed=summary_is_final(summary), config=dict(summary.get("config") or {}),
-                    val_errors=None if diverged else (summary.get("errors") or {}).get("val"))
-                # a diverged run's last checkpoint has the epochs of the good one before it: the later wins
-                if found.name not in best or found.epochs > best[found.name].epochs or diverged:
-                    best[found.name] = found
+                for parts, name, summary in self._runs_in(trial, ckpt):
+                    self._keep_furthest(best, parts, name, summary)
         return best
+
+    def _runs_in(self, trial: str, ckpt: str) -> Iterator[tuple[tuple[str, ...], str, dict[str, Any]]]:
+        """(path parts, run name, summary) of every complete run directory in one Ray checkpoint:
+        the checkpoint itself, or in a pack's checkpoint each member's folder."""
+        from adaptive_weights.config import is_run_name
+
+        if _PACK_TRIAL.match(trial) and self.exists(trial, ckpt, PACK_FILE):
+            try:
+                members = self.read_json(trial, ckpt, PACK_FILE).get("members")
+            except (RefusedError, AttributeError):
+                return  # Ray was still copying it
+            if not isinstance(members, list):
+                return
+            for member in members:
+                if not is_run_name(member):
+                    raise RefusedError(f"{self.uri(trial, ckpt, PACK_FILE)} names the member {member!r}, which is not "
+                                       f"a run name: this sweep did not write it; remove {self.uri(trial)} if it is "
+                                       "not yours, then resume")
+                summary = self._complete_summary(trial, ckpt, str(member))
+                if summary is not None:
+                    yield (trial, ckpt, str(member)), self._member_name(trial, ckpt, str(member), summary), summary
+            return
+        summary = self._complete_summary(trial, ckpt)
+        if summary is not None:
+            yield (trial, ckpt), self._run_name(trial, ckpt, summary), summary
+
+    def _keep_furthest(self, best: dict[str, TrialCheckpoint], parts: tuple[str, ...], name: str,
+                       summary: dict[str, Any]) -> None:
+        diverged = summary.get("status") == "diverged"
+        found = TrialCheckpoint(
+            name=name, path=self.uri(*parts), epochs=int(summary.get("epochs", 0)),
+            completed=summary_is_final(summary), config=dict(summary.get("config") or {}),
+            val_errors=None if diverged else (summary.get("errors") or {}).get("val"))
+        # a diverged run's last checkpoint has the epochs of the good one before it: the later wins
+        if found.name not in best or found.epochs > best[found.name].epochs or diverged:
+            best[found.name] = found
 
     def _run_name(self, trial: str, ckpt: str, summary: dict[str, Any]) -> str:
         """The run a checkpoint belongs to, as the sweep itself recorded it: the trial directory
@@ -210,20 +252,34 @@ class SweepDir:
                 "yours, then resume")
         return name
 
-    def _complete_summary(self, trial: str, ckpt: str) -> dict[str, Any] | None:
+    def _member_name(self, trial: str, ckpt: str, member: str, summary: dict[str, Any]) -> str:
+        """A pack member's run name, checked as :meth:`_run_name` checks a trial's: its folder in
+        the pack's checkpoint is the run's name, and its summary.json names that run."""
+        from adaptive_weights.config import is_run_name
+
+        config = summary.get("config")
+        config_name = config.get("name") if isinstance(config, dict) else None
+        if not (is_run_name(member) and summary.get("name") == member and config_name == member):
+            raise RefusedError(
+                f"{self.uri(trial, ckpt, member, 'summary.json')} names the run {summary.get('name')!r} (config "
+                f"name {config_name!r}), which is not its folder {member!r} in the pack's checkpoint: this sweep "
+                f"did not write it; remove {self.uri(trial)} if it is not yours, then resume")
+        return member
+
+    def _complete_summary(self, *parts: str) -> dict[str, Any] | None:
         """The ``summary.json`` of a checkpoint that Ray finished copying, else None. Ray copies a
         checkpoint into its folder file by file: a kill mid-copy leaves a summary.json cut short, or
         a run without its whole ``checkpoints/last.pt`` (a zip, whose directory is written last),
         which no retry could resume from. A diverged run may have no last.pt: it is never resumed."""
-        if not self.exists(trial, ckpt, "summary.json"):
+        if not self.exists(*parts, "summary.json"):
             return None
         try:
-            summary = self.read_json(trial, ckpt, "summary.json")
+            summary = self.read_json(*parts, "summary.json")
         except RefusedError:
             return None
         if not isinstance(summary, dict):
             return None
-        return summary if summary.get("status") == "diverged" or self._is_zip(trial, ckpt, "checkpoints", "last.pt") else None
+        return summary if summary.get("status") == "diverged" or self._is_zip(*parts, "checkpoints", "last.pt") else None
 
     def _is_zip(self, *parts: str) -> bool:
         import zipfile

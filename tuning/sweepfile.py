@@ -15,6 +15,7 @@ A sweep file is a YAML (or JSON) mapping, nested or flat::
       search: grid                    # grid | random | optuna | hyperopt
       num_samples: 1                  # searchers: how many settings to sample
       scheduler: fifo                 # fifo | asha | pbt
+      pack: 1                         # runs per Ray trial, trained as one packed network (--pack)
       cases:                          # a union of grids: each case's keys replace the file's
         - {scheme.name: const}
         - {scheme.name: sieve, strategy.name: [aann, eg]}
@@ -44,7 +45,7 @@ import math
 import re
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from adaptive_weights.config import NAMING_PREFIXES
 from adaptive_weights.errors import RefusedError
 
 __all__ = ["SweepSpec", "load_sweep", "parse_overrides", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
-           "is_range", "DEFAULT_MAX_TRIALS"]
+           "is_range", "DEFAULT_MAX_TRIALS", "check_pack_size"]
 
 SEARCHES = ("grid", "random", "optuna", "hyperopt")
 SCHEDULERS = ("fifo", "asha", "pbt")
@@ -79,6 +80,7 @@ class SweepSpec:
     num_samples: int = 1
     scheduler: str = "fifo"
     space: dict[str, Any] = field(default_factory=dict)
+    pack: int = 1               # sweep.pack / --pack: at most this many runs per Ray trial, as one packed network
 
     @property
     def searched(self) -> list[str]:
@@ -164,6 +166,7 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         raise RefusedError(f"sweep.paper_grid: expected true or false, got {paper_grid!r}")
     search = _option("search", options.pop("search", "grid"), SEARCHES)
     scheduler = _option("scheduler", options.pop("scheduler", "fifo"), SCHEDULERS)
+    pack = check_pack_size(options.pop("pack", 1), "sweep.pack")
     num_samples = options.pop("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise RefusedError(f"sweep.num_samples: expected a positive integer, got {num_samples!r}")
@@ -173,13 +176,14 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         head, _, rest = key.partition(".")
         if head != "per_strategy" or "." not in rest:
             raise RefusedError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
-                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.cases, "
+                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.pack, sweep.cases, "
                              "sweep.per_strategy.<strategy>.<hyper-parameter>")
         strategy, _, hparam = rest.partition(".")
         per_strategy.setdefault(strategy, {})[hparam] = value
     if cases is None:
-        return expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
-                            search=search, num_samples=num_samples, scheduler=scheduler, max_trials=max_trials)
+        return replace(expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
+                                    search=search, num_samples=num_samples, scheduler=scheduler,
+                                    max_trials=max_trials), pack=pack)
     if search != "grid":
         raise RefusedError(f"sweep.cases: a union of grids needs sweep.search: grid, got {search!r}; "
                            "write one sweep file per searched space")
@@ -188,7 +192,16 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         specs.append(expand_sweep({**keys, **case}, name=sweep_name, paper_grid=paper_grid,
                                   per_strategy=per_strategy, scheduler=scheduler,
                                   max_trials=max_trials, counted=sum(len(spec.trials) for spec in specs)))
-    return _union(sweep_name, specs, scheduler)
+    return replace(_union(sweep_name, specs, scheduler), pack=pack)
+
+
+def check_pack_size(value: Any, key: str) -> int:
+    """``sweep.pack`` / ``--pack``: how many runs one Ray trial trains at most, as one packed network
+    (1: every run is its own trial)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RefusedError(f"{key}: expected an integer >= 1 (runs per Ray trial, trained as one packed network; "
+                           f"1 trains every run alone), got {value!r}")
+    return value
 
 
 def _cases(cases: Any) -> list[dict[str, Any]]:

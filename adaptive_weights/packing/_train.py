@@ -23,7 +23,7 @@ import dataclasses
 import hashlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,7 @@ def train_packed(
     out_dirs: Sequence[str | Path | None] | None = None,
     resume: bool = False,
     tensorboard: bool = True,
+    report: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``configs`` as one pack; returns every member's summary (as ``train()`` returns one).
 
@@ -124,6 +125,9 @@ def train_packed(
     differ only in the run name, ``train.seed``, ``scheme.*``, ``strategy.*`` and ``objective.*``;
     anything else is refused before any directory is written (:class:`PackRefusedError`). With
     ``resume=True`` every member continues from its checkpoint; members that diverged stay as they are.
+    ``report(summaries)``: called after every epoch once every member's checkpoint and summary.json are
+    written, with every member's summary in member order (a diverged member's records its divergence),
+    so a caller (the packed Ray trial) can hand the whole set of run directories on as one checkpoint.
     """
     cfgs = check_pack(configs)
     outs = list(out_dirs) if out_dirs is not None else [None] * len(cfgs)
@@ -140,7 +144,7 @@ def train_packed(
         for d in run_dirs:
             locks.enter_context(RunDirLock(d))
         try:
-            return _train_locked(cfgs, run_dirs, device, resume=resume, tensorboard=tensorboard)
+            return _train_locked(cfgs, run_dirs, device, resume=resume, tensorboard=tensorboard, report=report)
         except BaseException as err:
             for d, new in zip(run_dirs, fresh, strict=True):  # as train(): a failed start leaves nothing
                 remove_unstarted(d, new, err)
@@ -410,7 +414,8 @@ def _execution(cfgs: Sequence[RunConfig], device: torch.device) -> list[RunConfi
 
 
 def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: torch.device, *,
-                  resume: bool, tensorboard: bool) -> list[dict[str, Any]]:
+                  resume: bool, tensorboard: bool,
+                  report: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     cfgs = _execution(cfgs, device)
     cfg = cfgs[0]  # the shared keys
     # nothing is written until every member is known to be valid (as in train())
@@ -530,11 +535,17 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
         for m in pack.active:
             _write_summary(m, m.logger.rows[-1], epoch + 1, step, completed=epoch + 1 == cfg.train.epochs)
         progress.line(_epoch_line(pack, epoch, cfg.train.epochs, eval_split, len(pack.active) * images / max(train_time, 1e-9)))
+        if report is not None:
+            report([_member_summary(m) for m in members])
 
     for m in members:
         if m.logger is not None:
             m.logger.close()
-    return [m.summary if m.summary is not None else read_json(m.run_dir / "summary.json") for m in members]
+    return [_member_summary(m) for m in members]
+
+
+def _member_summary(m: _Member) -> dict[str, Any]:
+    return m.summary if m.summary is not None else read_json(m.run_dir / "summary.json")
 
 
 def _write_summary(m: _Member, row: dict[str, Any], epochs: int, step: int, *, completed: bool,
