@@ -613,6 +613,18 @@ class RunConfig:
             **{s: replace(getattr(base, s), **kw) for s, kw in sections.items()},
         )
 
+    def with_train_execution(self, **values: Any) -> RunConfig:
+        """A copy with train *execution* keys replaced by values the library chose itself (what
+        ``train.speed`` fills): a resolved config stays resolved, since such a key changes nothing
+        that validation checks. Any other key is refused: its copy must be resolved again."""
+        bad = sorted(k for k in values if f"train.{k}" not in EXECUTION_KEYS)
+        if bad:
+            raise ValueError(f"with_train_execution: {bad} are not execution keys of train")
+        copy = replace(self, train=replace(self.train, **values))
+        if self.__dict__.get("_resolved"):
+            object.__setattr__(copy, "_resolved", True)
+        return copy
+
     # ----------------------------------------------------------------- validation
     def resolve(self) -> RunConfig:
         """Validate every key and fill defaults (preset, schedule, plug-in hyper-parameters, run name).

@@ -22,7 +22,6 @@ cast kernel per weight per step (and its dispatch), so a launch-bound step only 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -61,9 +60,7 @@ def resolve_speed(cfg: RunConfig, device: torch.device, *, compilable: bool = Tr
     """``cfg`` with every speed key left unset (``auto``/``None``) filled from ``train.speed`` on ``device``."""
     settings = speed_settings(cfg.train.speed, device, compilable=compilable)
     filled = {key: value for key, value in settings.items() if getattr(cfg.train, key) in (None, "auto")}
-    if not filled:
-        return cfg
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **filled))
+    return cfg.with_train_execution(**filled) if filled else cfg
 
 
 def apply_backend_settings(cfg: RunConfig) -> None:
