@@ -379,7 +379,8 @@ def train(
     processes = {**ddp.describe(), "segments": _segments(run_dir, (start_epoch, start_batch) if checkpoint else None,
                                                          ddp.describe())}
     # the checkpoint's states fitted and the rows of metrics.jsonl are read: now the directory is written
-    logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard) if ddp.is_main else None
+    logger = (RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard, name=cfg.name)
+              if ddp.is_main else None)
     if ddp.is_main:  # rank 0 alone writes the run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {

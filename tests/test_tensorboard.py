@@ -68,3 +68,19 @@ def test_rewritten_hparams_replace_the_old(tmp_path):
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
     assert info.hparams["strategy.gamma"].number_value == 0.3
     assert len(acc.Tensors("_hparams_/session_start_info")) == 1
+
+
+def test_a_runs_own_figures_name_the_run(tmp_path, monkeypatch):
+    """A probability_stack.png copied out of its run directory (or a sweep trial's, trained in a
+    scratch folder called run/) still says whose it is."""
+    import adaptive_weights.logging as run_logging
+
+    titles = []
+    real = run_logging.plot_probability_stack
+    monkeypatch.setattr(run_logging, "plot_probability_stack",
+                        lambda rows, title="": titles.append(title) or real(rows, title=title))
+    logger = RunLogger(tmp_path / "run", tensorboard=False, name="cifar10-resnet3c8-sieve-aann-s0")
+    logger.log_epoch(ROW)
+    logger.close()
+    RunLogger(tmp_path / "digits-x-s1", tensorboard=False).log_epoch(ROW)
+    assert titles == ["cifar10-resnet3c8-sieve-aann-s0: probability of each exit", "digits-x-s1: probability of each exit"]

@@ -432,7 +432,7 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
     for m in members:  # execution information only (config.json and summary.json)
         m.pack = {"id": ident, "size": len(members), "member": m.index}
     for m in live:  # the checkpoints are read and fit: now the directories are written
-        m.logger = RunLogger(m.run_dir, resume_epoch=start_epoch, tensorboard=tensorboard)
+        m.logger = RunLogger(m.run_dir, resume_epoch=start_epoch, tensorboard=tensorboard, name=m.cfg.name)
         atomic_write_json(m.run_dir / "config.json", {
             "adaptive_weights_version": library_version(), "git_revision": git_revision(),
             "torch_version": torch.__version__, "world_size": 1, "backend": None,
