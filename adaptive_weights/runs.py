@@ -82,12 +82,13 @@ class Run:
 
     def label(self, keys: Sequence[str]) -> str:
         """Method label: the values of ``keys`` joined with ``+`` (``sieve+aann``). A strategy
-        hyper-parameter that this run's strategy does not have shows as ``-``."""
+        hyper-parameter that this run's strategy does not have is left out (``aann`` beside
+        ``eg+0.1`` under ``strategy.name,strategy.gamma``)."""
         missing = [k for k in keys if k not in self.config and not k.startswith("strategy.")]
         if missing:
             raise ValueError(f"--group-by {','.join(keys)}: run {self.name} has no key {missing[0]!r}; "
                              f"available keys: {', '.join(sorted(self.config))}")
-        return "+".join(str(self.config.get(k, "-")) for k in keys)
+        return "+".join(str(self.config[k]) for k in keys if k in self.config) or f"(no {'+'.join(keys)})"
 
 
 def divergence_text(run: Run) -> str:

@@ -151,10 +151,10 @@ def test_mismatches_and_single_key_grouping_are_reported():
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="no key 'train.nope'"):
         build_report(_hand_runs(), group_by=["train.nope"])
-    # a hyper-parameter that some runs' strategy does not have is shown as "-", not an error
+    # a hyper-parameter that some runs' strategy does not have is left out of their label, not an error
     runs = _hand_runs()
     runs[0].config["strategy.ratio"] = 2.0
-    assert build_report(runs, group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const+-"
+    assert build_report(runs, group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const"
     with pytest.raises(ValueError, match="only OPT runs"):
         build_report([r for r in _hand_runs() if r.is_opt])
     with pytest.raises(ValueError, match="no such run directory"):
@@ -554,3 +554,16 @@ def test_a_report_redraws_its_figures_from_its_own_tables(tmp_path, capsys):
     assert "error_vs_macs_synthetic_resnet_n1_c4.png" in out and "left as they were" in out and "probability_stack_x.png" in out
     with pytest.raises(RefusedError, match="no per_exit_errors.csv"):
         report_plots(tmp_path / "nothing")
+
+
+def test_a_group_by_key_a_method_lacks_is_left_out_of_its_label():
+    """`--group-by strategy.name,strategy.gamma`: eg has a gamma, aann has none and is `aann`, not `aann+-`."""
+    runs = _hand_runs()
+    for r in runs:
+        if r.config["scheme.name"] == "sieve":
+            r.config.update({"strategy.name": "eg", "strategy.gamma": 0.1})
+        elif r.config["scheme.name"] == "const":
+            r.config["strategy.name"] = "aann"
+    rep = build_report(runs, group_by=["strategy.name", "strategy.gamma"])
+    assert {row["method"] for row in rep.tables["per_exit_errors"]} == {"aann", "eg+0.1", "OPT"}
+    assert "+-" not in rep.markdown
