@@ -119,7 +119,7 @@ def plot_error_vs_macs(curves: Mapping[str, Curve | tuple], *, title: str = "", 
     as grey step curves, and the chance error 1 - 1/``num_classes``.
 
     The x-axis spans the methods' own costs: a reference that goes on beyond (an EANN's tail) is
-    clipped there and its end named in the corner, so the methods keep the width. A suffix all
+    clipped there and its end named in the key, so the methods keep the width. A suffix all
     method labels share moves to the title; beyond ``SMALL_MULTIPLES_ABOVE`` methods each panel of
     a grid holds at most ``PER_PANEL`` of them over the same references and axes."""
     plt = _pyplot()
@@ -151,8 +151,7 @@ def plot_error_vs_macs(curves: Mapping[str, Curve | tuple], *, title: str = "", 
         ax.set_xlim(lo, hi)
         if chance is not None:
             if chance <= 1.5 * top:  # near the curves: a line; far above them it would squash them
-                ax.axhline(chance, color="0.5", linestyle=":", linewidth=1.0,
-                           label=f"chance ({chance:.3g}%)" if i == 0 or len(chunks) > 1 else None)
+                ax.axhline(chance, color="0.5", linestyle=":", linewidth=1.0, label=f"chance ({chance:.3g}%)")
             else:
                 ax.plot([], [], color="0.5", linestyle=":", label=f"chance: {chance:.3g}% (above the axis)")
         handles, labels = ax.get_legend_handles_labels()
