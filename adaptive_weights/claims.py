@@ -6,8 +6,9 @@ hold* or *cannot tell at this scale*. This module computes that table from the g
 report (:mod:`adaptive_weights.report`, ``--claims``), so the verdicts regenerate with the numbers.
 
 Methods are found by their config values (``scheme.name``, ``strategy.name``, ``objective.name``,
-``gradient.name``), whatever ``--group-by`` names them; a claim whose methods were not run says
-so. Runs are compared in matched settings (data set, model, seed).
+``gradient.name``), whatever ``--group-by`` names them. A claim none of whose methods were run is
+left out (a report of two samplers need not list four claims it cannot speak to); one whose methods
+were run in part says which were not. Runs are compared in matched settings (data set, model, seed).
 
 The rule for a difference is stated once, in :data:`RULE`: a difference over seeds is *clear* when
 a two-sided t-test rejects "no difference" at the 5% level (paired by seed for A - B, Welch's for
@@ -218,7 +219,9 @@ class Claim(NamedTuple):
     details: list[str]
 
 
-def _claim_a(g: GroupedRuns) -> Claim:
+def _claim_a(g: GroupedRuns) -> Claim | None:
+    if not any(_runs_of(g, m) for m in (CONST, LINEAR, SIEVE, EXP_LIN)):
+        return None
     q = Fraction(1)
     measured = {name: _relative_increase(g, m, q) for name, m in
                 (("const", CONST), ("linear", LINEAR), ("sieve", SIEVE), ("exp-lin", EXP_LIN))}
@@ -252,10 +255,13 @@ def _claim_a(g: GroupedRuns) -> Claim:
                  numbers, verdict, details)
 
 
-def _comparison(g: GroupedRuns, key: str, statement: str, a: Method, b: Method) -> Claim:
+def _comparison(g: GroupedRuns, key: str, statement: str, a: Method, b: Method) -> Claim | None:
+    """A minus B at each milestone; None (left out) when neither was run."""
     test = (f"{_name(a)} minus {_name(b)} at each milestone, paired by seed; holds when {_name(a)} is clearly "
             "better at 3 or 4 milestones and clearly worse at none, does not hold when clearly worse at 2 or more")
     missing = [_name(m) for m in (a, b) if not _runs_of(g, m)]
+    if len(missing) == 2:
+        return None
     if missing:
         return Claim(key, statement, test, f"no runs of {' and '.join(missing)}", NOT_RUN, [])
     rows, diffs, pooled = _milestone_rows(g, a, b)
@@ -265,7 +271,11 @@ def _comparison(g: GroupedRuns, key: str, statement: str, a: Method, b: Method) 
     return Claim(key, statement, test, numbers, verdict, details)
 
 
-def _claim_c(g: GroupedRuns) -> Claim:
+def _claim_c(g: GroupedRuns) -> Claim | None:
+    """The samplers against ``aann``; left out when no sampler was run (``aann`` is the yardstick, not
+    what the claim is about)."""
+    if not any(_runs_of(g, m) for m in NO_REGRET.values()):
+        return None
     details: list[str] = []
     parts, verdicts = [], []
     for name, method in NO_REGRET.items():
@@ -290,7 +300,10 @@ def _claim_c(g: GroupedRuns) -> Claim:
                  "and clearly better at none", "; ".join(parts), verdict, details)
 
 
-def _claim_d(analyses: Sequence[tuple[str, EannAnalysis]]) -> Claim:
+def _claim_d(analyses: Sequence[tuple[str, EannAnalysis]]) -> Claim | None:
+    """Every EANN chain against OPT+; left out without a chain."""
+    if not analyses:
+        return None
     statement = (f"EANN stays within a small constant factor of OPT+ at every budget (the paper bounds the worst "
                  f"cost inflation by about {EANN_BOUND:g} with members' finals)")
     test = f"worst and average cost inflation of each EANN chain against OPT+; holds when the worst is at most {EANN_BOUND:g}"
@@ -330,19 +343,26 @@ def _plugin_claims(g: GroupedRuns) -> list[Claim]:
             if scopes:  # only the rules with a scope hyper-parameter (TorchJD's) record one
                 statement += f"; `gradient.scope` {', '.join(scopes)}"
             out.append(_comparison(g, key, statement, a, b))
-    return out
+    return [c for c in out if c is not None]
 
 
 def claims_section(g: GroupedRuns, analyses: Sequence[tuple[str, EannAnalysis]] = ()) -> Section:
     """The section "The paper's claims, checked" (markdown and a ``claims`` CSV), see the module docstring."""
-    claims = [_claim_a(g),
-              _comparison(g, "b", "AANN sampling (`sieve` + `aann`) improves on the static weights (`sieve` + "
-                          "`static`) at most milestones", AANN, SIEVE),
-              _claim_c(g), _claim_d(analyses)]
+    paper = {"a": _claim_a(g),
+             "b": _comparison(g, "b", "AANN sampling (`sieve` + `aann`) improves on the static weights (`sieve` + "
+                              "`static`) at most milestones", AANN, SIEVE),
+             "c": _claim_c(g), "d": _claim_d(analyses)}
+    claims = [c for c in paper.values() if c is not None]
+    left_out = [f"({key})" for key, c in paper.items() if c is None]
     extra = _plugin_claims(g)
     md = ["## The paper's claims, checked", "",
           f"Each claim, the number that tests it on these runs, and a verdict. {RULE} Errors are on the **{g.split}** "
-          "split; milestones are those of table (b).", ""]
+          "split; milestones are those of table (b)."
+          + (f" Claim{'s' if len(left_out) > 1 else ''} {', '.join(left_out)} {'are' if len(left_out) > 1 else 'is'} "
+             "left out: none of its methods is among these runs." if left_out else ""), ""]
+    if not claims + extra:
+        md += ["None of the paper's claims can be checked: none of their methods is among these runs.", ""]
+        return Section(md, {"claims": []}, columns={"claims": ("claim", "statement", "test", "numbers", "verdict")})
     md += md_table(["claim", "statement", "number here", "verdict"],
                    [[f"({c.key})", c.statement, c.numbers, f"**{c.verdict}**"] for c in claims + extra])
     for c in claims + extra:

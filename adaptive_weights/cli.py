@@ -197,10 +197,22 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from .logging import read_metrics
     from .plots import plot_probability_stack, save_figure
 
+    if args.what == "report":
+        from .redraw import redraw_report
+
+        if args.out:
+            raise RefusedError("plot report: --out is not taken; the figures are redrawn in place, in the report's "
+                               "directory")
+        written, kept = redraw_report(args.run_dir)
+        for path in written:
+            print(path)
+        if kept:
+            print(f"left as they were (their data is not in the report's tables): {', '.join(kept)}")
+        return 0
     run_dir = Path(args.run_dir)
     rows = read_metrics(run_dir / "metrics.jsonl")
     out = Path(args.out) if args.out else run_dir / "probability_stack.png"
-    save_figure(plot_probability_stack(rows, title=run_dir.name), out)
+    save_figure(plot_probability_stack(rows, title=f"{run_dir.resolve().name}: probability of each exit"), out)
     print(out)
     return 0
 
@@ -251,10 +263,12 @@ def _gradients_main(argv: list[str]) -> int:
 
 
 def _plot_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="adaptive-weights plot", description="redraw a run's figures from its files")
-    p.add_argument("what", choices=["probabilities"])
-    p.add_argument("run_dir")
-    p.add_argument("--out", help="PNG path (default RUN_DIR/probability_stack.png)")
+    p = argparse.ArgumentParser(
+        prog="adaptive-weights plot", description="redraw a run's figures from its files (probabilities RUN_DIR), or "
+        "a report's error-versus-MACs figures from its CSV tables, in place, without its runs (report REPORT_DIR)")
+    p.add_argument("what", choices=["probabilities", "report"])
+    p.add_argument("run_dir", metavar="DIR", help="a run directory (probabilities) or a report's directory (report)")
+    p.add_argument("--out", help="PNG path (probabilities; default RUN_DIR/probability_stack.png)")
     return _cmd_plot(p.parse_args(argv))
 
 
@@ -268,7 +282,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "adaptive_weights.cli:_objectives_main"),
     "gradients": ("list registered gradient rules (gradient.name) and their hyper-parameters",
                   "adaptive_weights.cli:_gradients_main"),
-    "plot": ("redraw a run's figures from its files", "adaptive_weights.cli:_plot_main"),
+    "plot": ("redraw a run's figures, or a report's from its tables", "adaptive_weights.cli:_plot_main"),
     "report": ("tables and figures over many runs", "adaptive_weights.report:cli_main"),
     "opt": ("plan and train the OPT baselines of a run", "adaptive_weights.opt:cli_main"),
     "eann": ("EANN analysis over runs", "adaptive_weights.eann_cli:cli_main"),

@@ -735,7 +735,7 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
     if t.epochs is not None:
         _positive("train.epochs", t.epochs)
         if t.lr_milestones is None and t.epochs != epochs:
-            milestones, values = _scaled_steps(milestones, values, epochs, t.epochs)
+            milestones, values = scaled_steps(milestones, values, epochs, t.epochs)
         epochs = t.epochs
     if t.warmup_epochs >= epochs:
         raise RefusedError(f"train.warmup_epochs: {t.warmup_epochs} leaves no epoch after the warm-up of a "
@@ -770,24 +770,23 @@ def _resolve_train(t: TrainConfig, dataset: str) -> TrainConfig:
     return replace(t, preset=preset, epochs=epochs, lr_milestones=tuple(milestones), lr_values=tuple(values))
 
 
-def _scaled_steps(milestones: tuple[int, ...], values: tuple[float, ...], epochs: int,
-                  new_epochs: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+def scaled_steps(milestones: tuple[int, ...], values: tuple[float, ...], epochs: int,
+                 new_epochs: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """A preset's step schedule shrunk or stretched from ``epochs`` to ``new_epochs``: each
-    milestone moves to ``max(1, floor(m * new_epochs / epochs))``; milestones that land in one epoch
-    become one (the rate after it is the later milestone's), and those at or past the run's end go,
-    with the rates after them. So a short run of any preset keeps the preset's rates in order
-    (cifar at 2 epochs: 0.1 for epoch 1, then 0.0002) instead of refusing a schedule nobody typed."""
+    milestone moves to ``floor(m * new_epochs / epochs)``, but at least one epoch after the one
+    before it (epoch 1 for the first), so every rate kept gets an epoch at least; the milestones
+    that then land at or past the run's end go, with the rates after them: the preset's last and
+    smallest rates are the ones a short run has no room for. cifar at 2 epochs: 0.1 for epoch 1,
+    then 0.01 (merging the milestones that landed in one epoch once gave 0.1, then 0.0002: a
+    500-fold drop that left the second epoch learning next to nothing)."""
     kept_milestones: list[int] = []
     kept_values = [values[0]]
     for milestone, after in zip(milestones, values[1:], strict=True):
-        moved = max(1, math.floor(milestone * new_epochs / epochs))
+        moved = max(math.floor(milestone * new_epochs / epochs), kept_milestones[-1] + 1 if kept_milestones else 1)
         if moved >= new_epochs:
             break
-        if kept_milestones and kept_milestones[-1] == moved:
-            kept_values[-1] = after
-        else:
-            kept_milestones.append(moved)
-            kept_values.append(after)
+        kept_milestones.append(moved)
+        kept_values.append(after)
     return tuple(kept_milestones), tuple(kept_values)
 
 

@@ -138,7 +138,7 @@ class Ratio(NamedTuple):
 def group_runs(runs: Sequence[Run], group_by: Sequence[str], split: str) -> GroupedRuns:
     """Anytime runs by method label (the values of ``group_by`` joined with ``+``), OPT runs apart.
     A key that no anytime run has is refused: a strategy hyper-parameter may be absent from some runs
-    (shown as ``-``), but one absent from all is a typo that would make every run one method ``-``."""
+    (left out of their label), but one absent from all is a typo that would make every run one method."""
     anytime = [r for r in runs if not r.is_opt]
     known = {k for r in anytime for k in r.config}
     unknown = [k for k in group_by if anytime and k not in known]

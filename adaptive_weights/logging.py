@@ -59,10 +59,14 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 class RunLogger:
-    """Writes per-epoch metrics to ``metrics.jsonl`` and TensorBoard, plus the figures."""
+    """Writes per-epoch metrics to ``metrics.jsonl`` and TensorBoard, plus the figures. ``name``
+    (default: the directory's name) titles the figures: a PNG copied out of its run directory, or
+    a sweep trial's trained in a scratch folder, still says whose it is."""
 
-    def __init__(self, run_dir: str | Path, *, resume_epoch: int = 0, tensorboard: bool = True):
+    def __init__(self, run_dir: str | Path, *, resume_epoch: int = 0, tensorboard: bool = True,
+                 name: str | None = None):
         self.run_dir = Path(run_dir)
+        self.name = name or self.run_dir.resolve().name
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.rows: list[dict[str, Any]] = []
         if resume_epoch > 0 and self.metrics_path.exists():
@@ -95,7 +99,7 @@ class RunLogger:
                 if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(key, value, epoch)
         if figures and any(k.startswith("train/prob/") for k in row):
-            fig = plot_probability_stack(self.rows)  # drawn once: TensorBoard image and PNG file
+            fig = plot_probability_stack(self.rows, title=f"{self.name}: probability of each exit")  # drawn once: TensorBoard image and PNG file
             if self.writer is not None:
                 self.writer.add_image("figures/probability_stack", figure_to_array(fig, close=False), epoch,
                                       dataformats="HWC")
@@ -104,7 +108,7 @@ class RunLogger:
             errs = [row.get(exit_key(f"{eval_split}/err", k)) for k in range(len(exit_macs))]
             if all(e is not None for e in errs):
                 fig = plot_error_vs_macs({f"epoch {epoch}": (exit_macs, errs)},
-                                         title=f"{eval_split} error versus MACs")
+                                         title=f"{self.name}: {eval_split} error versus MACs")
                 self.writer.add_image("figures/error_vs_macs", figure_to_array(fig), epoch,
                                       dataformats="HWC")
         if self.writer is not None:

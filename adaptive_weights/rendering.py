@@ -22,14 +22,16 @@ __all__ = ["Plot", "Report", "Section", "write_report", "md_table", "pct", "csv_
 
 @dataclass(frozen=True)
 class Plot:
-    """A figure to draw: ``kind`` is ``error_vs_macs`` (``data`` = {label: (macs, errors)}, ``step``
-    = labels drawn as step curves) or ``probability_stack`` (``data`` = metrics rows)."""
+    """A figure to draw: ``kind`` is ``error_vs_macs`` (``data`` = {label: :class:`~.plots.Curve` or
+    (macs, errors)}, ``step`` = labels drawn as step curves, ``num_classes`` = where the chance line
+    lies) or ``probability_stack`` (``data`` = metrics rows)."""
 
     filename: str
     kind: str
     title: str
     data: Any
     step: tuple[str, ...] = ()
+    num_classes: int | None = None
 
 
 @dataclass
@@ -69,7 +71,7 @@ def write_report(report: Report, out_dir: str | Path, *, markdown_name: str = "r
         written.append(atomic_write_text(out_dir / f"{name}.csv", csv_text(rows, report.columns.get(name, ()))))
     for p in report.plots:
         if p.kind == "error_vs_macs":
-            fig = plot_error_vs_macs(p.data, title=p.title, step=p.step)
+            fig = plot_error_vs_macs(p.data, title=p.title, step=p.step, num_classes=p.num_classes)
         else:
             fig = plot_probability_stack(p.data, title=p.title)
         written.append(save_figure(fig, out_dir / p.filename))

@@ -56,6 +56,7 @@ from .grouping import (
     grouping_warnings,
     setting_text,
 )
+from .plots import Curve
 from .rendering import Plot, Report, Section, md_table, mean, pct, write_report
 from .runs import Run, divergence_text, find_run_dirs, load_run, model_label, opt_points
 
@@ -64,7 +65,15 @@ __all__ = ["ZERO_OPT", "build_report", "cli_main"]
 # the (b) table's cell when a relative increase divides by an OPT error of 0
 ZERO_OPT = "undefined: OPT has 0 errors"
 
-Curves = dict[str, tuple[list[float], list[float]]]
+Curves = dict[str, Curve]
+
+
+def _curve(macs: Sequence[float], per_seed: Sequence[Sequence[float]]) -> Curve:
+    """Mean errors over runs (seeds) at each point, with their lowest and highest when there are several."""
+    cols = [list(col) for col in zip(*per_seed, strict=True)]
+    if len(per_seed) < 2:
+        return Curve(list(macs), [mean(c) for c in cols])
+    return Curve(list(macs), [mean(c) for c in cols], [min(c) for c in cols], [max(c) for c in cols])
 
 
 def _display_path(path: Path) -> str:
@@ -183,7 +192,8 @@ def _section_exit_errors(g: GroupedRuns) -> tuple[Section, dict[tuple, Curves]]:
             auc = error_cost_auc(macs, errs) if len(macs) > 1 else errs[0]
             body.append([name, len(rs)] + [pct(by_unit[u]) if u in by_unit else "-" for u in ref.exit_units]
                         + [pct(auc)])
-            curves[name if name not in curves else f"{name} (exits at units {list(units)})"] = (macs, errs)
+            curves[name if name not in curves else f"{name} (exits at units {list(units)})"] = _curve(
+                macs, [r.split_errors(split) for r in rs])
             for r in rs:
                 for k, (u, m, e) in enumerate(zip(r.exit_units, r.exit_macs, r.split_errors(split), strict=True)):
                     rows_csv.append({"run": r.name, "method": name, "model": r.model_label, "seed": r.seed,
@@ -368,7 +378,7 @@ def _section_eann(g: GroupedRuns, analyses: Sequence[tuple[str, Sequence[Run], E
         data_name = chain[0].config.get("data.name")
         curves[data_name].append((label, a.curve))
         plots.append(Plot(f"eann_{c}.png", "error_vs_macs", f"{label} on {data_name} ({g.split} error)",
-                          eann_plot_curves(a, label), step=(label, "OPT+")))
+                          eann_plot_curves(a, label), step=(label, "OPT+"), num_classes=chain[0].num_classes))
     return Section(md, {"eann": rows}, warnings, plots), curves
 
 
@@ -379,9 +389,12 @@ def _section_plots(g: GroupedRuns, method_curves: dict[tuple, Curves],
     from .logging import read_metrics
 
     md = ["## Plots", "",
-          "Error versus MACs: each method's exits (mean over seeds), OPT (one point per single-exit depth, mean "
-          "over seeds, joined) and the EANN of the same data set as a step curve (the anytime error at a budget "
-          "is that of the last output).", ""]
+          "Error versus MACs: each method's exits (mean over seeds; the shaded band spans the lowest to the highest "
+          "error over seeds), OPT as a dashed black baseline (one point per single-exit depth, mean over seeds, "
+          "joined), the EANN of the same data set as a grey step curve (the anytime error at a budget is that of "
+          "the last output), and the dotted chance error 1 - 1/classes. The x-axis spans the methods' costs; a "
+          "longer EANN is clipped there (its own plot shows all of it). Beyond 8 methods, each panel shows at most 4 "
+          "over the same baselines.", ""]
     plots: list[Plot] = []
     warnings: list[str] = []
     for mk in g.model_keys:
@@ -389,13 +402,17 @@ def _section_plots(g: GroupedRuns, method_curves: dict[tuple, Curves],
         like = next(r for rs in g.methods.values() for r in rs if r.model_key == mk)
         points = opt_points(g.opt_runs, g.split, like=like)
         if points:
-            curves["OPT"] = ([p.macs for p in points], [p.error for p in points])
+            spread = [[r.split_errors(g.split)[0] for r in p.runs] for p in points]
+            curves["OPT"] = (Curve([p.macs for p in points], [p.error for p in points],
+                                   [min(e) for e in spread], [max(e) for e in spread])
+                             if all(len(e) > 1 for e in spread) else
+                             Curve([p.macs for p in points], [p.error for p in points]))
         step = []
         for label, curve in eann_curves.get(mk[0], []):
             curves[label] = (list(curve.costs), list(curve.errors))
             step.append(label)
         plots.append(Plot(f"error_vs_macs_{_slug(g.label_of(mk))}.png", "error_vs_macs",
-                          f"{g.label_of(mk)} ({g.split} error)", curves, step=tuple(step)))
+                          f"{g.label_of(mk)} ({g.split} error)", curves, step=tuple(step), num_classes=like.num_classes))
     md += [f"![{p.title}]({p.filename})\n" for p in [*eann_plots, *plots]]
     md += ["Probability stacks: the sampling distribution over exits (numbered from 0) at the end of every epoch "
            "(early exits light, the final exit dark) for every method whose strategy is not `static`, from its "

@@ -23,7 +23,7 @@ from .config import MODEL_KEYS, OPT_MODEL_KEYS, RunConfig, load_config_file
 from .errors import RefusedError
 from .schemes import is_single_exit
 
-__all__ = ["Run", "RunDirs", "OptPoint", "divergence_text", "model_label",
+__all__ = ["Run", "RunDirs", "OptPoint", "DATASET_CLASSES", "dataset_classes", "divergence_text", "model_label",
            "load_run", "load_run_config", "is_completed", "is_final", "summary_is_final", "find_run_dirs", "load_runs", "opt_points"]
 
 # the key lists (MODEL_KEYS: a setting with train.seed; OPT_MODEL_KEYS: how OPT runs match) are the
@@ -45,6 +45,7 @@ class Run:
     epochs: int
     status: str = "completed"               # summary.json's status: completed | unfinished | diverged
     diverged: Mapping[str, Any] | None = None  # where and why it diverged (epoch, step, reason)
+    num_classes: int | None = None           # from summary.json, else the data set's (None: unknown)
 
     @property
     def is_opt(self) -> bool:
@@ -81,12 +82,13 @@ class Run:
 
     def label(self, keys: Sequence[str]) -> str:
         """Method label: the values of ``keys`` joined with ``+`` (``sieve+aann``). A strategy
-        hyper-parameter that this run's strategy does not have shows as ``-``."""
+        hyper-parameter that this run's strategy does not have is left out (``aann`` beside
+        ``eg+0.1`` under ``strategy.name,strategy.gamma``)."""
         missing = [k for k in keys if k not in self.config and not k.startswith("strategy.")]
         if missing:
             raise ValueError(f"--group-by {','.join(keys)}: run {self.name} has no key {missing[0]!r}; "
                              f"available keys: {', '.join(sorted(self.config))}")
-        return "+".join(str(self.config.get(k, "-")) for k in keys)
+        return "+".join(str(self.config[k]) for k in keys if k in self.config) or f"(no {'+'.join(keys)})"
 
 
 def divergence_text(run: Run) -> str:
@@ -224,7 +226,29 @@ def load_run(path: str | Path) -> Run:
         path=path, name=path.name, config=config, num_units=num_units, exit_units=exit_units,
         exit_macs=exit_macs, errors=_errors(summary, len(exit_units), where), completed=_completed(summary),
         epochs=epochs, status=_status(summary, where), diverged=summary.get("diverged"),
+        num_classes=_num_classes(summary, config),
     )
+
+
+# classes of the data sets whose count is fixed (the synthetic set's is its data.synthetic_classes)
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10, "imagenet": 1000}
+
+
+def dataset_classes(config: Mapping[str, Any]) -> int | None:
+    """The number of classes of a run's data set from its flat config (None when unknown): what
+    the chance error 1 - 1/classes of a plot needs when a summary does not record it."""
+    name = config.get("data.name")
+    if name == "synthetic":
+        value = config.get("data.synthetic_classes")
+        return value if isinstance(value, int) and value > 1 else None
+    return DATASET_CLASSES.get(str(name))
+
+
+def _num_classes(summary: Mapping[str, Any], config: Mapping[str, Any]) -> int | None:
+    value = summary.get("num_classes")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+        return value
+    return dataset_classes(config)
 
 
 class RunDirs(NamedTuple):

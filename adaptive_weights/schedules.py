@@ -71,6 +71,7 @@ def describe_schedule(train: Any) -> str:
         steps = ", ".join(f"{v:g} after epoch {e}" for e, v in zip(train.lr_milestones, train.lr_values[1:],
                                                                      strict=True))
         rates = f"step lr {train.lr_values[0]:g}" + (f", {steps}" if steps else "")
+        rates += _preset_note(train)
     else:
         rates = f"{train.lr_schedule} lr {train.lr_values[0]:g}"
     extras = [f"warm-up {train.warmup_epochs} epochs"] if train.warmup_epochs else []
@@ -79,6 +80,31 @@ def describe_schedule(train: Any) -> str:
     return (f"schedule: preset {train.preset}, {train.epochs} epochs, {rates}; batch {train.batch_size}, "
             f"momentum {train.momentum:g}, weight decay {train.weight_decay:g}"
             + "".join(f", {e}" for e in extras))
+
+
+def _preset_note(train: Any) -> str:
+    """How a preset's step schedule was fitted to a run of another length (``config.scaled_steps``),
+    or "" when the run has the preset's length or milestones of its own."""
+    from .config import PRESETS, scaled_steps
+
+    if train.preset not in PRESETS:
+        return ""
+    epochs, milestones, values = PRESETS[train.preset]
+    if train.epochs == epochs:
+        return ""
+    scaled, kept = scaled_steps(milestones, values, epochs, train.epochs)
+    factor = train.batch_size / 256 if train.preset == "imagenet" else 1.0  # as config._resolve_train scales them
+    if tuple(train.lr_milestones) != scaled or not all(
+            math.isclose(v, k * factor) for v, k in zip(train.lr_values, kept, strict=False)) \
+            or len(train.lr_values) != len(kept):
+        return ""  # milestones or rates of the user's own
+    note = f" (the {train.preset} preset's {epochs}-epoch steps scaled to {train.epochs} epochs"
+    if train.epochs < epochs:
+        note += ", each rate kept for one epoch at least"
+    dropped = len(values) - len(kept)
+    if dropped:
+        note += f"; its last {dropped} rate{'s' if dropped > 1 else ''} dropped: no epoch left for {'them' if dropped > 1 else 'it'}"
+    return note + ")"
 
 
 def _half_cosine_down(x: float) -> float:

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from .distributed import Distributed, setup_distributed
 from .errors import RefusedError
 from .evaluate import autocast_for, evaluate_exits
 from .gradients import create_gradient_rule
+from .hparams import write_hparams
 from .logging import Progress, RunLogger, exit_key
 from .objectives import create_objective
 from .schedules import describe_schedule, learning_rate, set_learning_rate
@@ -295,6 +296,7 @@ def train(
     resume: bool = False,
     report: ReportFn | None = None,
     tensorboard: bool = True,
+    hparam_keys: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` into ``out_dir`` (default ``results/runs/<name>``); returns the summary.
 
@@ -303,6 +305,8 @@ def train(
     existing run directory is an error, so nothing is overwritten. ``config`` may already be
     resolved (``RunConfig.resolve``): it is then not validated again.
     ``report(metrics, checkpoint_path)`` is called after every epoch's checkpoint is written.
+    ``tensorboard``: the run writes TensorBoard events and an HParams summary of ``hparam_keys``
+    (default: every key that changes what it computes; a sweep names the keys its grid varies).
     A run that diverges raises :class:`DivergedError`; another process training into ``out_dir``
     at the same time is refused (:class:`~adaptive_weights._lock.RunDirBusyError`).
     """
@@ -379,7 +383,8 @@ def train(
     processes = {**ddp.describe(), "segments": _segments(run_dir, (start_epoch, start_batch) if checkpoint else None,
                                                          ddp.describe())}
     # the checkpoint's states fitted and the rows of metrics.jsonl are read: now the directory is written
-    logger = RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard) if ddp.is_main else None
+    logger = (RunLogger(run_dir, resume_epoch=start_epoch, tensorboard=tensorboard, name=cfg.name)
+              if ddp.is_main else None)
     if ddp.is_main:  # rank 0 alone writes the run directory
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {
@@ -389,6 +394,8 @@ def train(
             **processes,
             "config": cfg.to_dict(),
         })
+        if tensorboard:  # what TensorBoard's HParams view lists for this run (rewritten on resume)
+            write_hparams(run_dir / "tb", cfg.to_flat(), hparam_keys)
     summary = None
     if logger is not None and checkpoint is not None and logger.rows and logger.rows[-1]["epoch"] == start_epoch:
         # a kill between the epoch's checkpoint and its summary.json: rewrite it from the row

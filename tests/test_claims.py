@@ -138,7 +138,7 @@ def test_claim_d_reads_the_cost_inflation() -> None:
     assert _section([], [("EANN", analysis(2.5, 1.5))])[0]["d"]["verdict"] == HOLDS
     claims, _ = _section([], [("EANN", analysis(math.inf, math.inf))])
     assert claims["d"]["verdict"] == NOT_HOLD and "never reaches" in claims["d"]["numbers"]
-    assert _section([])[0]["d"]["verdict"] == NOT_RUN
+    assert "d" not in _section([])[0]  # no chain: left out, not "not run"
 
 
 def test_plugin_comparisons_appear_when_run_and_old_runs_read_as_plain() -> None:
@@ -165,3 +165,18 @@ def test_report_opens_with_the_claims_and_writes_their_csv(tmp_path: Path) -> No
     write_report(rep, tmp_path)
     assert "claim,statement,test,numbers,verdict" in (tmp_path / "claims.csv").read_text().splitlines()[0]
     assert "## The paper's claims" not in build_report(runs, group_by=["scheme.name", "strategy.name"]).markdown
+
+
+def test_a_claim_none_of_whose_methods_ran_is_left_out() -> None:
+    """Two static schemes and aann (the GPU reference campaign's methods): claims (c) (no sampler) and
+    (d) (no EANN) are left out, not listed as "not run"; (b) whose static half ran stays, saying what is missing."""
+    runs = _opt() + _method("const", "static", [0.26, 0.27]) + _method("sieve", "aann", [0.21, 0.21])
+    claims, md = _section(runs)
+    assert sorted(claims) == ["a", "b"]
+    assert "Claims (c), (d) are left out: none of its methods is among these runs." in md
+    assert claims["a"]["verdict"] == NOT_RUN and "linear not run" in claims["a"]["numbers"]
+    assert claims["b"]["numbers"] == "no runs of sieve+static"
+    claims, md = _section(_method("sieve", "eg", [0.2, 0.2]))
+    assert sorted(claims) == ["c"] and "eg: clearly" not in claims["c"]["numbers"]
+    section = claims_section(group_runs(_method("half-end", "static", [0.2]), ["scheme.name"], "test"))
+    assert section.tables["claims"] == [] and "None of the paper's claims can be checked" in "\n".join(section.markdown)

@@ -31,21 +31,38 @@ def test_resolve_fills_strategy_defaults_and_preset():
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-@pytest.mark.parametrize("epochs", [1, 2, 3, 4])
-def test_a_short_run_of_any_preset_merges_milestones_that_land_in_one_epoch(preset, epochs):
+@pytest.mark.parametrize("epochs", [1, 2, 3, 4, 7])
+def test_a_short_run_of_any_preset_gives_every_rate_an_epoch(preset, epochs):
     """cifar at 2 epochs puts all three milestones in epoch 1: once refused as a schedule the user
-    never typed, now one milestone after which the preset's last rate holds."""
+    never typed, then merged into 0.1 followed by the preset's last rate. Now every rate kept holds
+    for one epoch at least, and the rates are the preset's first ones, in order."""
     t = RunConfig.from_flat({"train.preset": preset, "train.epochs": epochs}).resolve().train
     assert list(t.lr_milestones) == sorted(set(t.lr_milestones)) and all(1 <= m < epochs for m in t.lr_milestones)
     assert len(t.lr_values) == len(t.lr_milestones) + 1
-    assert t.lr_values[0] == PRESETS[preset][2][0] or preset == "imagenet"
+    spans = [b - a for a, b in zip((0, *t.lr_milestones), (*t.lr_milestones, epochs), strict=True)]
+    assert min(spans) >= 1, (t.lr_milestones, epochs)
+    rates = PRESETS[preset][2]
+    if preset != "imagenet":  # imagenet's rates scale with the batch
+        assert t.lr_values == rates[: len(t.lr_values)]
 
 
-def test_collapsed_milestones_keep_the_later_rate():
+def test_a_short_run_keeps_the_presets_first_rates():
+    """The issue's 2-epoch sweep: cifar at 2 epochs was 0.1, then 0.0002 after epoch 1 (eg and aann
+    ended with identical errors); now 0.1, then 0.01, and the schedule line says how it was fitted."""
+    from adaptive_weights.schedules import describe_schedule
+
     t = RunConfig.from_flat({"train.preset": "cifar", "train.epochs": 2}).resolve().train
-    assert (t.lr_milestones, t.lr_values) == ((1,), (0.1, 0.0002))
+    assert (t.lr_milestones, t.lr_values) == ((1,), (0.1, 0.01))
+    assert ("step lr 0.1, 0.01 after epoch 1 (the cifar preset's 300-epoch steps scaled to 2 epochs, each rate kept "
+            "for one epoch at least; its last 2 rates dropped: no epoch left for them)") in describe_schedule(t)
+    t = RunConfig.from_flat({"train.preset": "cifar", "train.epochs": 4}).resolve().train
+    assert (t.lr_milestones, t.lr_values) == ((1, 2, 3), PRESETS["cifar"][2])  # the CPU reference campaign's
     t = RunConfig.from_flat({"train.preset": "digits", "train.epochs": 4}).resolve().train
     assert (t.lr_milestones, t.lr_values) == ((2, 3), (0.1, 0.01, 0.001))  # 20, 26 of 30 -> 2, 3 of 4
+    own = RunConfig.from_flat({"train.preset": "cifar", "train.epochs": 2, "train.lr_milestones": "1",
+                               "train.lr_values": "0.1,0.05"}).resolve().train
+    assert "preset's" not in describe_schedule(own)  # milestones of the user's own: nothing was fitted
+    assert "preset's" not in describe_schedule(RunConfig.from_flat({"train.preset": "cifar"}).resolve().train)
 
 
 def test_imagenet_preset_scales_the_rate_with_the_batch():

@@ -151,10 +151,10 @@ def test_mismatches_and_single_key_grouping_are_reported():
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="no key 'train.nope'"):
         build_report(_hand_runs(), group_by=["train.nope"])
-    # a hyper-parameter that some runs' strategy does not have is shown as "-", not an error
+    # a hyper-parameter that some runs' strategy does not have is left out of their label, not an error
     runs = _hand_runs()
     runs[0].config["strategy.ratio"] = 2.0
-    assert build_report(runs, group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const+-"
+    assert build_report(runs, group_by=["scheme.name", "strategy.ratio"]).tables["win_rates"][0]["a"] == "const"
     with pytest.raises(ValueError, match="only OPT runs"):
         build_report([r for r in _hand_runs() if r.is_opt])
     with pytest.raises(ValueError, match="no such run directory"):
@@ -526,3 +526,44 @@ def test_newlines_and_html_in_a_cell_are_escaped():
     cells = [ln for ln in md.splitlines() if ln.startswith("|")]
     assert not any("<script>" in ln or "<i>" in ln for ln in cells)
     assert any("&lt;script&gt;" in ln for ln in cells if not ln.startswith("| a b"))  # the method's other rows
+
+
+def test_a_report_redraws_its_figures_from_its_own_tables(tmp_path, capsys):
+    """The committed reference reports keep their CSVs, not their runs: `plot report DIR` redraws the
+    error-versus-MACs figures from per_exit_errors.csv with the curves the report drew from the runs
+    (mean, seed spread, OPT), and leaves the figures whose data no table holds."""
+    from adaptive_weights.cli import main
+    from adaptive_weights.redraw import report_plots
+
+    rep = build_report(_hand_runs(drop_opt=None), group_by=["scheme.name", "strategy.name"])
+    write_report(rep, tmp_path)
+    drawn = {p.filename: p for p in rep.plots if p.kind == "error_vs_macs"}
+    again = {p.filename: p for p in report_plots(tmp_path)}
+    assert list(again) == list(drawn) == ["error_vs_macs_synthetic_resnet_n1_c4.png"]
+    for name, p in again.items():
+        assert p.title == drawn[name].title and p.step == drawn[name].step
+        assert list(p.data) == list(drawn[name].data) == ["const+static", "sieve+static", "OPT"]
+        for label, curve in p.data.items():
+            want = drawn[name].data[label]
+            for got, exp in zip(curve, want, strict=True):
+                assert got == pytest.approx(exp), label
+        assert p.data["OPT"].low is not None  # three seeds: a band
+    (tmp_path / "probability_stack_x.png").write_bytes(b"")
+    assert main(["plot", "report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "error_vs_macs_synthetic_resnet_n1_c4.png" in out and "left as they were" in out and "probability_stack_x.png" in out
+    with pytest.raises(RefusedError, match="no per_exit_errors.csv"):
+        report_plots(tmp_path / "nothing")
+
+
+def test_a_group_by_key_a_method_lacks_is_left_out_of_its_label():
+    """`--group-by strategy.name,strategy.gamma`: eg has a gamma, aann has none and is `aann`, not `aann+-`."""
+    runs = _hand_runs()
+    for r in runs:
+        if r.config["scheme.name"] == "sieve":
+            r.config.update({"strategy.name": "eg", "strategy.gamma": 0.1})
+        elif r.config["scheme.name"] == "const":
+            r.config["strategy.name"] = "aann"
+    rep = build_report(runs, group_by=["strategy.name", "strategy.gamma"])
+    assert {row["method"] for row in rep.tables["per_exit_errors"]} == {"aann", "eg+0.1", "OPT"}
+    assert "+-" not in rep.markdown

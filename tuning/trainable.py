@@ -26,13 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adaptive_weights.hparams import write_hparams  # the core writer every run uses; kept importable here
+
 __all__ = ["train_trial", "train_in_scratch", "trial_metrics", "run_config", "sampled_run_name", "with_device",
            "write_hparams", "RUN_DIRNAME"]
 
 RUN_DIRNAME = "run"
 # what a diverged trial reports (the worst error), so searchers and schedulers rank it last
 DIVERGED_METRICS = ("val/err/mean", "val/err/final")
-_HPARAMS_SUFFIX = ".hparams"  # the event file of a run's HParams summary
 
 
 def trial_metrics(row: dict[str, Any], *, resumed_from_epoch: int) -> dict[str, float]:
@@ -84,9 +85,10 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
                 gpus_per_worker: float = 0.0, adopt_hparams: bool = False) -> None:
     """Ray Tune function trainable: train the run whose flat config is ``config``.
 
-    ``tensorboard``: the run writes TensorBoard events, plus an HParams summary of ``hparam_keys``
-    (the keys the sweep varies). ``resume_from``: run name -> the path or URI of a run directory
-    (an earlier trial's checkpoint) this trial continues from when Ray gives it no checkpoint.
+    ``tensorboard``: the run writes TensorBoard events, plus its HParams summary (written by the
+    run itself, :mod:`adaptive_weights.hparams`) of ``hparam_keys``, the keys the sweep varies.
+    ``resume_from``: run name -> the path or URI of a run directory (an earlier trial's checkpoint)
+    this trial continues from when Ray gives it no checkpoint.
     ``workers > 1``: the trial trains data-parallel on that many Ray Train workers
     (:mod:`adaptive_weights.tuning.ray_train`), each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs.
     ``adopt_hparams`` (PBT): a checkpoint taken from another trial continues with this trial's
@@ -152,14 +154,13 @@ def train_in_scratch(cfg, scratch: str, *, checkpoint: Any, report: Callable[[di
         resumed_from = _checkpoint_epoch(run_dir)
         if adopt_hparams:
             _adopt_hparams(run_dir, cfg)
-    if tensorboard and hparam_keys:
-        write_hparams(run_dir / "tb", cfg.to_flat(), hparam_keys)
 
     def on_epoch(row: dict[str, Any], checkpoint_path: Path) -> None:
         report(trial_metrics(row, resumed_from_epoch=resumed_from), run_dir)
 
     try:
-        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=on_epoch, tensorboard=tensorboard)
+        train(cfg, out_dir=run_dir, resume=checkpoint is not None, report=on_epoch, tensorboard=tensorboard,
+              hparam_keys=list(hparam_keys) or None)
     except DivergedError as err:
         # final, not a failure to retry (it would diverge again from the same checkpoint): Ray keeps
         # the run directory whose summary.json records the divergence, and sees the worst error
@@ -181,32 +182,6 @@ def _adopt_hparams(run_dir: Path, cfg: Any) -> None:
         state["strategy"]["hparams"] = params
         state["config"] = {**state["config"], **{f"strategy.{k}": v for k, v in params.items()}}
         save_checkpoint(path, state)
-
-
-def write_hparams(tb_dir: Path, flat: Mapping[str, Any], keys: Sequence[str]) -> None:
-    """An HParams summary in the run's own TensorBoard folder: the values of ``keys`` and the
-    validation metrics the run logs, so TensorBoard's HParams view lists every trial of a sweep.
-
-    It replaces any summary the folder holds (a resumed trial's own, or under PBT that of the trial
-    whose checkpoint it continues): TensorBoard shows the first it reads."""
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
-
-    for old in Path(tb_dir).glob(f"*{_HPARAMS_SUFFIX}"):
-        old.unlink()
-    values = {k: _hparam_value(flat.get(k)) for k in keys}
-    metrics = {"val/err/mean": math.nan, "val/err/final": math.nan}
-    writer = SummaryWriter(str(tb_dir), filename_suffix=_HPARAMS_SUFFIX)
-    try:
-        for summary in hparams(values, metrics):
-            writer.file_writer.add_summary(summary)
-    finally:
-        writer.close()
-
-
-def _hparam_value(value: Any) -> Any:
-    """HParams takes numbers, strings and booleans."""
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _checkpoint_epoch(run_dir: Path) -> int:

@@ -46,6 +46,7 @@ from ..compiled import compile_forward, mark_step_begin
 from ..config import RunConfig
 from ..errors import RefusedError
 from ..evaluate import autocast_for
+from ..hparams import write_hparams
 from ..logging import Progress, RunLogger, exit_key
 from ..objectives import create_objective
 from ..schedules import describe_schedule, learning_rate, set_learning_rate
@@ -441,7 +442,9 @@ def _train_locked(cfgs: Sequence[RunConfig], run_dirs: Sequence[Path], device: t
     for m in members:  # execution information only (config.json and summary.json)
         m.pack = {"id": ident, "size": len(members), "member": m.index}
     for m in live:  # the checkpoints are read and fit: now the directories are written
-        m.logger = RunLogger(m.run_dir, resume_epoch=start_epoch, tensorboard=tensorboard)
+        m.logger = RunLogger(m.run_dir, resume_epoch=start_epoch, tensorboard=tensorboard, name=m.cfg.name)
+        if tensorboard:  # each member is a run of its own in TensorBoard's HParams view
+            write_hparams(m.run_dir / "tb", m.cfg.to_flat())
         atomic_write_json(m.run_dir / "config.json", {
             "adaptive_weights_version": library_version(), "git_revision": git_revision(),
             "torch_version": torch.__version__, "world_size": 1, "backend": None,
