@@ -755,3 +755,59 @@ def test_a_sweep_name_that_cannot_name_a_directory_is_refused(bad):
 
     with pytest.raises(RefusedError, match="sweep.name"):
         parse_sweep({"data.name": "synthetic", "sweep.name": bad})
+
+
+def test_opt_baselines_add_the_grids_opt_runs_once_per_model_and_seed():
+    from adaptive_weights.errors import RefusedError
+    from adaptive_weights.tuning.baselines import with_opt_baselines
+    from adaptive_weights.tuning.sweepfile import parse_sweep
+
+    base = {"data.name": "synthetic", "model.n": 1, "train.epochs": 1, "train.seed": [0, 1],
+            "strategy.name": ["static", "aann"], "sweep.paper_grid": False}
+    plain = parse_sweep(base)
+    spec = parse_sweep({**base, "sweep.opt_baselines": True})
+    opt = [t for t in spec.trials if t["scheme.name"].startswith("optimal@")]
+    assert spec.trials[:len(plain.trials)] == plain.trials
+    # n=1: 3 units, milestones at units 0, 1, 2 -> 3 OPT runs per seed, shared by both strategies
+    assert len(opt) == 6 and {t["train.seed"] for t in opt} == {0, 1}
+    assert {t["strategy.name"] for t in opt} == {"static"}
+    assert with_opt_baselines(spec).trials == spec.trials  # added once (the CLI flag and the key together)
+    with pytest.raises(RefusedError, match="sweep.opt_baselines: expected true or false"):
+        parse_sweep({**base, "sweep.opt_baselines": "yes"})
+    with pytest.raises(RefusedError, match="sweep.opt_baselines: the OPT runs are added to a grid"):
+        parse_sweep({**base, "train.seed": 0, "strategy.gamma": {"uniform": [0.1, 0.5]}, "strategy.name": "eg",
+                     "sweep.search": "random", "sweep.opt_baselines": True})
+
+
+def test_the_sweep_report_compares_with_the_sweeps_own_opt_runs(tmp_path, tiny_flat):
+    """One command gives the paper's table: the OPT runs of the sweep are baselines, not a setting
+    to choose among."""
+    from adaptive_weights.config import RunConfig
+    from adaptive_weights.training import train
+    from adaptive_weights.tuning.launcher import write_sweep_report
+    from adaptive_weights.tuning.sweepfile import parse_sweep
+
+    spec = parse_sweep({**tiny_flat, "train.epochs": 1, "strategy.name": ["static", "aann"],
+                        "sweep.paper_grid": False, "sweep.opt_baselines": True})
+    dirs = []
+    for trial in spec.trials:
+        dirs.append(tmp_path / "runs" / trial["name"])
+        train(RunConfig.from_flat(trial), out_dir=dirs[-1], tensorboard=False)
+    text = write_sweep_report(dirs, tmp_path / "report").read_text()
+    chosen = text[text.index("## Chosen"):text.index("\n## ", text.index("## Chosen") + 1)]
+    assert "strategy.name=static" in chosen and "strategy.name=aann" in chosen
+    assert not any(row.startswith("|") and "optimal@" in row for row in chosen.splitlines())  # OPT: no setting
+    assert "No OPT run was given" not in text and "### OPT baselines" in text
+
+
+def test_the_sweep_command_takes_opt_baselines_and_refuses_baselines_that_are_no_runs(tmp_path, capsys):
+    from adaptive_weights.cli import main
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("data.name: synthetic\nmodel.n: 1\ntrain.epochs: 1\nstrategy.name: [static, aann]\n"
+                     "sweep.paper_grid: false\n")
+    assert main(["sweep", str(sweep), "--opt-baselines", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep s: 5 trials" in out and out.count("-optimalat") == 3
+    assert main(["sweep", str(sweep), "--baselines", str(tmp_path), "--dry-run"]) == 2
+    assert "--baselines" in capsys.readouterr().err

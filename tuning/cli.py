@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
                         "scheme, strategy, objective) as packed networks of at most N runs, one Ray trial per pack "
                         "with the trial's resources (default 1: every run its own trial); grid and random search, "
                         "fifo scheduler only")
+    p.add_argument("--opt-baselines", action="store_true",
+                   help="as sweep.opt_baselines: also train the OPT baselines (single exit at each milestone) of the "
+                        "grid's models, every seed, as trials of the sweep; the report compares against them")
+    p.add_argument("--baselines", nargs="+", type=Path, default=[], metavar="DIR",
+                   help="OPT run directories (or folders of them) already trained, for the report's relative "
+                        "increase against OPT")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep; finished trials are kept")
     p.add_argument("--report", action="store_true",
                    help="choose each strategy's setting and write the report to OUT/NAME/report")
@@ -128,6 +134,11 @@ def cli_main(argv: Sequence[str]) -> int:
     spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra), max_trials=args.max_trials)
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
+    if args.opt_baselines:
+        from .baselines import with_opt_baselines
+
+        spec = with_opt_baselines(spec)  # the same trials as sweep.opt_baselines: true (added once)
+    baselines = _baseline_dirs(args.baselines)  # refused before anything runs
     if args.pack is not None:
         from .sweepfile import check_pack_size
 
@@ -152,10 +163,24 @@ def cli_main(argv: Sequence[str]) -> int:
     if not (args.report and not args.resume):  # only a finished sweep's report needs no Ray
         require_ray_tune()  # before the lock makes the sweep's directory
     with driver_lock(local_dir):  # for the command's whole life: the sweep and its report
-        return _run(args, spec, local_dir)
+        return _run(args, spec, local_dir, baselines)
 
 
-def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path) -> int:
+def _baseline_dirs(paths: list[Path]) -> list[Path]:
+    """``--baselines``: run directories, or folders holding them (one level down)."""
+    from adaptive_weights.errors import RefusedError
+
+    dirs: list[Path] = []
+    for path in paths:
+        found = [path] if (path / "summary.json").is_file() else sorted(
+            d for d in path.iterdir() if (d / "summary.json").is_file()) if path.is_dir() else []
+        if not found:
+            raise RefusedError(f"--baselines {str(path)!r}: no run directory there (none holds a summary.json)")
+        dirs.extend(found)
+    return dirs
+
+
+def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path, baselines: list[Path]) -> int:
     """The command after the dry run, under the sweep's driver lock."""
     existing = _complete_runs(args.out, spec) if (args.report and not args.resume) else None
     if existing is not None:
@@ -183,6 +208,6 @@ def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path) -> int:
             return 1
         run_dirs = outcome.run_dirs
     if args.report:
-        path = write_sweep_report(run_dirs, local_dir / "report", title=f"Sweep {spec.name}")
+        path = write_sweep_report(run_dirs, local_dir / "report", title=f"Sweep {spec.name}", baselines=baselines)
         print(f"report: {path}")
     return 0

@@ -395,20 +395,21 @@ def write_sweep_report(run_dirs: Sequence[Path], out_dir: str | Path, *, title: 
     settings (test split): ``out_dir/report.md`` with the selection table first, CSVs, plots.
 
     ``baselines`` are OPT run directories (single-exit schemes) for the relative-increase table;
-    they take no part in the selection."""
+    they take no part in the selection, and neither do the sweep's own OPT runs
+    (``sweep.opt_baselines``), which join them."""
     from adaptive_weights._io import atomic_write_text
     from adaptive_weights.rendering import write_report
     from adaptive_weights.report import build_report
     from adaptive_weights.runs import load_runs
 
+    from .baselines import split_baselines
     from .selection import select_settings, selection_csv, selection_markdown
 
     out_dir = Path(out_dir)
-    runs = load_runs(run_dirs)
+    runs, own_baselines = split_baselines(load_runs(run_dirs))
     choices = select_settings(runs)
     chosen = {p for c in choices for p in c.chosen.runs}
-    report = build_report([r for r in runs if r.path in chosen] + load_runs(baselines) if baselines
-                          else [r for r in runs if r.path in chosen],
+    report = build_report([r for r in runs if r.path in chosen] + own_baselines + load_runs(baselines),
                           group_by=("strategy.name",), split="test", title=title)
     write_report(report, out_dir)
     atomic_write_text(out_dir / "selection.csv", selection_csv(choices))

@@ -52,6 +52,8 @@ from typing import Any
 from adaptive_weights.config import NAMING_PREFIXES
 from adaptive_weights.errors import RefusedError
 
+from .baselines import with_opt_baselines
+
 __all__ = ["SweepSpec", "load_sweep", "parse_overrides", "parse_sweep", "expand_sweep", "SEARCHES", "SCHEDULERS", "RANGE_KINDS",
            "is_range", "DEFAULT_MAX_TRIALS", "check_pack_size"]
 
@@ -167,6 +169,10 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
     search = _option("search", options.pop("search", "grid"), SEARCHES)
     scheduler = _option("scheduler", options.pop("scheduler", "fifo"), SCHEDULERS)
     pack = check_pack_size(options.pop("pack", 1), "sweep.pack")
+    opt_baselines = options.pop("opt_baselines", False)
+    if not isinstance(opt_baselines, bool):
+        raise RefusedError(f"sweep.opt_baselines: expected true or false (train the OPT baselines of the grid's "
+                           f"models as trials of the sweep), got {opt_baselines!r}")
     num_samples = options.pop("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise RefusedError(f"sweep.num_samples: expected a positive integer, got {num_samples!r}")
@@ -176,14 +182,15 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         head, _, rest = key.partition(".")
         if head != "per_strategy" or "." not in rest:
             raise RefusedError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
-                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.pack, sweep.cases, "
+                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.pack, sweep.opt_baselines, sweep.cases, "
                              "sweep.per_strategy.<strategy>.<hyper-parameter>")
         strategy, _, hparam = rest.partition(".")
         per_strategy.setdefault(strategy, {})[hparam] = value
     if cases is None:
-        return replace(expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
+        spec = replace(expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
                                     search=search, num_samples=num_samples, scheduler=scheduler,
                                     max_trials=max_trials), pack=pack)
+        return with_opt_baselines(spec) if opt_baselines else spec
     if search != "grid":
         raise RefusedError(f"sweep.cases: a union of grids needs sweep.search: grid, got {search!r}; "
                            "write one sweep file per searched space")
@@ -192,7 +199,8 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         specs.append(expand_sweep({**keys, **case}, name=sweep_name, paper_grid=paper_grid,
                                   per_strategy=per_strategy, scheduler=scheduler,
                                   max_trials=max_trials, counted=sum(len(spec.trials) for spec in specs)))
-    return replace(_union(sweep_name, specs, scheduler), pack=pack)
+    spec = replace(_union(sweep_name, specs, scheduler), pack=pack)
+    return with_opt_baselines(spec) if opt_baselines else spec
 
 
 def check_pack_size(value: Any, key: str) -> int:
