@@ -263,10 +263,15 @@ class _HeadDecay:
                 self.params.append(p)
                 self.coefficients.append(decay.to(p.device, p.dtype).view(n, *([1] * (p.dim() - 1))))
 
+    @torch.no_grad()
     def apply(self) -> None:
-        for p, c in zip(self.params, self.coefficients, strict=True):
-            if p.grad is not None:
-                p.grad.add_(p.detach() * c)
+        """``grad += decay * param`` for every head parameter, as two multi-tensor kernels (the
+        step is bound by launches: one ``mul`` and one ``add_`` per head parameter were 3 x 54
+        operators per step at n=9)."""
+        live = [(p.grad, p, c) for p, c in zip(self.params, self.coefficients, strict=True) if p.grad is not None]
+        if live:
+            grads, params, coefficients = (list(t) for t in zip(*live, strict=True))
+            torch._foreach_add_(grads, torch._foreach_mul(params, coefficients))
 
 
 def _packed_optimizer(packed: torch.nn.Module, cfg: RunConfig) -> torch.optim.SGD:
