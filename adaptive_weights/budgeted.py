@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .progress import bar, length_of
 
 __all__ = [
     "BudgetedOutput",
@@ -225,9 +227,11 @@ def _to(device: torch.device | str | None, *tensors: Tensor) -> tuple[Tensor, ..
 
 @torch.no_grad()
 def _validation_confidences(
-    model: torch.nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device | str | None
+    model: torch.nn.Module, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device | str | None,
+    batches: Any = None,
 ) -> tuple[Tensor, tuple[int, ...]]:
-    """Every exit's confidence ``[K, N]`` on the loader and the spatial size of its images."""
+    """Every exit's confidence ``[K, N]`` on the loader and the spatial size of its images;
+    ``batches`` (a progress bar) counts each batch."""
     chunks = []
     size: tuple[int, ...] = ()
     for x, _ in loader:
@@ -239,6 +243,8 @@ def _validation_confidences(
             h, logits = model.advance(h, k)
             per_exit.append(_log_odds(logits)[0])
         chunks.append(torch.stack(per_exit))
+        if batches is not None:
+            batches.update()
     if not chunks:
         raise ValueError("val_loader yielded no batch; thresholds need validation samples")
     return torch.cat(chunks, dim=1), size
@@ -251,6 +257,7 @@ def evaluate_budgeted(
     targets: Sequence[float],
     *,
     device: torch.device | str | None = None,
+    progress: str | None = None,
 ) -> list[dict]:
     """Accuracy versus average MACs on ``test_loader`` for every target average cost.
 
@@ -260,11 +267,17 @@ def evaluate_budgeted(
     ``exit_histogram`` (test samples per exit), ``thresholds`` and ``val_avg_macs`` (the cost the
     thresholds give on validation, which should be close to the target). The model runs in eval
     mode and is put back in its previous mode.
+
+    ``progress``: the label of one bar over every batch of the whole evaluation (the validation
+    pass, then one test pass per target), with an ETA, on stderr when it is a terminal.
     """
     was_training = model.training
     model.eval()
+    val_batches, test_batches = length_of(val_loader), length_of(test_loader)
+    total = None if val_batches is None or test_batches is None else val_batches + len(targets) * test_batches
+    batches = bar(total, progress or "", unit="batch", enabled=progress is not None)
     try:
-        val_conf, size = _validation_confidences(model, val_loader, device)
+        val_conf, size = _validation_confidences(model, val_loader, device, batches)
         exit_macs = list(model.exit_macs(size))  # the MACs of these images, as budgeted_inference's
         macs_table = torch.tensor(exit_macs, dtype=torch.float64)
         results = []
@@ -280,6 +293,7 @@ def evaluate_budgeted(
                 macs = macs + out.macs.sum()
                 hist = hist + torch.bincount(out.exits, minlength=model.num_exits)
                 count += y.shape[0]
+                batches.update()
             if not count:
                 raise ValueError("test_loader yielded no sample")
             results.append(
@@ -294,4 +308,5 @@ def evaluate_budgeted(
             )
         return results
     finally:
+        batches.close()
         model.train(was_training)

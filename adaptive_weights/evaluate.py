@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .conventions import EXIT_NUMBERING, MACS_CONVENTION
+from .progress import bar, length_of
 
 __all__ = ["ExitEvaluation", "evaluate_exits", "per_exit_losses", "autocast_for", "format_exit_table"]
 
@@ -59,18 +60,24 @@ def evaluate_exits(
     amp: bool = False,
     channels_last: bool = False,
     sum_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: str | None = None,
 ) -> ExitEvaluation:
     """Evaluate every exit of ``model`` on ``loader`` (eval mode, BN running statistics).
 
     ``sum_over_ranks``: in a data-parallel run each rank evaluates its shard of the split and this
     sums the error and loss counts (and the sample count) over the ranks before the division, so
     every rank returns the whole split's numbers.
+
+    ``progress``: the label of a bar over the batches, with an ETA, on stderr when it is a terminal
+    (the ``evaluate`` command's; training's own evaluation draws none: its line would be torn).
+    Counting a batch reads nothing from the device, so the one sync per split stays one.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     wrong = loss_sum = wrong5 = None
     n = 0
+    batches = bar(length_of(loader), progress or "", unit="batch", enabled=progress is not None)
     try:
         for x, y in loader:
             if channels_last:
@@ -87,7 +94,9 @@ def evaluate_exits(
             wrong5 = w5 if wrong5 is None else wrong5 + w5
             loss_sum = ls if loss_sum is None else loss_sum + ls
             n += y.shape[0]
+            batches.update()
     finally:
+        batches.close()
         model.train(was_training)
     if n:
         table = torch.stack([wrong.double(), loss_sum.double(), wrong5.double(), torch.full_like(wrong, n).double()])

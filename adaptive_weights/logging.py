@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 from ._io import atomic_write_text, json_dumps
 from .errors import RefusedError
 from .plots import figure_to_array, plot_error_vs_macs, plot_probability_stack, save_figure
+from .progress import Progress  # re-exported: its home was this module
 
 __all__ = ["RunLogger", "read_metrics", "exit_key", "exit_charts_layout", "Progress"]
 
@@ -117,52 +116,3 @@ class RunLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-class Progress:
-    """A light progress line: epoch, step, loss, images/s and the estimated time left.
-
-    Reading the loss forces a host-device sync, so the line refreshes at most every
-    ``interval_s`` seconds, never once per step.
-    """
-
-    def __init__(self, total_epochs: int, steps_per_epoch: int, *, enabled: bool = True,
-                 interval_s: float = 2.0, stream=None):
-        self.total_epochs, self.steps_per_epoch = total_epochs, steps_per_epoch
-        self.enabled, self.interval_s = enabled, interval_s
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last = 0.0
-        self._t0 = time.perf_counter()
-        self._done_steps = 0
-
-    def due(self) -> bool:
-        return self.enabled and time.perf_counter() - self._last >= self.interval_s
-
-    def update(self, epoch: int, step_in_epoch: int, loss: float, images_per_s: float) -> None:
-        self._last = time.perf_counter()
-        total = self.total_epochs * self.steps_per_epoch
-        done = epoch * self.steps_per_epoch + step_in_epoch
-        elapsed = self._last - self._t0
-        rate = (done - self._done_steps) / elapsed if elapsed > 0 else 0.0
-        left = (total - done) / rate if rate > 0 else float("nan")
-        msg = (f"epoch {epoch + 1}/{self.total_epochs} step {step_in_epoch}/{self.steps_per_epoch} "
-               f"loss {loss:.4f} {images_per_s:,.0f} img/s eta {_hms(left)}")
-        self.stream.write(("\r" + msg + "\x1b[K") if self.tty else msg + "\n")
-        self.stream.flush()
-
-    def start(self, epoch: int, step_in_epoch: int) -> None:
-        self._t0 = time.perf_counter()
-        self._done_steps = epoch * self.steps_per_epoch + step_in_epoch
-
-    def line(self, msg: str) -> None:
-        if self.enabled:
-            self.stream.write(("\r" if self.tty else "") + msg + ("\x1b[K\n" if self.tty else "\n"))
-            self.stream.flush()
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -48,8 +48,9 @@ from .errors import RefusedError
 from .evaluate import autocast_for, evaluate_exits
 from .gradients import create_gradient_rule
 from .hparams import write_hparams
-from .logging import Progress, RunLogger, exit_key
+from .logging import RunLogger, exit_key
 from .objectives import create_objective
+from .progress import Progress
 from .schedules import describe_schedule, learning_rate, set_learning_rate
 from .schemes import scheme_weights
 from .speed import apply_backend_settings, resolve_speed, sgd_kernel
