@@ -22,9 +22,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ._flags import add_config_flag, add_quiet
 from .errors import RefusedError
 
-__all__ = ["main", "parse_overrides"]
+__all__ = ["main", "parse_overrides", "command_parser"]
 
 
 def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
@@ -101,6 +102,8 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from .training import train
 
     overrides = parse_overrides(extra)
+    if args.quiet:  # an execution key: it changes how the run reports, never what it computes
+        overrides["train.progress"] = "false"
     if args.resume:
         run_dir = Path(args.resume)
         changes = load_config_file(args.config) if args.config else {}
@@ -142,11 +145,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split not in data.eval:
         raise ValueError(f"--split {args.split!r}: this run's data has splits {sorted(data.eval)}")
     fractions = _budget_fractions(args, model.exit_macs(), data) if args.budgets else []
-    ev = evaluate_exits(model, data.eval[args.split])
+    ev = evaluate_exits(model, data.eval[args.split], progress=None if args.quiet else f"evaluate {args.split}")
     print(f"{cfg.name}: {args.split} split, {ev.num_samples} samples, epoch {state['epoch']}")
     print(format_exit_table(model.exit_units, model.exit_macs(), {args.split: ev.errors}))
     if fractions:
-        _print_budgeted(model, data, fractions)
+        _print_budgeted(model, data, fractions, progress=not args.quiet)
     return 0
 
 
@@ -172,13 +175,15 @@ def _budget_fractions(args: argparse.Namespace, exit_macs: Sequence[float], data
     return fractions
 
 
-def _print_budgeted(model, data, fractions: Sequence[float]) -> None:
+def _print_budgeted(model, data, fractions: Sequence[float], *, progress: bool = True) -> None:
     """Budgeted-batch inference: thresholds fitted on the validation split for each target average
-    cost (a fraction of the full network's MACs), then real per-sample early exit on the test split."""
+    cost (a fraction of the full network's MACs), then real per-sample early exit on the test split
+    (``progress``: a bar with an ETA over it all, on a terminal; it takes a minute on CIFAR)."""
     from .budgeted import evaluate_budgeted
 
     full = model.exit_macs()[-1]
-    rows = evaluate_budgeted(model, data.eval["val"], data.eval["test"], [f * full for f in fractions])
+    rows = evaluate_budgeted(model, data.eval["val"], data.eval["test"], [f * full for f in fractions],
+                             progress=f"budgeted inference, {len(fractions)} budget(s)" if progress else None)
     print(f"\nbudgeted-batch inference (thresholds fitted on val, evaluated on test; full cost {full:,.0f} MACs)")
     print(f"{'target':>8} {'val cost':>9} {'test cost':>10} {'test err %':>11}  exits used (test samples per exit)")
     for f, r in zip(fractions, rows, strict=False):
@@ -224,6 +229,7 @@ def _train_main(argv: list[str]) -> int:
     p.add_argument("--config", help="YAML/JSON file of config keys (nested or dotted)")
     p.add_argument("--out", help="run directory (default results/runs/<name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    add_quiet(p)
     args, extra = p.parse_known_args(argv)
     return _cmd_train(args, extra)
 
@@ -232,20 +238,22 @@ def _evaluate_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="adaptive-weights evaluate", description="per-exit error table of a trained run")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["test", "val"])
-    p.add_argument("--device", default="auto")
+    add_config_flag(p, "train.device", dest="device", default="auto",
+                    help="where to evaluate: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--budgets", metavar="F1,F2,...",
                    help="also run budgeted-batch inference at these average costs (fractions of the full MACs)")
+    add_quiet(p)
     return _cmd_evaluate(p.parse_args(argv))
 
 
 def _strategies_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="adaptive-weights strategies",
                                 description="list registered strategies and their hyper-parameters")
-    return _cmd_strategies(p.parse_args(argv))
+    return _cmd_strategies(add_quiet(p).parse_args(argv))
 
 
 def _list_plugins(argv: list[str], command: str, description: str, describe) -> int:
-    argparse.ArgumentParser(prog=f"adaptive-weights {command}", description=description).parse_args(argv)
+    add_quiet(argparse.ArgumentParser(prog=f"adaptive-weights {command}", description=description)).parse_args(argv)
     print(describe())
     return 0
 
@@ -269,7 +277,7 @@ def _plot_main(argv: list[str]) -> int:
     p.add_argument("what", choices=["probabilities", "report"])
     p.add_argument("run_dir", metavar="DIR", help="a run directory (probabilities) or a report's directory (report)")
     p.add_argument("--out", help="PNG path (probabilities; default RUN_DIR/probability_stack.png)")
-    return _cmd_plot(p.parse_args(argv))
+    return _cmd_plot(add_quiet(p).parse_args(argv))
 
 
 # The one dispatch table: command -> (help line, "module:function" that takes the command's argv).
@@ -299,18 +307,24 @@ def _command(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
+def command_parser() -> argparse.ArgumentParser:
+    """``adaptive-weights`` itself: ``--version`` and one subparser per command of :data:`COMMANDS`
+    (each only names its command; the command's own parser is built when it runs)."""
+    parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
+                                     "evaluate, compare strategies, sweep and report.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"adaptive-weights {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_line, _) in COMMANDS.items():
+        sub.add_parser(name, help=f"{help_line} (see `adaptive-weights {name} --help`)", add_help=False)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        parser = argparse.ArgumentParser(prog="adaptive-weights", description="Anytime neural networks: train, "
-                                         "evaluate, compare strategies, sweep and report.")
-        from . import __version__
-
-        parser.add_argument("--version", action="version", version=f"adaptive-weights {__version__}")
-        sub = parser.add_subparsers(dest="command", required=True)
-        for name, (help_line, _) in COMMANDS.items():
-            sub.add_parser(name, help=f"{help_line} (see `adaptive-weights {name} --help`)", add_help=False)
-        parser.parse_args(argv[:1])  # --help, or an unknown command: argparse prints it and exits
+        command_parser().parse_args(argv[:1])  # --help, or an unknown command: argparse prints it and exits
         return 2
     return _reporting_refusals(lambda: _command(argv[0])(argv[1:]))
 

@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._flags import add_quiet
 from .conventions import EXIT_NUMBERING, MACS_CONVENTION
 from .eann import EANN_EXPLANATION, eann_analysis, eann_markdown, eann_plot_curves, eann_rows
 from .grouping import unfinished_warning
@@ -57,6 +58,7 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--split", default="test", choices=["test", "val"],
                         help="errors reported (outputs are always chosen on validation errors)")
     parser.add_argument("--out", metavar="DIR", help="write eann.md, eann.csv, opt_plus.csv and eann.png here")
+    add_quiet(parser)
     args = parser.parse_args(list(argv))
     report = eann_report(args.members, args.opt, split=args.split)
     print(_terminal_text(report))

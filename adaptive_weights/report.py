@@ -35,6 +35,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ._flags import add_quiet
 from .conventions import EXIT_NUMBERING, MACS_CONVENTION
 from .eann import (
     EANN_EXPLANATION,
@@ -457,6 +458,7 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--claims", action="store_true",
                         help="open the report with \"The paper's claims, checked\": each claim, its number with the "
                              "seed spread, and a verdict (needs the paper's methods among the runs)")
+    add_quiet(parser)
     args = parser.parse_args(list(argv))
     preamble = ""
     if args.preamble:

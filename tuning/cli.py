@@ -59,6 +59,8 @@ def _complete_runs(out: str, spec: SweepSpec) -> list[Path] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from adaptive_weights._flags import add_quiet
+
     from .sweepfile import DEFAULT_MAX_TRIALS, SCHEDULERS
 
     p = argparse.ArgumentParser(prog="adaptive-weights sweep", description=__doc__.split("\n\n")[0],
@@ -100,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, default=DEFAULT_MAX_TRIALS,
                    help=f"refuse a grid of more trials than this (default {DEFAULT_MAX_TRIALS:,}); every trial is "
                         "validated before Ray starts")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing per trial")
+    add_quiet(p)  # no line per trial, no bar
     p.add_argument("-v", "--verbose", action="store_true", help="Ray's own progress tables and every result")
     return p
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adaptive_weights._flags import add_quiet
 from adaptive_weights._io import atomic_write_json, read_json
 from adaptive_weights.errors import RefusedError
 
@@ -126,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="sweep name (default: sweep.name in the file, else the file's stem)")
     p.add_argument("--no-tensorboard", action="store_true", help="runs write no TensorBoard events")
     p.add_argument("--dry-run", action="store_true", help="validate and list the packs only")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_quiet(p)
     return p
 
 
