@@ -14,11 +14,13 @@ network is the same trunk and one head whatever the period, so nothing else chan
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ._flags import add_config_flag, add_quiet
 from .config import EXECUTION_KEYS, RunConfig, StrategyConfig
 from .models import count_units, exit_positions
 from .schemes import is_single_exit, scheme_weights
@@ -133,13 +135,19 @@ def _check_existing(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True,
-                 log: Callable[[str], None] = print, jobs: int = 1) -> list[Path]:
+                 log: Callable[[str], None] = print, jobs: int = 1, progress: bool = True) -> list[Path]:
     """Train every run of ``plan``: completed ones are skipped, interrupted ones resumed (after
     checking that they hold the planned config). ``jobs`` > 1 trains that many at once, each in its
     own process (OPT runs are independent; on a CPU give each ``train.num_threads`` = cores / jobs),
     the deepest first so the longest runs do not start last.
 
-    Returns the run directories (all completed on return).
+    ``log`` gets a line when a run starts and one when it ends, with its final error and the time
+    left for the rest, in the order the runs really finish. With ``jobs`` > 1 the runs' own progress
+    lines (which would tear each other) give way to one bar over the runs (``progress``, on a
+    terminal's stderr).
+
+    Returns the run directories (all completed on return). A failed run fails the call, after the
+    runs already under way have finished and been reported.
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"jobs={jobs!r}: expected a positive integer")
@@ -153,37 +161,106 @@ def run_opt_plan(plan: Sequence[OptRun], *, tensorboard: bool = True,
             continue
         todo.append((i, unit, cfg, run_dir, state == "partial"))
     if jobs == 1 or len(todo) <= 1:
+        finished = FinishedRuns(len(todo), log)
         for i, unit, cfg, run_dir, resume in todo:
             log(_start_line(i, len(plan), unit, cfg, run_dir, resume))
-            _train_one(cfg, run_dir, resume, tensorboard)
+            finished.add(unit, *_train_one(cfg, run_dir, resume, tensorboard))
         return [run_dir for _, _, run_dir in plan]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: a fresh interpreter per worker (no forked torch thread pools or open files)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = []
+        futures = {}
         for i, unit, cfg, run_dir, resume in sorted(todo, key=lambda t: -t[1]):
             log(_start_line(i, len(plan), unit, cfg, run_dir, resume))
-            futures.append(pool.submit(_train_one, cfg, run_dir, resume, tensorboard))
-        for future in futures:
-            future.result()  # re-raises a failed run's error here
+            silent = cfg.with_train_execution(progress=False)
+            futures[pool.submit(_train_one, silent, run_dir, resume, tensorboard)] = unit
+        report_as_finished(futures, log=log, progress=progress)
     return [run_dir for _, _, run_dir in plan]
+
+
+class FinishedRuns:
+    """The line of each finished OPT run, ``[k/N done] OPT at unit U: test err E% (T s); eta ...``,
+    where the ETA of the rest is the time per run so far (a log gets it too, without any bar)."""
+
+    def __init__(self, total: int, log: Callable[[str], None], bar: Any = None) -> None:
+        from .progress import EtaClock
+
+        self.total, self.log, self.bar = total, log, bar
+        self.done = 0
+        self.clock = EtaClock(total)
+
+    def _say(self, line: str) -> None:
+        from .progress import writing_above_bars
+
+        with writing_above_bars():
+            self.log(line)
+        if self.bar is not None:
+            self.bar.update()
+
+    def add(self, unit: int, summary: dict[str, Any], seconds: float) -> None:
+        self.done += 1
+        self._say(f"[{self.done}/{self.total} done] OPT at unit {unit}: {_final_error(summary)} ({seconds:.0f} s); "
+                  f"{self.clock.text(self.done)}")
+
+    def failed(self, unit: int, err: BaseException) -> None:
+        self.done += 1
+        self._say(f"[{self.done}/{self.total} failed] OPT at unit {unit}: {type(err).__name__}: {err}")
+
+
+def report_as_finished(futures: Mapping[Future, int], *, log: Callable[[str], None] = print,
+                       progress: bool = True) -> None:
+    """Wait for ``futures`` (each an OPT run's ``_train_one``, keyed to its unit) and report each the
+    moment it finishes, under a bar over them all; re-raise the first failure once all are done."""
+    from concurrent.futures import as_completed
+
+    from .progress import bar
+
+    failures: list[BaseException] = []
+    with bar(len(futures), "OPT runs", unit="run", enabled=progress) as runs:
+        finished = FinishedRuns(len(futures), log, runs)
+        for future in as_completed(futures):
+            try:
+                summary, seconds = future.result()
+            except Exception as err:  # reported now, raised when the others have finished
+                failures.append(err)
+                finished.failed(futures[future], err)
+            else:
+                finished.add(futures[future], summary, seconds)
+    if failures:
+        raise failures[0]
+
+
+def _final_error(summary: Mapping[str, Any]) -> str:
+    """``test err 7.12%`` of the run's one exit (``val`` where it has no test split), or why none."""
+    if summary.get("status") == "diverged":
+        return "diverged"
+    for split in ("test", "val"):
+        errors = (summary.get("errors") or {}).get(split)
+        if errors:
+            return f"{split} err {100 * errors[-1]:.2f}%"
+    return "no error recorded"
 
 
 def _start_line(i: int, total: int, unit: int, cfg: RunConfig, run_dir: Path, resume: bool) -> str:
     return f"[{i}/{total}] OPT at unit {unit} ({cfg.scheme.name}): {'resuming' if resume else 'training'} {run_dir}"
 
 
-def _train_one(cfg: RunConfig, run_dir: Path, resume: bool, tensorboard: bool) -> None:
+def _train_one(cfg: RunConfig, run_dir: Path, resume: bool, tensorboard: bool) -> tuple[dict[str, Any], float]:
+    """Train one OPT run; its summary and the seconds it took (measured where it ran)."""
+    import time
+
     from .training import train
 
-    train(cfg, out_dir=run_dir, resume=resume, tensorboard=tensorboard)
+    t0 = time.monotonic()
+    summary = train(cfg, out_dir=run_dir, resume=resume, tensorboard=tensorboard)
+    return summary, time.monotonic() - t0
 
 
 def cli_main(argv: Sequence[str]) -> int:
     """``adaptive-weights opt --like RUN_DIR [--like RUN_DIR ...] [--out DIR] [--every-exit] [--dry-run]
-    [--device D] [--jobs N]``."""
+    [--train.device D] [--jobs N] [--train.num_threads T] [--train.KEY VALUE ...] [-q]``."""
     parser = argparse.ArgumentParser(
         prog="adaptive-weights opt",
         description="Train the OPT baselines (single-exit runs, the paper's OPT) for the model of an anytime run: "
@@ -195,17 +272,25 @@ def cli_main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", metavar="DIR", help="parent directory of the OPT runs (default: beside RUN_DIR)")
     parser.add_argument("--every-exit", action="store_true", help="one OPT run per exit instead of per milestone")
     parser.add_argument("--dry-run", action="store_true", help="list the runs without training")
-    parser.add_argument("--device", help="train.device for the OPT runs (default: the --like run's)")
+    add_config_flag(parser, "train.device", dest="device", help="where the OPT runs train (default: the --like run's)")
     parser.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="train N OPT runs at once, each in its own process (default 1); on a CPU pair it "
-                             "with --threads")
-    parser.add_argument("--threads", type=int, metavar="T", help="train.num_threads of every OPT run "
-                        "(default: the --like run's)")
-    args = parser.parse_args(list(argv))
+                        help="train N OPT runs at once, each in its own process (default 1), with one line per "
+                             "finished run and a bar over them; on a CPU pair it with --train.num_threads")
+    add_config_flag(parser, "train.num_threads", dest="threads", type=int, metavar="T",
+                    help="CPU threads of every OPT run (default: the --like run's)")
+    add_quiet(parser)
+    parser.epilog = ("Other execution keys are dotted flags as for train (--train.compile true, "
+                     "--train.checkpoint_minutes 10); keys that would change what OPT computes are refused.")
+    args, extra = parser.parse_known_args(list(argv))
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
-        raise ValueError(f"--jobs {args.jobs} / --threads {args.threads}: expected positive integers")
+        raise ValueError(f"--jobs {args.jobs} / --train.num_threads {args.threads}: expected positive integers")
+    from .cli import parse_overrides
+
     overrides = {k: v for k, v in (("train.device", args.device), ("train.num_threads", args.threads)) if v}
+    overrides.update(parse_overrides(extra))
+    if args.quiet:
+        overrides["train.progress"] = False
     try:
         plan: list[OptRun] = []
         planned: set[Path] = set()  # an OPT run two --like runs share is trained once
@@ -218,7 +303,8 @@ def cli_main(argv: Sequence[str]) -> int:
             for unit, cfg, run_dir in plan:
                 print(f"unit {unit:>3}  {cfg.scheme.name:<12} {_state(run_dir):<8} {run_dir}")
             return 0
-        dirs = run_opt_plan(plan, tensorboard=not args.no_tensorboard, jobs=args.jobs)
+        dirs = run_opt_plan(plan, tensorboard=not args.no_tensorboard, jobs=args.jobs, progress=not args.quiet,
+                            log=(lambda line: None) if args.quiet else print)
     except FileNotFoundError as err:
         raise ValueError(str(err)) from None
     print("OPT runs:")

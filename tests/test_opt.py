@@ -101,7 +101,7 @@ def test_jobs_train_in_parallel_processes_with_the_same_results(like_run, tmp_pa
     trained in turn (same seed, one thread), and --like repeats for several anytime runs."""
     one = run_opt_plan(plan_opt_runs(like_run, out_root=tmp_path / "one"), tensorboard=False, log=lambda m: None)
     assert cli_main(["--like", str(like_run), "--like", str(like_run), "--out", str(tmp_path / "two"),
-                     "--jobs", "2", "--threads", "1", "--no-tensorboard"]) == 0
+                     "--jobs", "2", "--train.num_threads", "1", "--no-tensorboard"]) == 0
     out = capsys.readouterr().out
     assert out.count("training") == 3  # the second --like plans the same runs: each once
     for d in one:
