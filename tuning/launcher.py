@@ -349,33 +349,78 @@ class _StoppedRecorder:
         return _Recorder()
 
 
-def _progress_callback(total: int):
-    """One line per finished or failed trial (Ray's own tables, ``verbose=2``, print every metric)."""
+def _progress_callback(total: int, finished: int = 0):
+    """One line per finished or failed trial with the time left for the sweep, counted on from
+    ``finished`` (the trials a resumed sweep had finished before); on a terminal also a bar on
+    stderr with the ETA and the epoch each running trial has reached (Ray's own tables,
+    ``verbose=2``, print every metric). A log gets the lines alone."""
     from ray import tune
+
+    from adaptive_weights.progress import EtaClock, writing_above_bars
+    from adaptive_weights.progress import bar as progress_bar
 
     class _TrialLines(tune.Callback):
         def __init__(self) -> None:
-            self.done = 0
+            self.done = finished
+            self.clock = EtaClock(total, finished)
+            self.epochs: dict[str, tuple[int, int]] = {}  # running trial -> (epoch reached, of epochs)
+            self._bar: Any = None  # drawn at the first event: Tune pickles its callbacks before the sweep
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {**self.__dict__, "_bar": None}  # a bar holds the terminal's stream
+
+        @property
+        def bar(self) -> Any:
+            if self._bar is None:
+                self._bar = progress_bar(total, "sweep", unit="trial", initial=self.done)
+            return self._bar
+
+        def _progress(self) -> float:
+            """Trials done, a running trial counting the fraction of its epochs it has reached."""
+            return self.done + sum(e / n for e, n in self.epochs.values() if n > 0)
+
+        def _line(self, text: str) -> None:
+            with writing_above_bars():
+                print(text, flush=True)
+            self._redraw()
+
+        def _redraw(self) -> None:
+            running = ", ".join(f"{name} epoch {e}" + (f"/{n}" if n else "") for name, (e, n) in sorted(self.epochs.items()))
+            self.bar.set_postfix_str(f"{self.clock.text(self._progress())}" + (f"; {running}" if running else ""))
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            if "epoch" in result:
+                epochs = int((trial.config or {}).get("train.epochs") or 0)
+                self.epochs[_trial_name(trial)] = (int(result["epoch"]), epochs)
+                self._redraw()
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.done += 1
+            self._finished(trial)
             r = trial.last_result or {}
             if "pack/size" in r:
-                print(f"[{self.done}/{total}] {_trial_name(trial)}: {_pack_line(r)} ({r.get('time_total_s', 0.0):.0f} s)",
-                      flush=True)
-                return
-            if r.get("diverged"):
+                what = _pack_line(r)
+            elif r.get("diverged"):
                 what = f"diverged in epoch {int(r.get('diverged_epoch', 0))} (scored as 100% error)"
             elif "val/err/final" in r:
                 what = (f"val err final {100 * r['val/err/final']:.2f}% mean {100 * r['val/err/mean']:.2f}% "
                         f"after {int(r.get('epoch', 0))} epochs")
             else:
                 what = "no result"
-            print(f"[{self.done}/{total}] {_trial_name(trial)}: {what} ({r.get('time_total_s', 0.0):.0f} s)",
-                  flush=True)
+            self._line(f"[{self.done}/{total}] {_trial_name(trial)}: {what} ({r.get('time_total_s', 0.0):.0f} s); "
+                       f"{self.clock.text(self._progress())}")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            print(f"[failed] {_trial_name(trial)}: see {trial.path}/error.txt", flush=True)
+            self._finished(trial)
+            self._line(f"[failed] {_trial_name(trial)}: see {trial.path}/error.txt")
+
+        def _finished(self, trial: Any) -> None:
+            self.done += 1
+            self.epochs.pop(_trial_name(trial), None)
+            self.bar.update()
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            if self._bar is not None:
+                self._bar.close()
 
     return _TrialLines()
 
