@@ -23,6 +23,8 @@ from typing import Any, TextIO
 
 __all__ = ["Progress", "EtaClock", "bar", "is_terminal", "format_duration", "length_of", "writing_above_bars"]
 
+# a bar whose ETA is in its postfix: count, bar, time so far, postfix
+_OWN_ETA_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit} |{bar}| [{elapsed}{postfix}]"
 # a log (stderr not a terminal) gets a training step line this seldom: occasional, not a flood
 LOG_INTERVAL_S = 60.0
 
@@ -53,9 +55,10 @@ def length_of(iterable: Any) -> int | None:
 
 
 def bar(total: int | None, desc: str, *, unit: str = "it", enabled: bool = True, initial: int = 0,
-        stream: TextIO | None = None) -> Any:
+        stream: TextIO | None = None, own_eta: bool = False) -> Any:
     """A tqdm bar on ``stream`` (default: stderr at call time) that vanishes when closed; a disabled
     tqdm (every method a no-op, no output) when not ``enabled`` or the stream is not a terminal.
+    ``own_eta``: the caller puts its own ETA in the postfix (tqdm's, from whole units done, is left out).
 
     Callers update it per batch or per finished unit: tqdm itself throttles the redraws, and an
     ``update`` reads nothing from the device."""
@@ -63,7 +66,8 @@ def bar(total: int | None, desc: str, *, unit: str = "it", enabled: bool = True,
 
     stream = sys.stderr if stream is None else stream
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=stream, leave=False,
-                disable=not (enabled and is_terminal(stream)), dynamic_ncols=True)
+                disable=not (enabled and is_terminal(stream)), dynamic_ncols=True,
+                bar_format=_OWN_ETA_FORMAT if own_eta else None)
 
 
 @contextlib.contextmanager

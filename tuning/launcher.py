@@ -372,7 +372,7 @@ def _progress_callback(total: int, finished: int = 0):
         @property
         def bar(self) -> Any:
             if self._bar is None:
-                self._bar = progress_bar(total, "sweep", unit="trial", initial=self.done)
+                self._bar = progress_bar(total, "sweep", unit="trials", initial=self.done, own_eta=True)
             return self._bar
 
         def _progress(self) -> float:
