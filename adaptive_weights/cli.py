@@ -208,12 +208,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         if args.out:
             raise RefusedError("plot report: --out is not taken; the figures are redrawn in place, in the report's "
                                "directory")
-        written, kept = redraw_report(args.run_dir)
+        written, kept = redraw_report(args.run_dir, args.runs)
         for path in written:
             print(path)
         if kept:
             print(f"left as they were (their data is not in the report's tables): {', '.join(kept)}")
         return 0
+    if args.runs:
+        raise RefusedError("plot probabilities: --runs is only taken by plot report")
     run_dir = Path(args.run_dir)
     rows = read_metrics(run_dir / "metrics.jsonl")
     out = Path(args.out) if args.out else run_dir / "probability_stack.png"
@@ -273,10 +275,14 @@ def _gradients_main(argv: list[str]) -> int:
 def _plot_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="adaptive-weights plot", description="redraw a run's figures from its files (probabilities RUN_DIR), or "
-        "a report's error-versus-MACs figures from its CSV tables, in place, without its runs (report REPORT_DIR)")
+        "a report's figures from its CSV tables, in place, without its runs (report REPORT_DIR)")
     p.add_argument("what", choices=["probabilities", "report"])
     p.add_argument("run_dir", metavar="DIR", help="a run directory (probabilities) or a report's directory (report)")
     p.add_argument("--out", help="PNG path (probabilities; default RUN_DIR/probability_stack.png)")
+    p.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
+                   help="report: the report's run directories (or folders holding them), to fill its "
+                        "probability_stacks.csv and redraw the probability stacks of a report written without it; "
+                        "a run is taken only when its per-exit errors are the report's")
     return _cmd_plot(add_quiet(p).parse_args(argv))
 
 

@@ -1,12 +1,16 @@
-"""A report's error-versus-MACs figures redrawn from the report's own CSV tables.
+"""A report's figures redrawn from the report's own CSV tables.
 
 A committed report (``results/reports/reference/...``) keeps its tables but not the run directories
 behind them, which stay wherever the campaign was trained. ``per_exit_errors.csv`` holds every
-run's error at every exit (OPT runs included) and ``eann.csv`` every EANN chain's curve: enough to
-draw the error-versus-MACs figures again, in the current style, without training anything
-(``adaptive-weights plot report DIR``). The probability stacks need each run's ``metrics.jsonl``
-and an EANN figure its members' own exits, which no table holds: those files are left as they are,
-and :func:`redraw_report` names them.
+run's error at every exit (OPT runs included), ``eann.csv`` every EANN chain's curve and
+``probability_stacks.csv`` every probability stack: enough to draw the figures again, in the
+current style, without training anything (``adaptive-weights plot report DIR``).
+
+A report written before ``probability_stacks.csv`` existed gets it from its runs
+(``plot report DIR --runs RUN_DIR...``): a run is taken only when its per-exit errors are those of
+the report's table, so a stack is never drawn from a run the report did not use. The EANN figures
+need the members' own exits, which no table holds: they are left as they are, and
+:func:`redraw_report` names them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from .plots import Curve
 from .rendering import Plot, mean
 from .runs import DATASET_CLASSES
 
-__all__ = ["report_plots", "redraw_report"]
+__all__ = ["report_plots", "stack_plots", "stacks_from_runs", "redraw_report"]
 
 _PERIOD = re.compile(r" p\d+$")  # OPT runs match a model whatever its prediction period
 
@@ -100,16 +104,93 @@ def report_plots(report_dir: str | Path) -> list[Plot]:
     return plots
 
 
-def redraw_report(report_dir: str | Path) -> tuple[list[Path], list[str]]:
-    """Redraw the error-versus-MACs figures of the report in ``report_dir`` from its CSVs (each PNG
-    written atomically); returns the files written and those left as they were (probability
-    stacks, EANN figures: their data is not in the tables)."""
-    from .plots import plot_error_vs_macs, save_figure
+def stack_plots(report_dir: str | Path) -> list[Plot]:
+    """The probability stacks of ``report_dir/probability_stacks.csv`` (none when it is absent), as
+    :func:`adaptive_weights.report.build_report` draws them from the runs."""
+    from .report import stack_filename, stack_title
+
+    path = Path(report_dir) / STACKS_CSV
+    if not path.is_file():
+        return []
+    stacks: dict[tuple[str, str, str], dict[float, dict[str, float]]] = defaultdict(dict)
+    for row in _read(path):
+        try:
+            epoch, exit_, prob = float(row["epoch"]), int(row["exit"]), float(row["probability"])
+            key = (row["method"], row["model"], row["run"])
+        except (KeyError, TypeError, ValueError):
+            raise RefusedError(f"{path}: row {row!r} lacks method, model, run or a number in epoch, exit or "
+                               "probability") from None
+        stacks[key].setdefault(epoch, {"epoch": epoch})[f"train/prob/exit_{exit_}"] = prob
+    return [Plot(stack_filename(method, model), "probability_stack", stack_title(method, model, run),
+                 [by_epoch[e] for e in sorted(by_epoch)])
+            for (method, model, run), by_epoch in sorted(stacks.items())]
+
+
+STACKS_CSV = "probability_stacks.csv"
+
+
+def stacks_from_runs(report_dir: str | Path, run_dirs: Sequence[str | Path]) -> list[dict[str, object]]:
+    """The rows of ``probability_stacks.csv`` from the report's runs found under ``run_dirs``: for
+    each method and model whose strategy samples, its first run (lowest seed) as the report chose
+    it. A run whose per-exit errors differ from the report's table is refused (it is not the run
+    behind the report); a stack whose run is not among ``run_dirs`` is left out."""
+    from .logging import read_metrics
+    from .report import stack_table_rows
+    from .runs import load_runs
 
     report_dir = Path(report_dir)
+    table = report_dir / "per_exit_errors.csv"
+    rows = [r for r in _read(table) if r["method"] != "OPT"] if table.is_file() else []
+    if not rows:
+        raise RefusedError(f"{report_dir}: no per_exit_errors.csv with anytime runs; expected the directory of a "
+                           "report written by `adaptive-weights report`")
+    err_col = next(c for c in rows[0] if c.endswith("_error"))
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    errors: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for row in rows:
+        key, rank = (row["method"], row["model"]), (int(row["seed"]), row["run"])
+        first[key] = min(first.get(key, rank), rank)
+        errors[row["run"]].append((int(row["exit"]), float(row[err_col])))
+    chosen = {run: key for key, (_, run) in first.items()}
+    found = {r.name: r for r in load_runs(run_dirs) if r.name in chosen}
+    out: list[dict[str, object]] = []
+    for name, run in sorted(found.items()):
+        if run.config.get("strategy.name") == "static":
+            continue
+        want = [e for _, e in sorted(errors[name])]
+        got = run.split_errors(err_col[: -len("_error")])
+        if len(got) != len(want) or any(abs(a - b) > 5e-5 for a, b in zip(got, want, strict=False)):
+            raise RefusedError(f"{run.path}: its per-exit errors {[round(e, 4) for e in got]} are not those of "
+                               f"{table} ({want}); expected the run directory the report was made from")
+        method, model = chosen[name]
+        out += stack_table_rows(method, model, name, read_metrics(run.path / "metrics.jsonl"))
+    return out
+
+
+def redraw_report(report_dir: str | Path, runs: Sequence[str | Path] = ()) -> tuple[list[Path], list[str]]:
+    """Redraw the figures of the report in ``report_dir`` from its CSVs (each PNG written
+    atomically); returns the files written and those left as they were (EANN figures, and the
+    probability stacks of a report without ``probability_stacks.csv``: their data is not in the
+    tables). ``runs`` (run directories) first fill ``probability_stacks.csv`` from the report's own
+    runs (:func:`stacks_from_runs`), keeping the stacks of runs not given."""
+    from ._io import atomic_write_text
+    from .plots import plot_error_vs_macs, plot_probability_stack, save_figure
+    from .rendering import csv_text
+    from .report import STACK_COLUMNS
+
+    report_dir = Path(report_dir)
+    plots = report_plots(report_dir)
+    if runs:
+        new = stacks_from_runs(report_dir, runs)
+        drawn = {r["run"] for r in new}
+        old = [r for r in _read(report_dir / STACKS_CSV) if r["run"] not in drawn] \
+            if (report_dir / STACKS_CSV).is_file() else []
+        atomic_write_text(report_dir / STACKS_CSV, csv_text(old + new, STACK_COLUMNS))
     written = []
-    for p in report_plots(report_dir):
+    for p in plots:
         fig = plot_error_vs_macs(p.data, title=p.title, step=p.step, num_classes=p.num_classes)
         written.append(save_figure(fig, report_dir / p.filename))
+    for p in stack_plots(report_dir):
+        written.append(save_figure(plot_probability_stack(p.data, title=p.title), report_dir / p.filename))
     kept = sorted(f.name for f in report_dir.glob("*.png") if f not in written)
     return written, kept

@@ -398,6 +398,7 @@ def _section_plots(g: GroupedRuns, method_curves: dict[tuple, Curves],
           "over the same baselines.", ""]
     plots: list[Plot] = []
     warnings: list[str] = []
+    stack_rows: list[dict[str, Any]] = []
     for mk in g.model_keys:
         curves = dict(method_curves[mk])
         like = next(r for rs in g.methods.values() for r in rs if r.model_key == mk)
@@ -427,11 +428,37 @@ def _section_plots(g: GroupedRuns, method_curves: dict[tuple, Curves],
             if not path.is_file():
                 warnings.append(f"{rs[0].name}: no metrics.jsonl, so no probability stack for {name}")
                 continue
-            p = Plot(f"probability_stack_{_slug(name)}_{_slug(g.label_of(mk))}.png", "probability_stack",
-                     f"{name}, {g.label_of(mk)} ({rs[0].name})", read_metrics(path))
+            rows = read_metrics(path)
+            p = Plot(stack_filename(name, g.label_of(mk)), "probability_stack",
+                     stack_title(name, g.label_of(mk), rs[0].name), rows)
             plots.append(p)
+            stack_rows += stack_table_rows(name, g.label_of(mk), rs[0].name, rows)
             md += [f"![{p.title}]({p.filename})", ""]
-    return Section(md, warnings=warnings, plots=plots)
+    return Section(md, {"probability_stacks": stack_rows}, warnings=warnings, plots=plots,
+                   columns={"probability_stacks": STACK_COLUMNS})
+
+
+STACK_COLUMNS = ("method", "model", "run", "epoch", "exit", "probability")
+
+
+def stack_filename(method: str, model: str) -> str:
+    """The file of a method's probability stack on a model (also what ``plot report`` redraws)."""
+    return f"probability_stack_{_slug(method)}_{_slug(model)}.png"
+
+
+def stack_title(method: str, model: str, run: str) -> str:
+    return f"{method}, {model} ({run})"
+
+
+def stack_table_rows(method: str, model: str, run: str, metrics: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A probability stack as rows of ``probability_stacks.csv``: one per epoch and exit, so the
+    figure can be redrawn from the report alone, without the run's metrics.jsonl."""
+    from .plots import probability_series
+
+    epochs, series = probability_series(metrics)
+    return [{"method": method, "model": model, "run": run, "epoch": int(epoch) if epoch.is_integer() else epoch,
+             "exit": k, "probability": probs[i]}
+            for i, epoch in enumerate(epochs) for k, probs in enumerate(series)]
 
 
 def cli_main(argv: Sequence[str]) -> int:

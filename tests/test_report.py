@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -567,3 +568,45 @@ def test_a_group_by_key_a_method_lacks_is_left_out_of_its_label():
     rep = build_report(runs, group_by=["strategy.name", "strategy.gamma"])
     assert {row["method"] for row in rep.tables["per_exit_errors"]} == {"aann", "eg+0.1", "OPT"}
     assert "+-" not in rep.markdown
+
+
+def test_a_report_redraws_its_probability_stacks_from_its_own_table(trained, tmp_path, capsys):
+    """probability_stacks.csv holds each stack the report drew (the first run's logged sampling
+    distribution), so `plot report` redraws the stacks without the runs; a report written without
+    that table gets it from its runs (`--runs`), and only from the runs whose per-exit errors are
+    the report's."""
+    import shutil
+
+    from adaptive_weights.cli import main
+    from adaptive_weights.logging import read_metrics
+    from adaptive_weights.plots import probability_series
+
+    root = trained["root"][0]
+    out = tmp_path / "report"
+    assert cli_main([str(root / "runs"), str(root / "opt"), "--group-by", "scheme.name,strategy.name",
+                     "--out", str(out)]) == 0
+    stack = "probability_stack_sieve+aann_synthetic_resnet_n1_c4.png"
+    table = (out / "probability_stacks.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert {r["run"] for r in rows} == {"sieve-aann-s0"}  # the lowest seed; const+static does not sample
+    epochs, series = probability_series(read_metrics(root / "runs" / "sieve-aann-s0" / "metrics.jsonl"))
+    assert len(rows) == len(epochs) * len(series) == 3
+    assert [float(r["probability"]) for r in rows] == pytest.approx([s[0] for s in series])
+
+    (out / stack).unlink()
+    capsys.readouterr()
+    assert main(["plot", "report", str(out)]) == 0
+    assert stack in capsys.readouterr().out and (out / stack).read_bytes()[:4] == b"\x89PNG"
+
+    (out / "probability_stacks.csv").unlink()  # a report written before the table existed
+    assert main(["plot", "report", str(out)]) == 0
+    assert stack in capsys.readouterr().out.split("left as they were")[1]
+    assert main(["plot", "report", str(out), "--runs", str(root / "runs")]) == 0
+    assert (out / "probability_stacks.csv").read_text() == table
+
+    impostor = tmp_path / "other" / "sieve-aann-s0"  # same name, another run's numbers
+    shutil.copytree(root / "runs" / "sieve-aann-s1", impostor)
+    before = (out / "probability_stacks.csv").read_bytes()
+    assert main(["plot", "report", str(out), "--runs", str(impostor.parent)]) == 2
+    assert "not those of" in capsys.readouterr().err
+    assert (out / "probability_stacks.csv").read_bytes() == before

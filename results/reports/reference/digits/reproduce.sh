@@ -2,7 +2,8 @@
 # Runs behind the digits report: 3 methods x 3 seeds (n=2, c=8), OPT at the milestones per seed,
 # and EANN members n=1, 2, 4 (sieve + aann, seed 0).
 set -euo pipefail
-cd "$(dirname "$0")/../../../.."
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/../../../.."
 AW=.venv/bin/adaptive-weights
 ROOT=results/runs/report-digits30
 EANN=results/runs/report-digits30-eann
@@ -25,4 +26,4 @@ done
 
 $AW report $ROOT --group-by scheme.name,strategy.name \
   --eann $EANN/digits-n1-sieve-aann-s0 $ROOT/digits-n2-sieve-aann-s0 $EANN/digits-n4-sieve-aann-s0 \
-  --title "Weighting rules on digits (resnet n=2, c=8, 30 epochs, 3 seeds)" --out results/reports/digits
+  --title "Weighting rules on digits (resnet n=2, c=8, 30 epochs, 3 seeds)" --out "$HERE"
