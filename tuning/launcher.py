@@ -259,8 +259,9 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # Ray's experiment snapshots are not what a resume reads: their frequency is of no concern
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    total = len(packs) if packs is not None else plan.expected
-    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), _StoppedRecorder(sweep_dir)] + ([_progress_callback(total)] if verbose == 1 else [])
+    total, finished = (len(packs), 0) if packs is not None else (plan.expected, plan.finished)
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), _StoppedRecorder(sweep_dir)] + (
+        [_progress_callback(total, finished)] if verbose == 1 else [])
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -349,13 +350,14 @@ class _StoppedRecorder:
         return _Recorder()
 
 
-def _progress_callback(total: int):
-    """One line per finished or failed trial (Ray's own tables, ``verbose=2``, print every metric)."""
+def _progress_callback(total: int, finished: int = 0):
+    """One line per finished or failed trial (Ray's own tables, ``verbose=2``, print every metric);
+    a resumed sweep counts on from the ``finished`` trials it keeps."""
     from ray import tune
 
     class _TrialLines(tune.Callback):
         def __init__(self) -> None:
-            self.done = 0
+            self.done = finished
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self.done += 1
