@@ -554,6 +554,37 @@ def test_report_of_a_finished_sweep_refuses_a_changed_sweep_file(tmp_path: Path)
         cli_main([str(path), "--out", str(tmp_path), "--report", "-q", "--train.batch_size", "16"])
 
 
+def test_a_resumed_sweeps_progress_lines_count_on_from_its_finished_trials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """After ``--resume`` of a sweep with 2 of 3 trials finished, the first new progress line read
+    ``[1/3]``; it is ``[3/3]``."""
+    from ray import tune
+
+    from adaptive_weights.tuning import launcher
+    from adaptive_weights.tuning.plan import plan_sweep, spec_record, with_threads
+    from adaptive_weights.tuning.sweepdir import SweepDir
+
+    spec = with_threads(parse_sweep({**TINY, "strategy.name": ["static", "aann", "eg"], "sweep.paper_grid": False}, name="count"), 1)
+    exp = tmp_path / spec.name
+    SweepDir(str(exp)).write_spec(spec_record(spec))
+    for trial in spec.trials[:2]:
+        _fake_checkpoint(exp / trial["name"] / "checkpoint_000001", trial, epochs=1, completed=True)
+    plan = plan_sweep(SweepDir(str(exp)), spec, resume=True)
+    assert plan.finished == 2 and [t["name"] for t in plan.trials] == [spec.trials[2]["name"]]
+
+    built = {}
+    monkeypatch.setattr(tune, "with_parameters", lambda trainable, **kwargs: trainable)
+    monkeypatch.setattr(tune, "Tuner", lambda trainable, **kwargs: built.update(kwargs))
+    launcher._tuner(spec, plan, plan.trials, 0, root=str(tmp_path), sweep_dir=SweepDir(str(exp)), cpus_per_trial=1,
+                    gpus_per_trial=0, max_concurrent=None, max_failures=0, tensorboard=False, verbose=1)
+    (lines,) = [c for c in built["run_config"].callbacks if hasattr(c, "done")]
+    last = spec.trials[2]
+    lines.on_trial_complete(0, [], SimpleNamespace(custom_trial_name=last["name"], config=last,
+                                                   last_result={"val/err/final": 0.5, "val/err/mean": 0.5,
+                                                                "epoch": 1}))
+    assert capsys.readouterr().out.startswith(f"[3/3] {last['name']}:")
+
+
 def test_resume_of_a_random_search_completes_a_sample_killed_between_its_seeds(tmp_path: Path) -> None:
     """A random search runs each sample over its grid (here 2 seeds). Killed after one seed of a
     sample, a resume runs that sample's other seed with the sampled gamma, rather than a new sample

@@ -5,7 +5,8 @@ Importing this package imports neither Ray nor torch; Ray is imported when a swe
 
 Public API: :func:`load_sweep` / :func:`parse_sweep` (sweep file -> :class:`SweepSpec`: validated
 trial configs or a searcher's space), :func:`run_sweep` (Ray Tune, in-process or on a cluster;
-``--resume`` rebuilt from plain JSON, :mod:`adaptive_weights.tuning.sweepdir`), :func:`write_sweep_report`
+``--resume`` rebuilt from plain JSON, :mod:`adaptive_weights.tuning.sweepdir`; failed trials raise
+:class:`SweepFailedError`), :func:`write_sweep_report`
 (selection + report), :func:`select_settings` / :func:`rank_first_common` (the rule),
 :func:`train_trial` (the trainable), :func:`run_demo_sweep` (``make demo``), :func:`cli_main`
 (``adaptive-weights sweep``). Packed sweeps (``sweep.pack`` / ``--pack``, one Ray trial per pack of
@@ -25,7 +26,7 @@ from typing import Any
 
 __all__ = [
     "SweepSpec", "load_sweep", "parse_sweep", "expand_sweep",
-    "run_sweep", "write_sweep_report", "cli_main", "SweepOutcome",
+    "run_sweep", "write_sweep_report", "cli_main", "SweepOutcome", "SweepFailedError",
     "rank_first_common", "select_settings", "score_settings",
     "train_trial", "run_demo_sweep",
 ]
@@ -33,6 +34,7 @@ __all__ = [
 _LAZY = {
     "SweepSpec": "sweepfile", "load_sweep": "sweepfile", "parse_sweep": "sweepfile", "expand_sweep": "sweepfile",
     "run_sweep": "launcher", "write_sweep_report": "launcher", "cli_main": "cli", "SweepOutcome": "launcher",
+    "SweepFailedError": "launcher",
     "rank_first_common": "selection", "select_settings": "selection", "score_settings": "selection",
     "train_trial": "trainable", "run_demo_sweep": "demo",
 }

@@ -12,7 +12,10 @@ from ``sweep.json`` and the trials' checkpoints (never from Ray's pickled state)
 trials that did not finish. ``--report`` chooses each strategy's setting (the paper's rule,
 :mod:`adaptive_weights.tuning.selection`) and writes the report of the chosen settings. ``--pack N``
 (``sweep.pack``) trains the runs that can share a graph in packs of at most N, one Ray trial per
-pack (:mod:`adaptive_weights.tuning.packsweep`); each run keeps its own run directory.
+pack (:mod:`adaptive_weights.tuning.packsweep`); each run keeps its own run directory. ``--plugin
+MODULE`` adds to ``sweep.imports``, the modules that register plug-ins for the driver and every
+worker. The data and the plug-ins are checked before Ray starts (and by ``--dry-run``); trials that
+fail anyway are one ``error:`` line with the first cause, and exit status 1.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+
+from adaptive_weights.errors import SweepFailedError
 
 from .cluster import require_ray_tune
 from .launcher import run_sweep, write_sweep_report
@@ -88,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                         "scheme, strategy, objective) as packed networks of at most N runs, one Ray trial per pack "
                         "with the trial's resources (default 1: every run its own trial); grid and random search, "
                         "fifo scheduler only")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE", dest="imports",
+                   help="adds MODULE to sweep.imports (repeatable): a module that registers plug-ins, imported here "
+                        "before the sweep file's trials are resolved and in every Ray worker before its trial")
     p.add_argument("--opt-baselines", action="store_true",
                    help="as sweep.opt_baselines: also train the OPT baselines (single exit at each milestone) of the "
                         "grid's models, every seed, as trials of the sweep; the report compares against them")
@@ -133,7 +141,9 @@ def cli_main(argv: Sequence[str]) -> int:
     [--cpus-per-trial 1] [--max-concurrent N] [--resume] [--report]``. Bad input raises
     RefusedError (the CLI prints it and exits with status 2) before Ray starts."""
     args, extra = _parser().parse_known_args(list(argv))
+    plugins = _plugin_flags(args.imports)  # imported first: the sweep file may name their plug-ins
     spec = load_sweep(args.sweep_file, name=args.name, overrides=parse_overrides(extra), max_trials=args.max_trials)
+    spec = replace(spec, imports=tuple(dict.fromkeys([*spec.imports, *plugins])))
     if args.scheduler:
         spec = replace(spec, scheduler=args.scheduler)
     if args.opt_baselines:
@@ -151,6 +161,10 @@ def cli_main(argv: Sequence[str]) -> int:
     spec = check_options(spec, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                          workers_per_trial=args.workers_per_trial)
+    if args.dry_run or not (args.report and not args.resume):  # (a finished sweep's report reads no data)
+        from .preflight import preflight
+
+        preflight(spec, address=args.address)  # the data and the plug-ins, as run_sweep checks them
     if args.dry_run:
         if spec.pack > 1 and spec.search == "grid":
             _print_packs(spec)
@@ -166,6 +180,15 @@ def cli_main(argv: Sequence[str]) -> int:
         require_ray_tune()  # before the lock makes the sweep's directory
     with driver_lock(local_dir):  # for the command's whole life: the sweep and its report
         return _run(args, spec, local_dir, baselines)
+
+
+def _plugin_flags(modules: list[str]) -> tuple[str, ...]:
+    """``--plugin MODULE``: checked and imported as ``sweep.imports`` is, named as the flag in a refusal."""
+    from .plugins import check_module_names, import_plugins
+
+    names = check_module_names(modules, "--plugin")
+    import_plugins(names, "--plugin")
+    return names
 
 
 def _baseline_dirs(paths: list[Path]) -> list[Path]:
@@ -192,18 +215,18 @@ def _run(args: argparse.Namespace, spec: SweepSpec, local_dir: Path, baselines: 
         packed = f" in packs of at most {spec.pack} runs, one Ray trial each" if spec.pack > 1 else ""
         print(f"{spec.describe()}{packed} -> {experiment_path(args.out, spec.name)[1]}"
               + (f" on the Ray cluster at {args.address}" if args.address else " (in-process Ray, loopback)"))
-        outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
-                            gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-                            resume=args.resume, max_failures=args.max_failures,
-                            tensorboard=not args.no_tensorboard, workers_per_trial=args.workers_per_trial,
-                            pack=spec.pack, verbose=0 if args.quiet else (2 if args.verbose else 1))
+        try:
+            outcome = run_sweep(spec, out=args.out, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                                gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+                                resume=args.resume, max_failures=args.max_failures,
+                                tensorboard=not args.no_tensorboard, workers_per_trial=args.workers_per_trial,
+                                pack=spec.pack, verbose=0 if args.quiet else (2 if args.verbose else 1))
+        except SweepFailedError as err:  # once, with the first cause; exit status 1 as for unfinished trials
+            print(f"error: {err}; {_failure_advice(spec)}", file=sys.stderr)
+            return 1
         print(f"{len(outcome.run_dirs)} run directories in {outcome.runs_dir}")
         if args.no_tensorboard is False and outcome.run_dirs:
             print(f"TensorBoard of every trial: tensorboard --logdir {outcome.runs_dir}")
-        if outcome.errored:
-            print(f"error: {len(outcome.errored)} trial(s) failed: {', '.join(outcome.errored)} (each trial's "
-                  f"error.txt is under {outcome.experiment}); {_failure_advice(spec)}", file=sys.stderr)
-            return 1
         if outcome.unfinished:
             print(f"error: {len(outcome.unfinished)} trial(s) did not finish (interrupted?): "
                   f"{', '.join(outcome.unfinished)}; continue with the same command and --resume", file=sys.stderr)

@@ -10,12 +10,13 @@ imported inside the functions only.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from adaptive_weights.errors import RefusedError
+from adaptive_weights.errors import RefusedError, SweepFailedError
 
 from .cluster import ray_session, require_ray_tune
 from .plan import SweepPlan, matching_checkpoints, plan_sweep, spec_record, with_compile_cache, with_threads
@@ -23,7 +24,7 @@ from .space import SELECTION_METRIC
 from .sweepdir import DEFAULT_OUT, RUNS_DIR, SweepDir, experiment_path, local_results_dir
 from .sweepfile import SweepSpec
 
-__all__ = ["run_sweep", "check_options", "write_sweep_report", "SweepOutcome", "SELECTION_METRIC"]
+__all__ = ["run_sweep", "check_options", "write_sweep_report", "SweepOutcome", "SweepFailedError", "SELECTION_METRIC"]
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,23 @@ def run_sweep(
     are then per worker. ``pack`` overrides ``sweep.pack``: with N > 1 the runs that can share a
     graph train in packs of at most N, each pack one Ray trial with the trial's resources
     (:mod:`adaptive_weights.tuning.packsweep`); every run still gets its own run directory.
+
+    Before Ray starts, the data of every distinct data config is checked (without ``address``) and
+    so are the plug-ins the workers need (:mod:`adaptive_weights.tuning.preflight`): the modules of
+    ``spec.imports`` (``sweep.imports``) and those that registered the sweep's plug-ins in this
+    process are imported by every worker before it resolves its trial. Trials that fail for good
+    raise :class:`~adaptive_weights.errors.SweepFailedError` (their names, the first cause, the
+    outcome) once the sweep has exported its runs.
     """
     require_ray_tune()
     out = str(out)
     spec = check_options(spec, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                          max_concurrent=max_concurrent, scheduler=scheduler, max_failures=max_failures,
                          workers_per_trial=workers_per_trial, pack=pack)
+    from .preflight import preflight
     from .sweepdir import driver_lock
+
+    spec = replace(spec, imports=preflight(spec, address=address))  # before the lock writes anything
 
     with driver_lock(local_results_dir(out, spec.name)):  # one driver per sweep, taken before Ray starts
         return _run_locked(spec, out=out, address=address, cpus_per_trial=cpus_per_trial,
@@ -143,11 +154,12 @@ def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_tria
         packs = plan_packs(spec, plan)
     errored: set[str] = set()
     frames: list[Any] = []
+    failures: dict[str, str] = {}
     if plan.trials or plan.samples:  # a resume of a finished sweep only exports its runs again
-        errored, frames = _fit(spec, plan, packs=packs, root=root, sweep_dir=sweep_dir, address=address,
-                               cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                               max_concurrent=max_concurrent, max_failures=max_failures, tensorboard=tensorboard,
-                               verbose=verbose, workers_per_trial=workers_per_trial)
+        errored, failures, frames = _fit(
+            spec, plan, packs=packs, root=root, sweep_dir=sweep_dir, address=address, cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial, max_concurrent=max_concurrent, max_failures=max_failures,
+            tensorboard=tensorboard, verbose=verbose, workers_per_trial=workers_per_trial)
     else:
         sweep_dir.write_spec(spec_record(spec))
     found = matching_checkpoints(sweep_dir.checkpoints(), spec)
@@ -158,18 +170,26 @@ def _run_locked(spec: SweepSpec, *, out: str, address: str | None, cpus_per_tria
     unfinished = sorted(expected - done - errored)
     if spec.search != "grid" and len(found) < plan.expected:  # samples that never reached a checkpoint
         unfinished.append(f"{plan.expected - len(found)} sample(s) without a checkpoint")
-    return SweepOutcome(experiment, local_dir / RUNS_DIR, run_dirs, sorted(errored & expected), unfinished,
-                        _concat(frames))
+    outcome = SweepOutcome(experiment, local_dir / RUNS_DIR, run_dirs, sorted(errored & expected), unfinished,
+                           _concat(frames))
+    if outcome.errored:
+        raise SweepFailedError(outcome.errored, next(iter(failures.values()), "unknown (no error.txt was read)"),
+                               total=len(plan.trials) if spec.search == "grid" else None,
+                               experiment=experiment, outcome=outcome)
+    return outcome
 
 
 def _fit(spec: SweepSpec, plan: SweepPlan, *, packs: dict[str, list[dict[str, Any]]] | None, root: str,
-         sweep_dir: SweepDir, address: str | None, **options: Any) -> tuple[set[str], list[Any]]:
+         sweep_dir: SweepDir, address: str | None,
+         **options: Any) -> tuple[set[str], dict[str, str], list[Any]]:
     """Start (or join) Ray, run the plan's Tuners (one Tuner of ``packs`` in a packed sweep), stop
-    what was started; the failed trials' names (a failed pack's member runs) and each Tuner's
-    result dataframe."""
+    what was started; the failed trials' names (a failed pack's member runs), each failed Ray
+    trial's cause in the order they failed, and each Tuner's result dataframe. Failures are
+    recorded by a callback, never read back from the ResultGrid: its results unpickle error.pkl."""
     errored: set[str] = set()
+    recorder = _FailureRecorder()
     frames = []
-    with ray_session(address, verbose=options["verbose"]):
+    with ray_session(address, verbose=options["verbose"]), _quiet_trial_errors(options["verbose"]):
         sweep_dir.write_spec(spec_record(spec))
         sweep_dir.forget_stopped({t["name"] for t in plan.trials})  # they run again: stopped only if stopped again
         fits = [(plan.trials, 0)] if plan.trials else []
@@ -178,11 +198,73 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, packs: dict[str, list[dict[str, An
         if packs is not None:
             fits = [([], 0)]
         for trials, samples in fits:
-            grid = _tuner(spec, plan, trials, samples, packs=packs, root=root, sweep_dir=sweep_dir, **options).fit()
-            failed = {_result_name(r) for r in grid if r.error is not None}
-            errored |= {t["name"] for p in failed for t in packs[p]} if packs is not None else failed
+            grid = _tuner(spec, plan, trials, samples, packs=packs, root=root, sweep_dir=sweep_dir,
+                          callbacks=[recorder], **options).fit()
             frames.append(grid.get_dataframe())
-    return errored, frames
+    failed = set(recorder.causes)
+    errored |= {t["name"] for p in failed for t in packs[p]} if packs is not None else failed
+    return errored, dict(recorder.causes), frames
+
+
+@contextmanager
+def _quiet_trial_errors(verbose: int) -> Iterator[None]:
+    """Below ``-v`` Ray prints no block per failed trial (its traceback, and the error file line of
+    its output engine) nor its closing list of them: the sweep says what failed once, from the
+    trials' error.txt. Ray reads both settings when a Tuner runs; they are put back afterwards."""
+    import logging
+
+    settings = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0", "RAY_AIR_NEW_OUTPUT": "0"} if verbose < 2 else {}
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    tune_log, drop = logging.getLogger("ray.tune.tune"), _DropIncomplete()
+    if settings:
+        tune_log.addFilter(drop)
+    try:
+        yield
+    finally:
+        tune_log.removeFilter(drop)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _DropIncomplete:
+    """A logging filter: Ray's closing 'Trials did not complete: [every name]' (the sweep says it)."""
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.msg).startswith("Trials did not complete")
+
+
+def _first_cause(error_file: str | None) -> str | None:
+    """The cause of a trial's failure: the last line of its ``error.txt`` (Ray writes the
+    exception's text there; plain text, never the pickled ``error.pkl``), or None when not there."""
+    if not error_file:
+        return None
+    try:
+        lines = [line.strip() for line in Path(error_file).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+class _FailureRecorder:
+    """Tune callback: the trials that fail for good, in order, each with its cause (see
+    :func:`_first_cause`). Built lazily: Ray is imported when a sweep starts."""
+
+    def __new__(cls):
+        from ray import tune
+
+        class _Recorder(tune.Callback):
+            def __init__(self) -> None:
+                self.causes: dict[str, str] = {}
+
+            def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                cause = _first_cause(trial.error_file) or f"see {trial.path}/error.txt"
+                self.causes.setdefault(_trial_name(trial), cause)
+
+        return _Recorder()
 
 
 def _concat(frames: list[Any]) -> Any:
@@ -193,14 +275,10 @@ def _concat(frames: list[Any]) -> Any:
     return pandas.concat(frames, ignore_index=True)
 
 
-def _result_name(result: Any) -> str:
-    return str(result.config.get("name") or Path(result.path).name)
-
-
 def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], samples: int, *, root: str,
            sweep_dir: SweepDir, cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int | None,
            max_failures: int, tensorboard: bool, verbose: int, workers_per_trial: int = 1,
-           packs: dict[str, list[dict[str, Any]]] | None = None) -> Any:
+           packs: dict[str, list[dict[str, Any]]] | None = None, callbacks: Sequence[Any] = ()) -> Any:
     """One Tuner: explicit ``trials`` (a grid, or the trials a resume continues), ``samples``
     new samples of the searcher, or ``packs`` (pack trial name -> its members' configs), one trial each."""
     from ray import tune
@@ -213,7 +291,7 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
                    else _varying(spec.trials))
     if packs is None:
         trainable = tune.with_parameters(train_trial, tensorboard=tensorboard, resume_from=plan.resume_from,
-                                         hparam_keys=hparam_keys, workers=workers_per_trial,
+                                         hparam_keys=hparam_keys, imports=spec.imports, workers=workers_per_trial,
                                          cpus_per_worker=cpus_per_trial, gpus_per_worker=gpus_per_trial,
                                          adopt_hparams=spec.scheduler == "pbt")
     if packs is not None:  # one trial per pack, with the trial's resources; fifo (check_pack_options)
@@ -222,7 +300,7 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
 
         trainable = tune.with_resources(
             tune.with_parameters(train_pack_trial, packs=packs, resume_from=plan.resume_from,
-                                 tensorboard=tensorboard, hparam_keys=hparam_keys),
+                                 tensorboard=tensorboard, hparam_keys=hparam_keys, imports=spec.imports),
             {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
         trials = [t for pack in packs.values() for t in pack]
     elif workers_per_trial > 1:  # the trial is a driver; Ray Train's workers hold the resources
@@ -259,8 +337,9 @@ def _tuner(spec: SweepSpec, plan: SweepPlan, trials: list[dict[str, Any]], sampl
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # Ray's experiment snapshots are not what a resume reads: their frequency is of no concern
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    total = len(packs) if packs is not None else plan.expected
-    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), _StoppedRecorder(sweep_dir)] + ([_progress_callback(total)] if verbose == 1 else [])
+    total, finished = (len(packs), 0) if packs is not None else (plan.expected, plan.finished)
+    callbacks = [JsonLoggerCallback(), CSVLoggerCallback(), _StoppedRecorder(sweep_dir), *callbacks] + (
+        [_progress_callback(total, finished)] if verbose == 1 else [])
     return tune.Tuner(
         trainable,
         param_space=param_space,

@@ -67,14 +67,18 @@ def pack_metrics(names: Sequence[str], summaries: Sequence[Mapping[str, Any] | N
 
 def train_pack_trial(config: dict[str, Any], *, packs: Mapping[str, Sequence[Mapping[str, Any]]],
                      resume_from: Mapping[str, str] | None = None, tensorboard: bool = True,
-                     hparam_keys: Sequence[str] = ()) -> None:
+                     hparam_keys: Sequence[str] = (), imports: Sequence[str] = ()) -> None:
     """Ray Tune function trainable: train the pack ``config["name"]``, whose members' flat configs
     are ``packs[name]``. ``resume_from``: run name -> a run directory (path or URI) a member
     continues from when Ray gives the trial no checkpoint (a resumed sweep). ``tensorboard`` and
-    ``hparam_keys`` as for :func:`~adaptive_weights.tuning.trainable.train_trial`."""
+    ``hparam_keys`` as for :func:`~adaptive_weights.tuning.trainable.train_trial`, and ``imports``
+    (the plug-in modules, imported before the members' configs are resolved)."""
     from ray import tune
 
+    from .plugins import import_plugins
     from .trainable import run_config, with_device
+
+    import_plugins(imports)
 
     ctx = tune.get_context()
     cfgs = [run_config(t, str(t["name"])) for t in packs[config["name"]]]

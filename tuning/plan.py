@@ -44,6 +44,7 @@ class SweepPlan:
     expected: int = 0           # trials the whole sweep runs
     resume_epochs: dict[str, int] = field(default_factory=dict)  # run name -> epochs of its resume_from checkpoint
     runs: frozenset[str] = frozenset()  # every run with a checkpoint (a packed random search names new samples apart)
+    finished: int = 0           # trials of ``expected`` a resume keeps as done: progress lines count on from them
 
 
 def with_threads(spec: SweepSpec, cpus_per_trial: float) -> SweepSpec:
@@ -116,7 +117,7 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
                 if not (t["name"] in current and (current[t["name"]].completed or t["name"] in stopped))]
         return SweepPlan(trials=todo, resume_from={t["name"]: current[t["name"]].path for t in todo
                                                    if t["name"] in current},
-                         taken_dirs=taken, expected=expected, runs=frozenset(found),
+                         taken_dirs=taken, expected=expected, runs=frozenset(found), finished=len(spec.trials) - len(todo),
                          resume_epochs={t["name"]: current[t["name"]].epochs for t in todo if t["name"] in current})
     _check_search_change(stored, spec, sweep_dir)
     unfinished = [c for c in found.values() if not c.completed and c.name not in stopped]
@@ -134,6 +135,7 @@ def plan_sweep(sweep_dir: SweepDir, spec: SweepSpec, *, resume: bool) -> SweepPl
             for c in found.values() if c.completed and c.val_errors and spec.search in ("optuna", "hyperopt")]
     return SweepPlan(trials=todo, resume_from={c.name: c.path for c in unfinished}, samples=samples, warm=warm,
                      taken_dirs=taken, expected=expected, runs=frozenset(found),
+                     finished=len(set(found) | stopped) - len(unfinished),
                      resume_epochs={c.name: c.epochs for c in unfinished})
 
 

@@ -48,9 +48,10 @@ DRIVER_RESOURCES = {"cpu": 0, "memory": 1}
 
 
 def fit_on_workers(cfg, *, start: Any, workers: int, cpus_per_worker: float, gpus_per_worker: float,
-                   tensorboard: bool, hparam_keys: Sequence[str]) -> None:
+                   tensorboard: bool, hparam_keys: Sequence[str], imports: Sequence[str] = ()) -> None:
     """Train ``cfg`` (a resolved RunConfig) on ``workers`` Ray Train workers from the Tune trial that
-    calls it; ``start``: the checkpoint (a run directory) to continue from, if any."""
+    calls it; ``start``: the checkpoint (a run directory) to continue from, if any; ``imports``: the
+    plug-in modules each worker imports before it resolves the run's config."""
     from ray import train, tune
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -63,7 +64,7 @@ def fit_on_workers(cfg, *, start: Any, workers: int, cpus_per_worker: float, gpu
         _train_worker,
         torch_config=LoopbackTorchConfig(backend="nccl" if gpus_per_worker > 0 else "gloo") if loopback else None,
         train_loop_config={"run": cfg.to_flat(), "start": start, "tensorboard": tensorboard,
-                           "hparam_keys": list(hparam_keys),
+                           "hparam_keys": list(hparam_keys), "imports": list(imports),
                            "scratch": f"{ctx.get_experiment_name()}-{ctx.get_trial_id()}"},
         scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                            resources_per_worker=resources),
@@ -82,8 +83,10 @@ def _train_worker(loop: dict[str, Any]) -> None:
 
     from adaptive_weights.config import RunConfig
 
+    from .plugins import import_plugins
     from .trainable import train_in_scratch, with_device
 
+    import_plugins(loop.get("imports", ()))
     ctx = train.get_context()
     rank = ctx.get_world_rank()
     cfg = RunConfig.from_flat(loop["run"]).resolve()

@@ -16,6 +16,7 @@ A sweep file is a YAML (or JSON) mapping, nested or flat::
       num_samples: 1                  # searchers: how many settings to sample
       scheduler: fifo                 # fifo | asha | pbt
       pack: 1                         # runs per Ray trial, trained as one packed network (--pack)
+      imports: [my_strategies]        # modules registering plug-ins, imported here and in every worker (--plugin)
       cases:                          # a union of grids: each case's keys replace the file's
         - {scheme.name: const}
         - {scheme.name: sieve, strategy.name: [aann, eg]}
@@ -83,6 +84,7 @@ class SweepSpec:
     scheduler: str = "fifo"
     space: dict[str, Any] = field(default_factory=dict)
     pack: int = 1               # sweep.pack / --pack: at most this many runs per Ray trial, as one packed network
+    imports: tuple[str, ...] = ()  # sweep.imports / --plugin: modules every worker imports before resolving its trial
 
     @property
     def searched(self) -> list[str]:
@@ -161,6 +163,7 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
     keys = {k: v for k, v in flat.items() if not k.startswith("sweep.")}
     sweep_name = name or options.pop("name", None) or default_name
     options.pop("name", None)
+    imports = _imports(options.pop("imports", ()))  # before any trial is resolved: they may name its plug-ins
     if not isinstance(sweep_name, str) or not _NAME_RE.fullmatch(sweep_name):  # `$` would pass a final newline
         raise RefusedError(f"sweep.name: {sweep_name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
     paper_grid = options.pop("paper_grid", True)
@@ -182,14 +185,14 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         head, _, rest = key.partition(".")
         if head != "per_strategy" or "." not in rest:
             raise RefusedError(f"unknown sweep option 'sweep.{key}'; allowed: sweep.name, sweep.paper_grid, "
-                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.pack, sweep.opt_baselines, sweep.cases, "
-                             "sweep.per_strategy.<strategy>.<hyper-parameter>")
+                             "sweep.search, sweep.num_samples, sweep.scheduler, sweep.pack, sweep.opt_baselines, sweep.imports, "
+                             "sweep.cases, sweep.per_strategy.<strategy>.<hyper-parameter>")
         strategy, _, hparam = rest.partition(".")
         per_strategy.setdefault(strategy, {})[hparam] = value
     if cases is None:
         spec = replace(expand_sweep(keys, name=sweep_name, paper_grid=paper_grid, per_strategy=per_strategy,
                                     search=search, num_samples=num_samples, scheduler=scheduler,
-                                    max_trials=max_trials), pack=pack)
+                                    max_trials=max_trials), pack=pack, imports=imports)
         return with_opt_baselines(spec) if opt_baselines else spec
     if search != "grid":
         raise RefusedError(f"sweep.cases: a union of grids needs sweep.search: grid, got {search!r}; "
@@ -199,8 +202,17 @@ def parse_sweep(data: Mapping[str, Any], *, name: str | None = None, default_nam
         specs.append(expand_sweep({**keys, **case}, name=sweep_name, paper_grid=paper_grid,
                                   per_strategy=per_strategy, scheduler=scheduler,
                                   max_trials=max_trials, counted=sum(len(spec.trials) for spec in specs)))
-    spec = replace(_union(sweep_name, specs, scheduler), pack=pack)
+    spec = replace(_union(sweep_name, specs, scheduler), pack=pack, imports=imports)
     return with_opt_baselines(spec) if opt_baselines else spec
+
+
+def _imports(value: Any) -> tuple[str, ...]:
+    """``sweep.imports``: checked, then imported, so the sweep's trials may name their plug-ins."""
+    from .plugins import check_module_names, import_plugins
+
+    modules = check_module_names(value)
+    import_plugins(modules)
+    return modules
 
 
 def check_pack_size(value: Any, key: str) -> int:

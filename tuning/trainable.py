@@ -82,7 +82,7 @@ def _config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from: Mapping[str, str] | None = None,
                 hparam_keys: Sequence[str] = (), workers: int = 1, cpus_per_worker: float = 1.0,
-                gpus_per_worker: float = 0.0, adopt_hparams: bool = False) -> None:
+                gpus_per_worker: float = 0.0, adopt_hparams: bool = False, imports: Sequence[str] = ()) -> None:
     """Ray Tune function trainable: train the run whose flat config is ``config``.
 
     ``tensorboard``: the run writes TensorBoard events, plus its HParams summary (written by the
@@ -93,6 +93,8 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     (:mod:`adaptive_weights.tuning.ray_train`), each with ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs.
     ``adopt_hparams`` (PBT): a checkpoint taken from another trial continues with this trial's
     mutated strategy hyper-parameters (a plain resume refuses a changed one).
+    ``imports``: modules that register the sweep's plug-ins (``sweep.imports`` and those carried
+    from the driver), imported before the config is resolved: a worker is a fresh process.
 
     The run directory is always rebuilt from a checkpoint (or started empty), never reused from the
     local disk: a worker killed between writing ``last.pt`` and reporting it would otherwise resume
@@ -101,6 +103,9 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
     """
     from ray import tune
 
+    from .plugins import import_plugins
+
+    import_plugins(imports)
     ctx = tune.get_context()
     cfg = run_config(config, ctx.get_trial_name())
     checkpoint = tune.get_checkpoint()
@@ -110,7 +115,8 @@ def train_trial(config: dict[str, Any], *, tensorboard: bool = True, resume_from
         from .ray_train import fit_on_workers
 
         fit_on_workers(cfg, start=checkpoint, workers=workers, cpus_per_worker=cpus_per_worker,
-                       gpus_per_worker=gpus_per_worker, tensorboard=tensorboard, hparam_keys=hparam_keys)
+                       gpus_per_worker=gpus_per_worker, tensorboard=tensorboard, hparam_keys=hparam_keys,
+                       imports=imports)
         return
     if cfg.train.device == "auto":
         # the GPUs Ray gave this trial (CUDA_VISIBLE_DEVICES is set to them), else the CPU: a trial

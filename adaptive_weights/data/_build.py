@@ -11,15 +11,15 @@ import numpy as np
 import torch
 
 from ..errors import RefusedError
-from ._cifar import read_cifar
+from ._cifar import check_cifar, read_cifar
 from ._device_loader import DeviceLoader
 from ._download import download_dataset
 from ._imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageFolderLoader, find_image_folder
 from ._small import DIGITS_SPLIT, load_digits_arrays, make_synthetic, split_digits
-from ._svhn import read_svhn
+from ._svhn import check_svhn, read_svhn
 
-__all__ = ["DATASET_NAMES", "DataBundle", "Loader", "build_data", "check_known_sizes", "check_train_batches",
-           "holdout_last", "pixel_mean"]
+__all__ = ["DATASET_NAMES", "DataBundle", "Loader", "build_data", "check_data", "check_known_sizes",
+           "check_train_batches", "holdout_last", "pixel_mean"]
 
 DATASET_NAMES = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "imagenet")
 
@@ -195,9 +195,7 @@ def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed:
     ``val_split = k > 0`` holds out ``k`` training images chosen by a fixed seed-0 permutation (a "last k"
     of a class-sorted folder would be one class); the default is none.
     """
-    root = Path(cfg.root)
-    if not (root / "train").is_dir() and (root / "imagenet" / "train").is_dir():
-        root = root / "imagenet"
+    root = _imagenet_root(cfg.root)
     train, classes = find_image_folder(root / "train")
     test, _ = find_image_folder(root / "val", classes)
     val_n = cfg.val_split or 0
@@ -220,6 +218,42 @@ def _build_imagenet(cfg: Any, batch_size: int, device: torch.device | str, seed:
                       image_size=cfg.image_size, name="imagenet",
                       normalization=(torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255,
                                      torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255))
+
+
+def _imagenet_root(root: str) -> Path:
+    """``root``, or ``root/imagenet`` when the class folders are there."""
+    path = Path(root)
+    if not (path / "train").is_dir() and (path / "imagenet" / "train").is_dir():
+        return path / "imagenet"
+    return path
+
+
+def check_data(cfg: Any) -> None:
+    """Refuse a data set (``cfg``: a ``DataConfig``) whose files are not under ``data.root`` or do
+    not load, before anything starts that would read them (a sweep checks every data config of its
+    grid before Ray starts). Cheap: CIFAR's test files are read, SVHN's variable lists, ImageNet's
+    two folders looked at; digits and synthetic need no file, and a set that ``data.download``
+    fetches is fetched by the run itself."""
+    try:
+        _check_files(cfg)
+    except (FileNotFoundError, RefusedError) as err:
+        raise RefusedError(f"data.root: {err}") from None
+
+
+def _check_files(cfg: Any) -> None:
+    if cfg.name in ("digits", "synthetic") or (cfg.download and cfg.name != "imagenet"):
+        return
+    if cfg.name == "imagenet":
+        root = _imagenet_root(cfg.root)
+        for split in ("train", "val"):
+            folder = root / split
+            if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
+                raise FileNotFoundError(f"imagenet not found: expected class folders in {folder} "
+                                        "(pass --data.root to point at the folder holding train/ and val/)")
+    elif cfg.name == "svhn":
+        check_svhn(cfg.root, extra=cfg.svhn_extra)
+    else:
+        check_cifar(cfg.root, cfg.name)
 
 
 def build_data(cfg: Any, *, batch_size: int, device: torch.device | str, seed: int, rank: int = 0,

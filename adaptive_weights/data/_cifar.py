@@ -18,7 +18,7 @@ from ..errors import RefusedError
 from ._labels import check_labels
 from ._safe_pickle import safe_pickle_load
 
-__all__ = ["CIFAR_LAYOUTS", "CifarLayout", "find_cifar", "read_cifar"]
+__all__ = ["CIFAR_LAYOUTS", "CifarLayout", "check_cifar", "find_cifar", "read_cifar"]
 
 _PIXELS = 3 * 32 * 32
 
@@ -119,6 +119,22 @@ def read_cifar(
     training images in the official order (``data_batch_1`` ... ``data_batch_5``), so "the last 5,000"
     is the second half of ``data_batch_5`` as in the paper's validation split.
     """
+    layout = _require_cifar(root, name)
+    folder = Path(root) / layout.folder
+    train_x, train_y = _read_files(folder, layout.train_files, layout)
+    test_x, test_y = _read_files(folder, layout.test_files, layout)
+    return train_x, train_y, test_x, test_y
+
+
+def check_cifar(root: str | os.PathLike[str], name: str) -> None:
+    """Refuse a CIFAR set that is not under ``root`` or whose test files do not load (the smallest
+    part: a sixth of the set), without reading the training files."""
+    layout = _require_cifar(root, name)
+    _read_files(Path(root) / layout.folder, layout.test_files, layout)
+
+
+def _require_cifar(root: str | os.PathLike[str], name: str) -> CifarLayout:
+    """The layout found under ``root``; none is a FileNotFoundError naming where it was looked for."""
     layout = find_cifar(root, name)
     if layout is None:
         expected = " or ".join(
@@ -128,7 +144,4 @@ def read_cifar(
             f"{name} not found: expected the extracted official archive at {expected} "
             "(pass --data.download to fetch it, or --data.root to point at it)"
         )
-    folder = Path(root) / layout.folder
-    train_x, train_y = _read_files(folder, layout.train_files, layout)
-    test_x, test_y = _read_files(folder, layout.test_files, layout)
-    return train_x, train_y, test_x, test_y
+    return layout

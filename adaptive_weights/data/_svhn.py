@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import RefusedError
 from ._labels import check_labels
 
-__all__ = ["SVHN_FILES", "find_svhn_dir", "read_svhn", "read_svhn_file"]
+__all__ = ["SVHN_FILES", "check_svhn", "find_svhn_dir", "read_svhn", "read_svhn_file"]
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 
@@ -52,7 +52,35 @@ def read_svhn(root: str | os.PathLike[str], extra: bool = False) -> dict[str, tu
     that a validation split can come from the official train file alone (the paper trains on
     train + extra).
     """
-    splits = ("train", "test", "extra") if extra else ("train", "test")
+    splits = _splits(extra)
+    folder = _require_svhn(root, splits)
+    return {s: read_svhn_file(folder / SVHN_FILES[s]) for s in splits}
+
+
+def check_svhn(root: str | os.PathLike[str], extra: bool = False) -> None:
+    """Refuse SVHN files that are not under ``root`` or are no SVHN file, reading only each file's
+    list of variables (not its images)."""
+    from scipy.io import whosmat
+
+    splits = _splits(extra)
+    folder = _require_svhn(root, splits)
+    for split in splits:
+        path = folder / SVHN_FILES[split]
+        try:
+            names = {name for name, _, _ in whosmat(path)}
+        except (ValueError, TypeError, OSError, EOFError, NotImplementedError) as err:
+            raise RefusedError(f"{path}: not a readable MATLAB file, truncated or corrupt "
+                               f"({type(err).__name__}: {err})") from None
+        if not {"X", "y"} <= names:
+            raise RefusedError(f"{path}: not an SVHN file (expected variables 'X' and 'y')")
+
+
+def _splits(extra: bool) -> tuple[str, ...]:
+    return ("train", "test", "extra") if extra else ("train", "test")
+
+
+def _require_svhn(root: str | os.PathLike[str], splits: tuple[str, ...]) -> Path:
+    """The folder holding the split files; none is a FileNotFoundError naming where it was looked for."""
     folder = find_svhn_dir(root, splits)
     if folder is None:
         names = ", ".join(SVHN_FILES[s] for s in splits)
@@ -60,4 +88,4 @@ def read_svhn(root: str | os.PathLike[str], extra: bool = False) -> dict[str, tu
             f"svhn not found: expected {names} in {Path(root)} or {Path(root) / 'svhn'} "
             "(pass --data.download to fetch them, or --data.root to point at them)"
         )
-    return {s: read_svhn_file(folder / SVHN_FILES[s]) for s in splits}
+    return folder
