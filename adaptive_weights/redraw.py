@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import RefusedError
