@@ -33,7 +33,7 @@ sweep() {  # a sweep, resumed when its directory exists
 }
 opt_both_seeds() {  # OPT at the four milestones for seeds 0 and 1, two runs at a time, one core each
   $AW opt --like "$RUNS/cifar10-resnet3c8-sieve-static-s0" --like "$RUNS/cifar10-resnet3c8-sieve-static-s1" \
-    --jobs 2 --threads 1 --no-tensorboard > /dev/null
+    --jobs 2 --train.num_threads 1 --no-tensorboard > /dev/null
 }
 
 mkdir -p "$OUT"
