@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -842,3 +843,37 @@ def test_the_sweep_command_takes_opt_baselines_and_refuses_baselines_that_are_no
     assert "sweep s: 5 trials" in out and out.count("-optimalat") == 3
     assert main(["sweep", str(sweep), "--baselines", str(tmp_path), "--dry-run"]) == 2
     assert "--baselines" in capsys.readouterr().err
+
+
+def test_a_sweep_from_a_bare_shell_imports_ray_only_once_loopback_is_set(tmp_path: Path) -> None:
+    """`adaptive-weights sweep` run by hand (no Makefile, so RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is not
+    in the environment) must import Ray only after `ray_session` set it: a Ray callback made
+    before the session imported Ray first, and the README's quick start stopped with "Ray was
+    imported before ...". The session is replaced by one that records whether Ray is loaded and stops."""
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text("data.name: synthetic\ndata.synthetic_size: 64\nmodel.n: 1\nmodel.c: 4\ntrain.epochs: 1\n"
+                     "train.batch_size: 16\n"
+                     "strategy.name: [static, aann]\n")
+    code = f"""
+import contextlib, sys
+import adaptive_weights.tuning.launcher as launcher
+from adaptive_weights.tuning.sweepfile import load_sweep
+
+class Stop(Exception):
+    pass
+
+@contextlib.contextmanager
+def session(*args, **kwargs):
+    print("ray loaded before the session:", "ray" in sys.modules)
+    raise Stop
+    yield
+
+launcher.ray_session = session
+try:
+    launcher.run_sweep(load_sweep({str(sweep)!r}), out={str(tmp_path / 'out')!r}, verbose=1)
+except Stop:
+    pass
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "ray loaded before the session: False" in done.stdout, done.stdout + done.stderr

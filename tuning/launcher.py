@@ -187,9 +187,9 @@ def _fit(spec: SweepSpec, plan: SweepPlan, *, packs: dict[str, list[dict[str, An
     trial's cause in the order they failed, and each Tuner's result dataframe. Failures are
     recorded by a callback, never read back from the ResultGrid: its results unpickle error.pkl."""
     errored: set[str] = set()
-    recorder = _FailureRecorder()
     frames = []
     with ray_session(address, verbose=options["verbose"]), _quiet_trial_errors(options["verbose"]):
+        recorder = _FailureRecorder()  # a Ray callback: made only once the session has set Ray's environment
         sweep_dir.write_spec(spec_record(spec))
         sweep_dir.forget_stopped({t["name"] for t in plan.trials})  # they run again: stopped only if stopped again
         fits = [(plan.trials, 0)] if plan.trials else []
