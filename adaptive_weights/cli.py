@@ -103,7 +103,7 @@ def _cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
     overrides = parse_overrides(extra)
     if args.quiet:  # an execution key: it changes how the run reports, never what it computes
-        overrides["train.progress"] = "false"
+        overrides["train.progress"] = False
     if args.resume:
         run_dir = Path(args.resume)
         changes = load_config_file(args.config) if args.config else {}

@@ -119,27 +119,23 @@ class Progress:
         self.enabled = enabled
         self.interval_s = interval_s if self.tty else max(interval_s, LOG_INTERVAL_S)
         self._last = 0.0
-        self._t0 = time.perf_counter()
-        self._done_steps = 0
+        self._eta = EtaClock(total_epochs * steps_per_epoch, clock=time.perf_counter)
 
     def due(self) -> bool:
         return self.enabled and time.perf_counter() - self._last >= self.interval_s
 
     def update(self, epoch: int, step_in_epoch: int, loss: float, images_per_s: float) -> None:
         self._last = time.perf_counter()
-        total = self.total_epochs * self.steps_per_epoch
         done = epoch * self.steps_per_epoch + step_in_epoch
-        elapsed = self._last - self._t0
-        rate = (done - self._done_steps) / elapsed if elapsed > 0 else 0.0
-        left = (total - done) / rate if rate > 0 else float("nan")
         msg = (f"epoch {epoch + 1}/{self.total_epochs} step {step_in_epoch}/{self.steps_per_epoch} "
-               f"loss {loss:.4f} {images_per_s:,.0f} img/s eta {format_duration(left)}")
+               f"loss {loss:.4f} {images_per_s:,.0f} img/s {self._eta.text(done)}")
         self.stream.write(("\r" + msg + "\x1b[K") if self.tty else msg + "\n")
         self.stream.flush()
 
     def start(self, epoch: int, step_in_epoch: int) -> None:
-        self._t0 = time.perf_counter()
-        self._done_steps = epoch * self.steps_per_epoch + step_in_epoch
+        """Count the rate from here (a resumed run's earlier steps do not make it look fast)."""
+        self._eta = EtaClock(self.total_epochs * self.steps_per_epoch,
+                             epoch * self.steps_per_epoch + step_in_epoch, clock=time.perf_counter)
 
     def line(self, msg: str) -> None:
         if self.enabled:

@@ -36,6 +36,14 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _error_column(rows: Sequence[dict[str, str]], path: Path) -> str:
+    """The one ``<split>_error`` column of ``per_exit_errors.csv`` (``test_error`` or ``val_error``)."""
+    split_cols = [c for c in (rows[0] if rows else {}) if c.endswith("_error")]
+    if len(split_cols) != 1:
+        raise RefusedError(f"{path}: expected one <split>_error column (test_error or val_error), got {split_cols}")
+    return split_cols[0]
+
+
 def report_plots(report_dir: str | Path) -> list[Plot]:
     """The error-versus-MACs plot of every model in ``report_dir/per_exit_errors.csv``, with OPT
     (its rows of method ``OPT``) and the EANN chains of ``eann.csv`` on the model's data set, as
@@ -48,10 +56,7 @@ def report_plots(report_dir: str | Path) -> list[Plot]:
         raise RefusedError(f"{report_dir}: no per_exit_errors.csv; expected the directory of a report written by "
                            "`adaptive-weights report`")
     rows = _read(path)
-    split_cols = [c for c in (rows[0] if rows else {}) if c.endswith("_error")]
-    if len(split_cols) != 1:
-        raise RefusedError(f"{path}: expected one <split>_error column (test_error or val_error), got {split_cols}")
-    err_col = split_cols[0]
+    err_col = _error_column(rows, path)
     split = err_col[: -len("_error")]
     # model -> (method, units) -> run -> [(exit, macs, error)]
     exits: dict[str, dict[tuple[str, tuple[int, ...]], dict[str, list[tuple[int, float, float]]]]] = defaultdict(dict)
@@ -145,7 +150,7 @@ def stacks_from_runs(report_dir: str | Path, run_dirs: Sequence[str | Path]) -> 
     if not rows:
         raise RefusedError(f"{report_dir}: no per_exit_errors.csv with anytime runs; expected the directory of a "
                            "report written by `adaptive-weights report`")
-    err_col = next(c for c in rows[0] if c.endswith("_error"))
+    err_col = _error_column(rows, table)
     first: dict[tuple[str, str], tuple[int, str]] = {}
     errors: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for row in rows:
